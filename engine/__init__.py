@@ -1,0 +1,9 @@
+"""The workflow engine: persisted machines, recovery, diagrams, and (in their own modules) backends and delegation."""
+
+from __future__ import annotations
+
+from engine.api import Engine
+from engine.errors import InvalidArgument, NotAvailable, UserError
+from engine.project import Project
+
+__all__ = ["Engine", "InvalidArgument", "NotAvailable", "Project", "UserError"]

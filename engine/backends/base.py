@@ -1,0 +1,122 @@
+"""The one interface every executor backend implements (Ollama, OpenAI-compatible servers, embedded llama.cpp)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from engine.errors import UserError
+from engine.progress import Progress
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "BackendUnavailable",
+    "ChatMessage",
+    "GenerateRequest",
+    "GenerateResult",
+    "ModelInfo",
+    "ModelMissing",
+    "TokenCallback",
+]
+
+TokenCallback = Callable[[str], None]
+"""Called with each piece of generated text as it streams."""
+
+
+class BackendError(UserError):
+    """The backend failed; the message says what to do. `retryable` errors are worth another attempt."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class BackendUnavailable(BackendError):
+    retryable = True
+
+
+class ModelMissing(BackendError):
+    pass
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    model: str
+    messages: Sequence[ChatMessage]
+    schema: dict[str, Any] | None = None
+    """JSON schema the answer must follow (Ollama `format`, llama.cpp `response_format`); None for free text."""
+    num_ctx: int = 4096
+    max_tokens: int = 1024
+    temperature: float = 0.1
+    seed: int | None = None
+    keep_alive: str | int | None = None
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    done_reason: str
+    """`stop` when the model finished, `length` when it hit max_tokens or the context."""
+    total_seconds: float
+    prompt_seconds: float | None = None
+    """Prompt-processing time, when the backend reports it (Ollama, llama.cpp)."""
+    eval_seconds: float | None = None
+    model: str = ""
+    cached_prompt_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    size_bytes: int | None = None
+    context_length: int | None = None
+    size_vram: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    """`ollama`, `openai` or `embedded`."""
+    parallelism: int
+    """How many generations the backend runs at once (Ollama's OLLAMA_NUM_PARALLEL, default 1)."""
+
+    async def version(self) -> str | None:
+        """The server's version, or None when nothing answers."""
+
+    async def models(self) -> list[ModelInfo]:
+        """Models available without a download."""
+
+    async def loaded(self) -> list[ModelInfo]:
+        """Models loaded in memory now."""
+
+    async def context_length(self, model: str) -> int | None:
+        """The model's trained context length, when known."""
+
+    async def pull(self, model: str, *, progress: Progress) -> None:
+        """Download `model` if the backend can; raises ModelMissing when it cannot."""
+
+    async def load(self, model: str, *, num_ctx: int, keep_alive: str | int | None) -> None: ...
+
+    async def unload(self, model: str) -> None: ...
+
+    async def generate(self, request: GenerateRequest, *, on_token: TokenCallback | None = None) -> GenerateResult:
+        """One streamed generation; raises BackendError (retryable or not) on failure."""
+
+    def count_tokens(self, text: str) -> int:
+        """Exact where the backend has a tokenizer here, else a conservative estimate."""
+
+    async def aclose(self) -> None: ...

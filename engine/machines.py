@@ -1,0 +1,117 @@
+"""Persisted machines: validate an event with the declared `transitions` machine, then commit the move and its
+journal entry in one transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from transitions import MachineError
+
+from engine.errors import UserError
+from engine.store import MachineRecord, StaleVersion, Store, Transaction
+from states import MachineModel, MachineSpec, build_machine
+
+__all__ = ["InvalidEvent", "PersistedMachines", "TerminalState", "new_id"]
+
+AfterMove = Callable[[Transaction, MachineRecord], None]
+"""Extra writes that must commit with the transition (e.g. journaled file contents)."""
+
+
+class InvalidEvent(UserError):
+    def __init__(self, kind: str, machine_id: str, state: str, event: str, allowed_from: tuple[str, ...]) -> None:
+        if allowed_from:
+            hint = f"it is allowed only from: {', '.join(allowed_from)}"
+        else:
+            hint = f"{kind} machines have no event {event!r}"
+        super().__init__(f"{kind} {machine_id} is in state {state!r}; event {event!r} cannot happen now ({hint})")
+        self.kind, self.machine_id, self.state, self.event = kind, machine_id, state, event
+
+
+class TerminalState(InvalidEvent):
+    def __init__(self, kind: str, machine_id: str, state: str, event: str) -> None:
+        Exception.__init__(
+            self, f"{kind} {machine_id} has finished in state {state!r}; event {event!r} cannot change a finished run"
+        )
+        self.kind, self.machine_id, self.state, self.event = kind, machine_id, state, event
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+class PersistedMachines:
+    """All machines of one kind in one store."""
+
+    def __init__(self, store: Store, spec: MachineSpec) -> None:
+        self.store = store
+        self.spec = spec
+        self._validator = build_machine(spec)
+
+    def create(self, machine_id: str, data: Mapping[str, Any] | None = None) -> MachineRecord:
+        with self.store.transaction() as tx:
+            return tx.create(machine_id, kind=self.spec.kind, state=self.spec.initial, data=dict(data or {}))
+
+    def ensure(self, machine_id: str, data: Mapping[str, Any] | None = None) -> MachineRecord:
+        """The machine with this id, created in the initial state if it does not exist yet."""
+        with self.store.transaction() as tx:
+            existing = tx.connection.execute("SELECT 1 FROM machines WHERE id = ?", (machine_id,)).fetchone()
+            if existing:
+                return tx.get(machine_id)
+            return tx.create(machine_id, kind=self.spec.kind, state=self.spec.initial, data=dict(data or {}))
+
+    def destination(self, record: MachineRecord, event: str, **kwargs: Any) -> str:
+        """Where `event` takes `record`, by the declared machine and its guards; raises InvalidEvent if nowhere."""
+        if record.state in self.spec.terminal:
+            raise TerminalState(self.spec.kind, record.id, record.state, event)
+        if event not in self.spec.triggers:
+            raise InvalidEvent(self.spec.kind, record.id, record.state, event, ())
+        model = MachineModel(record.data)
+        self._validator.add_model(model, initial=record.state)
+        try:
+            moved = model.trigger(event, **kwargs)  # type: ignore[attr-defined]
+            return str(model.state) if moved else ""
+        except MachineError:
+            raise InvalidEvent(
+                self.spec.kind, record.id, record.state, event, self.spec.sources_of(event)
+            ) from None
+        finally:
+            self._validator.remove_model(model)
+
+    def fire(
+        self,
+        machine_id: str,
+        event: str,
+        *,
+        data: Mapping[str, Any] | None = None,
+        payload: Mapping[str, Any] | None = None,
+        expected_version: int | None = None,
+        after: AfterMove | None = None,
+    ) -> MachineRecord:
+        """Apply `event`: merge `data` into the machine's data, journal `payload`, all in one transaction."""
+        with self.store.transaction() as tx:
+            record = tx.get(machine_id)
+            if expected_version is not None and record.version != expected_version:
+                raise StaleVersion(machine_id, expected_version, record.version)
+            dst = self.destination(record, event, **dict(payload or {}))
+            if not dst:
+                raise InvalidEvent(
+                    self.spec.kind, record.id, record.state, event, self.spec.sources_of(event)
+                )
+            moved = tx.update(record, event=event, dst=dst, data={**record.data, **(data or {})}, payload=dict(payload or {}))
+            if after is not None:
+                after(tx, moved)
+            return moved
+
+    def note(
+        self, machine_id: str, event: str, *, data: Mapping[str, Any] | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> MachineRecord:
+        """Journal an event that changes the data but not the state (e.g. a recovery attempt)."""
+        with self.store.transaction() as tx:
+            record = tx.get(machine_id)
+            return tx.update(
+                record, event=event, dst=record.state, data={**record.data, **(data or {})},
+                payload=dict(payload or {}),
+            )

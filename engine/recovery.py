@@ -1,0 +1,85 @@
+"""Recovery on start: every non-terminal run whose owner is gone is claimed and handed to a resume hook.
+
+Each recovery is journaled as a `recover` note; a run recovered more than `max_recoveries` times is aborted with a
+reason instead of being tried again, so a run that crashes the process every time cannot crash-loop it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from engine.machines import PersistedMachines
+from engine.ownership import current_token, token_alive
+from engine.store import MachineRecord
+
+__all__ = ["RecoveryReport", "ResumeHook", "claim", "interrupted_runs", "recover"]
+
+ResumeHook = Callable[[MachineRecord], Awaitable[None]]
+
+DEFAULT_MAX_RECOVERIES = 3
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class RecoveryReport:
+    resumed: list[str] = field(default_factory=list)
+    aborted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def interrupted_runs(runs: PersistedMachines) -> list[MachineRecord]:
+    """Non-terminal runs, oldest first; finished runs are never returned."""
+    live = [s for s in runs.spec.states if s not in runs.spec.terminal]
+    return sorted(runs.store.machines(kind=runs.spec.kind, states=live), key=lambda r: (r.created_at, r.id))
+
+
+def claim(runs: PersistedMachines, run_id: str, *, token: str | None = None) -> MachineRecord | None:
+    """Take ownership of a run unless a live process owns it; None when someone else has it."""
+    token = token or current_token()
+    with runs.store.transaction() as tx:
+        record = tx.get(run_id)
+        if record.owner and record.owner != token and token_alive(record.owner):
+            return None
+        tx.set_owner(run_id, token)
+        return tx.get(run_id)
+
+
+async def recover(
+    runs: PersistedMachines,
+    resume: ResumeHook,
+    *,
+    max_recoveries: int = DEFAULT_MAX_RECOVERIES,
+    token: str | None = None,
+) -> RecoveryReport:
+    report = RecoveryReport()
+    for record in interrupted_runs(runs):
+        claimed = claim(runs, record.id, token=token)
+        if claimed is None:
+            report.skipped.append(record.id)
+            continue
+        count = int(claimed.data.get("recoveries", 0)) + 1
+        noted = runs.note(
+            record.id, "recover", data={"recoveries": count}, payload={"state": claimed.state, "recovery": count}
+        )
+        if count > max_recoveries and noted.state != "rolling_back":
+            reason = (
+                f"interrupted {count} times (last in state {noted.state!r}); gave up after {max_recoveries} "
+                "recoveries. Check engine.log for the crash, then delegate again"
+            )
+            noted = runs.fire(record.id, "abort", data={"error": reason}, payload={"reason": reason})
+            report.aborted.append(record.id)
+        log.info("recovering run", run_id=record.id, state=noted.state, recovery=count)
+        try:
+            await resume(noted)
+        except Exception as exc:  # one broken run must not stop the others from recovering
+            log.exception("resume failed", run_id=record.id)
+            report.errors[record.id] = f"{type(exc).__name__}: {exc}"
+        else:
+            if record.id not in report.aborted:
+                report.resumed.append(record.id)
+    return report

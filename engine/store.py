@@ -1,0 +1,298 @@
+"""SQLite persistence: one row per machine and an append-only journal of events.
+
+Every change to a machine row happens inside `Store.transaction()` (BEGIN IMMEDIATE), together with its journal entry,
+so the row and the journal commit together or not at all. The write lock that BEGIN IMMEDIATE takes serialises
+writers across processes; the `version` column is checked as well, so a caller holding a stale copy is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import UserError
+
+__all__ = [
+    "EventRecord",
+    "MachineNotFound",
+    "MachineRecord",
+    "StaleVersion",
+    "Store",
+    "StoreError",
+    "Transaction",
+]
+
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE machines (
+        id          TEXT PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        data        TEXT NOT NULL DEFAULT '{}',
+        owner       TEXT,
+        created_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL,
+        version     INTEGER NOT NULL
+    );
+    CREATE INDEX machines_kind_state ON machines (kind, state);
+    CREATE TABLE events (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        machine_id  TEXT NOT NULL REFERENCES machines (id),
+        version     INTEGER NOT NULL,
+        event       TEXT NOT NULL,
+        src         TEXT,
+        dst         TEXT NOT NULL,
+        payload     TEXT NOT NULL DEFAULT '{}',
+        at          REAL NOT NULL,
+        UNIQUE (machine_id, version)
+    );
+    """,
+    """
+    CREATE TABLE file_writes (
+        run_id      TEXT NOT NULL REFERENCES machines (id),
+        path        TEXT NOT NULL,
+        existed     INTEGER NOT NULL,
+        previous    BLOB,
+        content     BLOB,
+        attempt     INTEGER NOT NULL,
+        status      TEXT NOT NULL,
+        PRIMARY KEY (run_id, path)
+    );
+    """,
+)
+
+
+class StoreError(UserError):
+    """Base class of the store's errors."""
+
+
+class MachineNotFound(StoreError):
+    def __init__(self, machine_id: str) -> None:
+        super().__init__(f"no machine with id {machine_id!r}; `local-llm runs` lists the known runs")
+        self.machine_id = machine_id
+
+
+class StaleVersion(StoreError):
+    def __init__(self, machine_id: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"machine {machine_id!r} changed underneath: expected version {expected}, found {actual}; reload and retry"
+        )
+        self.machine_id, self.expected, self.actual = machine_id, expected, actual
+
+
+@dataclass(frozen=True)
+class MachineRecord:
+    id: str
+    kind: str
+    state: str
+    data: dict[str, Any]
+    owner: str | None
+    created_at: float
+    updated_at: float
+    version: int
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    seq: int
+    machine_id: str
+    version: int
+    event: str
+    src: str | None
+    dst: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    at: float = 0.0
+
+
+def _machine(row: sqlite3.Row) -> MachineRecord:
+    return MachineRecord(
+        id=row["id"],
+        kind=row["kind"],
+        state=row["state"],
+        data=json.loads(row["data"]),
+        owner=row["owner"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        version=row["version"],
+    )
+
+
+def _event(row: sqlite3.Row) -> EventRecord:
+    return EventRecord(
+        seq=row["seq"],
+        machine_id=row["machine_id"],
+        version=row["version"],
+        event=row["event"],
+        src=row["src"],
+        dst=row["dst"],
+        payload=json.loads(row["payload"]),
+        at=row["at"],
+    )
+
+
+def _dumps(value: dict[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+class Transaction:
+    """Reads and writes inside one BEGIN IMMEDIATE transaction; obtained from `Store.transaction()`."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.now = time.time()
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """For tables that other modules own (file_writes); keep to this transaction."""
+        return self._conn
+
+    def get(self, machine_id: str) -> MachineRecord:
+        row = self._conn.execute("SELECT * FROM machines WHERE id = ?", (machine_id,)).fetchone()
+        if row is None:
+            raise MachineNotFound(machine_id)
+        return _machine(row)
+
+    def create(
+        self, machine_id: str, *, kind: str, state: str, data: dict[str, Any], event: str = "create"
+    ) -> MachineRecord:
+        try:
+            self._conn.execute(
+                "INSERT INTO machines (id, kind, state, data, created_at, updated_at, version)"
+                " VALUES (?, ?, ?, ?, ?, ?, 1)",
+                (machine_id, kind, state, _dumps(data), self.now, self.now),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"a machine with id {machine_id!r} already exists") from exc
+        self._append(machine_id, 1, event, None, state, data)
+        return self.get(machine_id)
+
+    def update(
+        self,
+        record: MachineRecord,
+        *,
+        event: str,
+        dst: str,
+        data: dict[str, Any],
+        payload: dict[str, Any] | None = None,
+    ) -> MachineRecord:
+        """Move `record` to `dst` with new `data`, journaling `event`; refused if the row moved since `record`."""
+        cur = self._conn.execute(
+            "UPDATE machines SET state = ?, data = ?, updated_at = ?, version = version + 1"
+            " WHERE id = ? AND version = ?",
+            (dst, _dumps(data), self.now, record.id, record.version),
+        )
+        if cur.rowcount != 1:
+            raise StaleVersion(record.id, record.version, self.get(record.id).version)
+        self._append(record.id, record.version + 1, event, record.state, dst, payload or {})
+        return self.get(record.id)
+
+    def set_owner(self, machine_id: str, owner: str | None) -> None:
+        self._conn.execute("UPDATE machines SET owner = ? WHERE id = ?", (owner, machine_id))
+
+    def _append(
+        self, machine_id: str, version: int, event: str, src: str | None, dst: str, payload: dict[str, Any]
+    ) -> None:
+        self._conn.execute(
+            "INSERT INTO events (machine_id, version, event, src, dst, payload, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (machine_id, version, event, src, dst, _dumps(payload), self.now),
+        )
+
+
+class Store:
+    """A project's `state.db`. Safe to share between threads; several processes may open the same file."""
+
+    def __init__(self, path: Path | str, *, busy_timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(
+            str(path), isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
+        )
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a committed transition survives power loss too (NORMAL in WAL mode may lose the last commits).
+        self._conn.execute("PRAGMA synchronous = FULL")
+        self._conn.execute("PRAGMA foreign_keys = ON")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self.transaction() as tx:
+            current = tx.connection.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(_MIGRATIONS[current:], start=current + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    tx.connection.execute(statement)
+                tx.connection.execute(f"PRAGMA user_version = {number}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield Transaction(self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # Reads run outside explicit transactions: WAL gives each statement a consistent snapshot.
+
+    def get(self, machine_id: str) -> MachineRecord:
+        with self._lock:
+            row = self._conn.execute("SELECT * FROM machines WHERE id = ?", (machine_id,)).fetchone()
+        if row is None:
+            raise MachineNotFound(machine_id)
+        return _machine(row)
+
+    def find(self, machine_id: str) -> MachineRecord | None:
+        try:
+            return self.get(machine_id)
+        except MachineNotFound:
+            return None
+
+    def machines(
+        self, *, kind: str | None = None, states: Sequence[str] | None = None, limit: int | None = None
+    ) -> list[MachineRecord]:
+        sql, args = "SELECT * FROM machines WHERE 1 = 1", []
+        if kind is not None:
+            sql += " AND kind = ?"
+            args.append(kind)
+        if states is not None:
+            sql += f" AND state IN ({','.join('?' * len(states))})"
+            args.extend(states)
+        sql += " ORDER BY created_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self._lock:
+            return [_machine(r) for r in self._conn.execute(sql, args).fetchall()]
+
+    def count(self, *, kind: str, states: Sequence[str]) -> int:
+        sql = f"SELECT COUNT(*) FROM machines WHERE kind = ? AND state IN ({','.join('?' * len(states))})"
+        with self._lock:
+            return int(self._conn.execute(sql, (kind, *states)).fetchone()[0])
+
+    def events(self, machine_id: str) -> list[EventRecord]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT * FROM events WHERE machine_id = ? ORDER BY version", (machine_id,)
+            ).fetchall()
+        return [_event(r) for r in rows]

@@ -1,0 +1,1 @@
+"""Adapters that turn MCP tool calls and CLI commands into engine events."""
