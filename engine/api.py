@@ -16,9 +16,11 @@ import anyio.abc
 
 from engine import diagrams
 from engine.errors import InvalidArgument, NotAvailable
+from engine.lifecycle import Lifecycle
 from engine.machines import PersistedMachines
 from engine.progress import Progress, no_progress
 from engine.project import Project
+from engine.runner import Delegations
 from engine.recovery import RecoveryReport, ResumeHook, recover
 from engine.store import MachineRecord, Store
 from states import DELEGATION, MACHINES, SESSION
@@ -53,6 +55,8 @@ class Engine:
         self.runs = PersistedMachines(self.store, DELEGATION)
         self._task_group: anyio.abc.TaskGroup | None = None
         self.resume_hook: ResumeHook | None = None
+        self.lifecycle = Lifecycle(self)
+        self.delegations = Delegations(self)
 
     @classmethod
     def open(cls, project_dir: str | os.PathLike[str] | None = None) -> Engine:
@@ -118,40 +122,38 @@ class Engine:
             "runs": [run_summary(self.store.get(i)) for i in [*report.resumed, *report.aborted, *report.errors]],
         }
 
-    # -- filled in by the lifecycle and delegation parts ---------------------------------------------------------
+    # -- session lifecycle (engine/lifecycle.py) -------------------------------------------------------------------
 
     async def capability(self) -> dict[str, Any]:
-        raise NotAvailable("capability is not available yet (backends and lifecycle, issue #3)")
+        return await self.lifecycle.capability()
 
     async def enable(
         self, llm: str | bool | None = True, *, backend: str | None = None, progress: Progress = no_progress
     ) -> dict[str, Any]:
-        raise NotAvailable("enable is not available yet (backends and lifecycle, issue #3)")
+        return await self.lifecycle.enable(llm, backend=backend, progress=progress)
 
     async def disable(self, *, stop_server: bool = False, progress: Progress = no_progress) -> dict[str, Any]:
-        raise NotAvailable("disable is not available yet (backends and lifecycle, issue #3)")
+        return await self.lifecycle.disable(stop_server=stop_server, progress=progress)
 
     async def status(self) -> dict[str, Any]:
-        record = self.session()
-        return {
-            "state": record.state,
-            "backend": record.data.get("backend"),
-            "model": record.data.get("model"),
-            "persist": bool(record.data.get("persist", False)),
-            "loaded": [],
-            "runs_active": self.store.count(
-                kind=DELEGATION.kind, states=[s for s in DELEGATION.states if s not in DELEGATION.terminal]
-            ),
-        }
+        return await self.lifecycle.status()
 
-    async def cancel(self, run_id: str) -> dict[str, Any]:
-        raise NotAvailable("cancel is not available yet (delegation pipeline, issue #4)")
+    # -- delegation (engine/runner.py) --------------------------------------------------------------------------
 
     def analyze(self, task: str, **fields: Any) -> dict[str, Any]:
-        raise NotAvailable("analyze is not available yet (delegation pipeline, issue #4)")
+        return self.delegations.analyze(task, **fields)
+
+    async def delegate(self, progress: Progress = no_progress, **fields: Any) -> dict[str, Any]:
+        return await self.delegations.delegate(progress=progress, **fields)
+
+    async def result(self, run_id: str, *, wait: float = 0.0) -> dict[str, Any]:
+        return await self.delegations.result(run_id, wait=wait)
+
+    async def cancel(self, run_id: str) -> dict[str, Any]:
+        return await self.delegations.cancel(run_id)
 
     def stats(self) -> dict[str, Any]:
-        raise NotAvailable("stats is not available yet (delegation pipeline, issue #4)")
+        return self.delegations.stats()
 
 
 async def _no_resumer(record: MachineRecord) -> None:

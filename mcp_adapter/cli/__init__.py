@@ -11,7 +11,7 @@ import anyio
 from engine import Engine, UserError
 from engine.logs import configure_logging
 from engine.project import Project
-from mcp_adapter.cli import runs
+from mcp_adapter.cli import delegation, lifecycle, runs
 from mcp_adapter.cli.output import Result, emit
 
 __all__ = ["main"]
@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         "or the embedded llama.cpp default), with persisted, resumable state machines.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    runs.register(sub, common)
+    for module in (lifecycle, delegation, runs):
+        module.register(sub, common)
     for name, where in _PENDING.items():
         if name not in sub.choices:
             p = sub.add_parser(name, parents=[common], help=f"(not available yet: {where})")
