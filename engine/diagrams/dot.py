@@ -42,14 +42,11 @@ def render_dot(diagram: Diagram) -> str:
         lines.append(f"    {_quote(node.name)} [{', '.join(attrs)}];")
         if node.initial:
             lines.append(f"    __start -> {_quote(node.name)};")
-    for edge in diagram.edges:
-        label = edge.label
-        attrs = []
-        if steps := diagram.steps_on(edge):
-            label += " (step " + ", ".join(str(n) for n in steps) + ")"
+    for source, dest, label, taken in diagram.arrows():
+        attrs = [f"label={_quote(label)}"]
+        if taken:
             attrs += ["penwidth=2.5", "color=\"#1d4ed8\""]
-        attrs.insert(0, f"label={_quote(label)}")
-        lines.append(f"    {_quote(edge.source)} -> {_quote(edge.dest)} [{', '.join(attrs)}];")
+        lines.append(f"    {_quote(source)} -> {_quote(dest)} [{', '.join(attrs)}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
 

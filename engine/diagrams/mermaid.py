@@ -21,11 +21,8 @@ def render_mermaid(diagram: Diagram) -> str:
     for node in diagram.nodes:
         if node.initial:
             lines.append(f"    [*] --> {node.name}")
-    for edge in diagram.edges:
-        label = edge.label
-        if steps := diagram.steps_on(edge):
-            label += " (step " + ", ".join(str(n) for n in steps) + ")"
-        lines.append(f"    {edge.source} --> {edge.dest} : {_text(label)}")
+    for source, dest, label, _ in diagram.arrows():
+        lines.append(f"    {source} --> {dest} : {_text(label)}")
     for node in diagram.nodes:
         if node.terminal:
             lines.append(f"    {node.name} --> [*]")

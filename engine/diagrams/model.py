@@ -50,5 +50,17 @@ class Diagram:
     def visited(self) -> frozenset[str]:
         return frozenset(s.source for s in self.path) | frozenset(s.dest for s in self.path)
 
+    def arrows(self) -> list[tuple[str, str, str, bool]]:
+        """Edges merged per (source, dest): one arrow whose label lists every trigger, each with the steps taken."""
+        merged: dict[tuple[str, str], list[str]] = {}
+        taken: set[tuple[str, str]] = set()
+        for edge in self.edges:
+            label = edge.label
+            if steps := self.steps_on(edge):
+                label += " (step " + ", ".join(str(n) for n in steps) + ")"
+                taken.add((edge.source, edge.dest))
+            merged.setdefault((edge.source, edge.dest), []).append(label)
+        return [(src, dst, " / ".join(labels), (src, dst) in taken) for (src, dst), labels in merged.items()]
+
     def steps_on(self, edge: Edge) -> list[int]:
         return [s.number for s in self.path if (s.source, s.dest, s.event) == (edge.source, edge.dest, edge.trigger)]

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import pytest
+from transitions import MachineError
+
+from states import DELEGATION, MACHINES, SESSION, MachineModel, MachineSpec, TransitionSpec, build_machine
+
+
+def _reachable(spec: MachineSpec) -> set[str]:
+    seen, frontier = {spec.initial}, [spec.initial]
+    while frontier:
+        state = frontier.pop()
+        for t in spec.transitions:
+            if state in t.source and t.dest not in seen:
+                seen.add(t.dest)
+                frontier.append(t.dest)
+    return seen
+
+
+@pytest.mark.parametrize("spec", list(MACHINES.values()), ids=list(MACHINES))
+def test_every_declared_state_is_reachable_from_the_initial_state(spec: MachineSpec) -> None:
+    assert _reachable(spec) == set(spec.states)
+
+
+def test_terminal_run_states_have_no_way_out() -> None:
+    for t in DELEGATION.transitions:
+        assert not set(t.source) & DELEGATION.terminal, t.trigger
+
+
+def test_a_declaration_that_leaves_a_terminal_state_is_refused() -> None:
+    with pytest.raises(ValueError, match="leaves terminal state"):
+        MachineSpec(
+            kind="bad",
+            states=("a", "b"),
+            initial="a",
+            terminal=frozenset({"b"}),
+            transitions=(TransitionSpec("go", ("a",), "b"), TransitionSpec("back", ("b",), "a")),
+        )
+
+
+def test_a_declaration_naming_an_unknown_state_is_refused() -> None:
+    with pytest.raises(ValueError, match="undeclared state 'c'"):
+        MachineSpec(kind="bad", states=("a",), initial="a", transitions=(TransitionSpec("go", ("a",), "c"),))
+
+
+def test_verify_failure_retries_while_attempts_remain_then_rolls_back() -> None:
+    machine = build_machine(DELEGATION)
+    model = MachineModel({"attempt": 1, "max_attempts": 2, "verify": "true"})
+    machine.add_model(model, initial="verifying")
+    assert model.trigger("verify_failed")
+    assert model.state == "retrying"
+
+    last = MachineModel({"attempt": 2, "max_attempts": 2, "verify": "true"})
+    machine.add_model(last, initial="verifying")
+    assert last.trigger("verify_failed")
+    assert last.state == "rolling_back"
+
+
+def test_writing_without_a_verify_command_finishes_the_run() -> None:
+    machine = build_machine(DELEGATION)
+    with_verify, without = MachineModel({"verify": "pytest"}), MachineModel({"verify": None})
+    machine.add_model(with_verify, initial="writing")
+    machine.add_model(without, initial="writing")
+    with_verify.trigger("written")
+    without.trigger("written")
+    assert (with_verify.state, without.state) == ("verifying", "done")
+
+
+def test_an_event_from_the_wrong_state_raises() -> None:
+    machine = build_machine(SESSION)
+    model = MachineModel()
+    machine.add_model(model, initial="idle")
+    with pytest.raises(MachineError):
+        model.trigger("ready")
+    assert model.state == "idle"
+
+
+def test_restoring_a_model_into_a_stored_state_runs_no_enter_callback() -> None:
+    entered: list[str] = []
+    machine = build_machine(DELEGATION)
+    machine.on_enter_verifying(lambda event: entered.append("verifying"))
+    machine.on_enter_done(lambda event: entered.append("done"))
+    model = MachineModel({"verify": "true"})
+    machine.add_model(model, initial="verifying")
+    assert entered == []
+    model.trigger("passed")
+    assert entered == ["done"]
