@@ -75,6 +75,18 @@ class Engine:
             finally:
                 self._task_group = None
 
+    def spawn(self, fn: Any, *args: Any) -> bool:
+        """Start `fn(*args)` in the background task group; False when no `background()` context is active."""
+        if self._task_group is None:
+            return False
+        self._task_group.start_soon(fn, *args)
+        return True
+
+    def cancel_background(self) -> None:
+        """Stop background work (server shutdown); runs keep their persisted state and resume on the next start."""
+        if self._task_group is not None:
+            self._task_group.cancel_scope.cancel()
+
     # -- runs and the journal -------------------------------------------------------------------------------------
 
     def session(self) -> MachineRecord:

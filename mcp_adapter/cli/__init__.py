@@ -11,7 +11,7 @@ import anyio
 from engine import Engine, UserError
 from engine.logs import configure_logging
 from engine.project import Project
-from mcp_adapter.cli import delegation, lifecycle, runs
+from mcp_adapter.cli import delegation, lifecycle, runs, serve
 from mcp_adapter.cli.output import Result, emit
 
 __all__ = ["main"]
@@ -24,7 +24,6 @@ _PENDING = {
     "delegate": "issue #4 (delegation pipeline)",
     "stats": "issue #4 (delegation pipeline)",
     "demo": "issue #4 (delegation pipeline)",
-    "serve": "issue #5 (MCP server)",
 }
 
 
@@ -47,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         "or the embedded llama.cpp default), with persisted, resumable state machines.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (lifecycle, delegation, runs):
+    for module in (lifecycle, delegation, runs, serve):
         module.register(sub, common)
     for name, where in _PENDING.items():
         if name not in sub.choices:

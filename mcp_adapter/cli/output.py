@@ -16,9 +16,13 @@ class Result:
     data: Any
     text: str | Callable[[Any], str] | None = None
     exit_code: int = 0
+    quiet: bool = False
+    """Print nothing (serve: stdout belonged to the protocol)."""
 
 
 def emit(result: Result, *, as_json: bool) -> None:
+    if result.quiet:
+        return
     if as_json or result.text is None:
         if isinstance(result.data, str) and not as_json:
             sys.stdout.write(result.data if result.data.endswith("\n") else result.data + "\n")

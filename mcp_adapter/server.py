@@ -1,0 +1,213 @@
+"""`local-llm serve`: the MCP server (stdio) with one tool, `local_llm`, whose `action` picks what to do.
+
+The adapter only translates: it checks that the fields an action needs are present, calls the engine, and turns
+the engine's `UserError`s into `ToolError`s (whose text the client sees; any other exception would reach the client
+only as "Error executing tool local_llm").
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
+
+import anyio
+import structlog
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, Field
+
+from engine import Engine, UserError
+from engine.logs import configure_logging
+from engine.progress import Progress
+
+__all__ = ["ACTIONS", "DEFAULT_WAIT_S", "build_server", "serve"]
+
+log = structlog.get_logger(__name__)
+
+Action = Literal[
+    "capability", "enable", "disable", "status", "analyze", "delegate", "stats", "result", "runs", "cancel", "diagram"
+]
+ACTIONS: tuple[str, ...] = Action.__args__  # type: ignore[attr-defined]
+
+DEFAULT_WAIT_S = float(os.environ.get("LOCAL_LLM_MCP_WAIT_S", "40"))
+"""How long `delegate` and `result` wait before answering with the run's id: clients drop calls after ~60 s."""
+
+WAIT_ENV = "LOCAL_LLM_MCP_WAIT_S"
+
+INSTRUCTIONS = """\
+Delegate mechanical coding work (boilerplate, CRUD, unit tests, docstrings, mechanical refactors, translation between
+languages) to a local model, so your own context stays free for reasoning. Flow: action=enable (once per session),
+action=analyze (task, output_files) -> delegate only when recommendation is "delegate", action=delegate (task,
+output_files [{path, description}], context_files, verify). A delegate that takes longer than `wait` seconds returns
+its run_id; collect it with action=result (run_id, wait). action=disable at the end unloads the model."""
+
+
+class OutputFile(BaseModel):
+    path: str = Field(description="file to write, relative to the project root")
+    description: str = Field(default="", description="what the file must contain")
+
+
+def _required(action: str, **fields: Any) -> None:
+    for name, value in fields.items():
+        if value is None or value == "" or value == []:
+            raise ToolError(f"{name}: required for action {action!r}")
+
+
+def _progress(ctx: Context) -> tuple[Progress, Callable[[], None]]:
+    """A progress callback for this call, and a switch that stops it once the call has answered."""
+    live = True
+
+    async def report(done: float, total: float | None, message: str) -> None:
+        if not live:
+            return
+        try:
+            await ctx.report_progress(done, total, message)
+        except Exception:  # the client went away; progress is best effort
+            log.debug("progress notification failed", exc_info=True)
+
+    def stop() -> None:
+        nonlocal live
+        live = False
+
+    return report, stop
+
+
+def build_server(engine: Engine) -> MCPServer:
+    server = MCPServer(name="local-llm", instructions=INSTRUCTIONS)
+
+    async def dispatch(action: str, fields: dict[str, Any], ctx: Context) -> dict[str, Any]:
+        progress, stop = _progress(ctx)
+        try:
+            match action:
+                case "capability":
+                    return await engine.capability()
+                case "enable":
+                    return await engine.enable(fields["llm"] if fields["llm"] is not None else True,
+                                               backend=fields["backend"], progress=progress)
+                case "disable":
+                    return await engine.disable(stop_server=bool(fields["stop_server"]), progress=progress)
+                case "status":
+                    return await engine.status()
+                case "analyze":
+                    _required(action, task=fields["task"])
+                    outputs = [o.path if isinstance(o, OutputFile) else o for o in fields["output_files"] or []]
+                    return engine.analyze(
+                        fields["task"], files=fields["files"] or fields["context_files"] or [],
+                        output_files=outputs, task_type=fields["task_type"],
+                    )
+                case "delegate":
+                    _required(action, task=fields["task"], output_files=fields["output_files"])
+                    outputs = [
+                        o.model_dump() if isinstance(o, OutputFile) else {"path": o, "description": ""}
+                        for o in fields["output_files"]
+                    ]
+                    return await engine.delegate(
+                        progress=progress,
+                        task=fields["task"],
+                        task_type=fields["task_type"],
+                        context_files=fields["context_files"] or fields["files"] or [],
+                        output_files=outputs,
+                        verify=fields["verify"],
+                        max_attempts=fields["max_attempts"],
+                        model=fields["model"],
+                        allow_secrets=bool(fields["allow_secrets"]),
+                        wait=DEFAULT_WAIT_S if fields["wait"] is None else fields["wait"],
+                    )
+                case "result":
+                    _required(action, run_id=fields["run_id"])
+                    wait = DEFAULT_WAIT_S if fields["wait"] is None else fields["wait"]
+                    return await engine.result(fields["run_id"], wait=wait)
+                case "runs":
+                    return {"runs": engine.list_runs(limit=fields["limit"])}
+                case "cancel":
+                    _required(action, run_id=fields["run_id"])
+                    return await engine.cancel(fields["run_id"])
+                case "diagram":
+                    machine = fields["machine"] or ("delegation" if fields["run_id"] else "session")
+                    text = engine.diagram(machine, run_id=fields["run_id"], fmt=fields["format"])
+                    return {"machine": machine, "run_id": fields["run_id"], "format": fields["format"], "diagram": text}
+            raise ToolError(f"action: expected one of {', '.join(ACTIONS)}, got {action!r}")
+        except UserError as exc:
+            raise ToolError(str(exc)) from exc
+        finally:
+            stop()
+
+    @server.tool(
+        name="local_llm",
+        description=INSTRUCTIONS,
+    )
+    async def local_llm(
+        action: Annotated[Action, Field(description="what to do; the other fields belong to the action")],
+        ctx: Context,
+        task: Annotated[str | None, Field(description="analyze, delegate: the task in plain words")] = None,
+        task_type: Annotated[
+            Literal["generate", "test", "docs", "refactor", "translate"] | None,
+            Field(description="analyze, delegate: kind of work"),
+        ] = None,
+        files: Annotated[list[str] | None, Field(description="analyze: context files (paths in the project)")] = None,
+        context_files: Annotated[
+            list[str] | None, Field(description="delegate: files the model reads (paths in the project)")
+        ] = None,
+        output_files: Annotated[
+            list[OutputFile | str] | None,
+            Field(description="analyze: paths; delegate: [{path, description}] the model must write"),
+        ] = None,
+        verify: Annotated[str | None, Field(description="delegate: shell command that checks the result")] = None,
+        max_attempts: Annotated[int | None, Field(ge=1, le=10, description="delegate: attempts (default 3)")] = None,
+        model: Annotated[str | None, Field(description="delegate: model to use instead of the session's")] = None,
+        allow_secrets: Annotated[bool, Field(description="delegate: send files that look like secrets")] = False,
+        wait: Annotated[
+            float | None, Field(ge=0, le=3600, description=f"delegate, result: seconds to wait (default {DEFAULT_WAIT_S:g})")
+        ] = None,
+        llm: Annotated[
+            str | bool | None, Field(description="enable: true, MODEL or MODEL:persist (keep it loaded after the session)")
+        ] = None,
+        backend: Annotated[
+            Literal["ollama", "openai", "embedded"] | None, Field(description="enable: force a backend")
+        ] = None,
+        stop_server: Annotated[bool, Field(description="disable: stop the Ollama server too")] = False,
+        run_id: Annotated[str | None, Field(description="result, cancel, diagram: the run")] = None,
+        machine: Annotated[
+            Literal["session", "delegation"] | None, Field(description="diagram: which machine")
+        ] = None,
+        format: Annotated[Literal["mermaid", "dot"], Field(description="diagram: output format")] = "mermaid",
+        limit: Annotated[int, Field(ge=1, le=500, description="runs: how many, newest first")] = 20,
+    ) -> dict[str, Any]:
+        fields = {k: v for k, v in locals().items() if k not in ("action", "ctx")}
+        return await dispatch(action, fields, ctx)
+
+    return server
+
+
+async def _cancel_on_signals(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.info("signal received, ending the session", signal=signum)
+            scope.cancel()
+            return
+
+
+async def serve(engine: Engine, *, run_transport: Callable[[MCPServer], Awaitable[None]] | None = None) -> None:
+    """Serve until the client closes stdin or a signal arrives, then end the session (unload unless persist).
+
+    Runs still in flight are left in their persisted state for the next start to resume.
+    """
+    configure_logging(log_file=engine.project.engine_log, console=True)
+    server = build_server(engine)
+    transport = run_transport or (lambda s: s.run_stdio_async())
+    try:
+        await engine.lifecycle.unload_leftover()
+        async with engine.background():
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_cancel_on_signals, tg.cancel_scope)
+                tg.start_soon(engine.resume)
+                await transport(server)
+                log.info("client closed the connection")
+                tg.cancel_scope.cancel()
+            engine.cancel_background()
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(30):
+            await engine.lifecycle.end_session()

