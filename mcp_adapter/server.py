@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 import anyio
+import anyio.abc
 import structlog
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
@@ -120,6 +121,8 @@ def build_server(engine: Engine) -> MCPServer:
                     _required(action, run_id=fields["run_id"])
                     wait = DEFAULT_WAIT_S if fields["wait"] is None else fields["wait"]
                     return await engine.result(fields["run_id"], wait=wait)
+                case "stats":
+                    return engine.stats()
                 case "runs":
                     return {"runs": engine.list_runs(limit=fields["limit"])}
                 case "cancel":
@@ -182,8 +185,11 @@ def build_server(engine: Engine) -> MCPServer:
     return server
 
 
-async def _cancel_on_signals(scope: anyio.CancelScope) -> None:
+async def _cancel_on_signals(
+    scope: anyio.CancelScope, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        task_status.started()  # the transport starts only once a signal can no longer kill the session uncleanly
         async for signum in signals:
             log.info("signal received, ending the session", signal=signum)
             scope.cancel()
@@ -202,7 +208,7 @@ async def serve(engine: Engine, *, run_transport: Callable[[MCPServer], Awaitabl
         await engine.lifecycle.unload_leftover()
         async with engine.background():
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_cancel_on_signals, tg.cancel_scope)
+                await tg.start(_cancel_on_signals, tg.cancel_scope)
                 tg.start_soon(engine.resume)
                 await transport(server)
                 log.info("client closed the connection")
