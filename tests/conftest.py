@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine import Engine, Project
+from tests.doubles.ollama_double import ollama_double  # noqa: F401  (fixture for every test)
 
 REAL_MARKERS = ("embedded", "graphviz")
 REQUIRE_REAL = os.environ.get("CI", "").lower() == "true" or os.environ.get("LOCAL_LLM_REQUIRE_REAL") == "1"

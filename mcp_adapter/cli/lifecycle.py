@@ -3,23 +3,124 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from typing import Any
 
 from engine import Engine
+from engine.backends import BACKENDS
+from engine.lifecycle import EnableFailed
+from engine.progress import Progress, no_progress
 from mcp_adapter.cli.output import Result
 
-__all__ = ["register"]
+__all__ = ["register", "stderr_progress"]
+
+
+def stderr_progress() -> Progress:
+    """Pull and load progress as one rewritten line on stderr, only on a terminal (pipes and logs stay clean)."""
+    if not sys.stderr.isatty():
+        return no_progress
+    started = time.monotonic()
+
+    async def progress(done: float, total: float | None, message: str) -> None:
+        share = f" {100 * done / total:5.1f}%" if total else ""
+        sys.stderr.write(f"\r\x1b[2K[{time.monotonic() - started:5.1f}s]{share} {message}"[:200])
+        sys.stderr.flush()
+
+    return progress
+
+
+def _end_progress() -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\x1b[2K")
+        sys.stderr.flush()
+
+
+def _gb(value: Any) -> str:
+    return f"{value / 1e9:.1f} GB" if isinstance(value, (int, float)) else "?"
 
 
 def _status_text(s: dict[str, Any]) -> str:
     model = f"{s['model']}{' (persist)' if s.get('persist') else ''}" if s.get("model") else "none"
-    return f"session: {s['state']}\nbackend: {s.get('backend') or 'none'}\nmodel: {model}\nruns active: {s['runs_active']}"
+    lines = [
+        f"session: {s['state']}",
+        f"backend: {s.get('backend') or 'none'}",
+        f"model: {model}",
+    ]
+    if s.get("num_ctx"):
+        lines.append(f"num_ctx: {s['num_ctx']}")
+    for m in s.get("loaded") or []:
+        where = f", {_gb(m['size_vram_bytes'])} on the GPU" if m.get("size_vram_bytes") else ""
+        lines.append(f"loaded: {m.get('name')}{where}")
+    vram = s.get("vram") or {}
+    if vram.get("total_bytes"):
+        lines.append(f"vram: {_gb(vram.get('free_bytes'))} free of {_gb(vram['total_bytes'])}")
+    lines.append(f"runs active: {s['runs_active']}")
+    if s.get("reason"):
+        lines.append(f"reason: {s['reason']}")
+    return "\n".join(lines)
+
+
+def _capability_text(c: dict[str, Any]) -> str:
+    lines = []
+    for g in c["gpus"]:
+        lines.append(f"gpu {g['index']}: {g['name']}, {_gb(g['free_bytes'])} free of {_gb(g['total_bytes'])} "
+                     f"(driver {g.get('driver')})")
+    if not c["gpus"]:
+        lines.append("gpu: none (CPU only)")
+    o = c["ollama"]
+    lines.append(f"ollama: {'running ' + str(o['version']) if o['running'] else 'not running'}, "
+                 f"{'installed' if o['installed'] else 'not installed'} ({o['url']})")
+    lines.append(f"models: {', '.join(m['name'] for m in c['models']) or 'none'}")
+    if c.get("recommended_model"):
+        lines.append(f"recommended: {c['recommended_model']}{' (pulled)' if c.get('recommended_pulled') else ''}")
+    lines.append(f"backend: {c['backend'] or 'none'}; can enable: {'yes' if c['can_enable'] else 'no'}")
+    lines += [f"  - {r}" for r in c["reasons"]]
+    return "\n".join(lines)
 
 
 async def status_cmd(engine: Engine, args: argparse.Namespace) -> Result:
     return Result(await engine.status(), _status_text)
 
 
+async def capability_cmd(engine: Engine, args: argparse.Namespace) -> Result:
+    return Result(await engine.capability(), _capability_text)
+
+
+async def enable_cmd(engine: Engine, args: argparse.Namespace) -> Result:
+    try:
+        status = await engine.enable(args.llm, backend=args.backend, progress=stderr_progress())
+    except EnableFailed as exc:
+        _end_progress()
+        # The status (state failed, reason) is still the result; the exit code says it failed.
+        return Result({**exc.status, "error": exc.reason},
+                      lambda s: f"enable failed: {s['error']}\n{_status_text(s)}", exit_code=1)
+    _end_progress()
+    return Result(status, _status_text)
+
+
+async def disable_cmd(engine: Engine, args: argparse.Namespace) -> Result:
+    status = await engine.disable(stop_server=args.stop_server, progress=stderr_progress())
+    _end_progress()
+    return Result(status, _status_text)
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("status", parents=[common], help="session state, backend, loaded model, runs in flight")
     p.set_defaults(handler=status_cmd)
+
+    p = sub.add_parser("capability", parents=[common],
+                       help="GPUs and VRAM, Ollama installed/running, models present, the recommended model")
+    p.set_defaults(handler=capability_cmd)
+
+    p = sub.add_parser("enable", parents=[common],
+                       help="start the backend if needed, pull and load the model, mark the session loaded")
+    p.add_argument("--llm", metavar="SPEC", default="true",
+                   help="`true` (default model), MODEL, or MODEL:persist (keep it loaded after disable)")
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="default: $LOCAL_LLM_BACKEND, else Ollama when reachable or installed, else embedded")
+    p.set_defaults(handler=enable_cmd)
+
+    p = sub.add_parser("disable", parents=[common], help="unload the model (unless persist), back to idle")
+    p.add_argument("--stop-server", action="store_true", help="stop `ollama serve` too")
+    p.set_defaults(handler=disable_cmd)

@@ -1,0 +1,308 @@
+"""Ollama's native API over httpx: version, tags, ps, show, pull (streamed progress), chat (streamed, `format` schema,
+`options.num_ctx`, `keep_alive`) and the load/unload requests (a generate with only `model`, plus `keep_alive:0`)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import structlog
+
+from engine.backends.base import (
+    BackendError,
+    BackendUnavailable,
+    GenerateRequest,
+    GenerateResult,
+    ModelInfo,
+    ModelMissing,
+    TokenCallback,
+)
+from engine.progress import Progress
+
+__all__ = [
+    "DEFAULT_HOST",
+    "OllamaBackend",
+    "canonical_model",
+    "chat_body",
+    "context_length_from_show",
+    "estimate_tokens",
+    "ollama_base_url",
+    "result_from_final",
+]
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_HOST = "127.0.0.1:11434"
+
+
+def ollama_base_url(host: str | None = None) -> str:
+    """The base URL for OLLAMA_HOST's forms: `host`, `host:port`, `:port`, `http(s)://host[:port]`; 0.0.0.0 (a bind
+    address) is reached through 127.0.0.1."""
+    value = (host if host is not None else os.environ.get("OLLAMA_HOST", "")).strip() or DEFAULT_HOST
+    scheme = "http"
+    if "://" in value:
+        scheme, value = value.split("://", 1)
+    value = value.rstrip("/")
+    hostpart, _, port = value.rpartition(":") if ":" in value.split("/", 1)[0] else (value, "", "")
+    if not hostpart and port:
+        hostpart = "127.0.0.1"
+    if not port:
+        port = "443" if scheme == "https" else "11434"
+    if hostpart in ("", "0.0.0.0"):
+        hostpart = "127.0.0.1"
+    return f"{scheme}://{hostpart}:{port}"
+
+
+def canonical_model(name: str) -> str:
+    """Ollama treats a name without a tag as `:latest`."""
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
+def estimate_tokens(text: str) -> int:
+    """Conservative (high) token estimate for code and prose when no tokenizer is at hand: 1 token per 3 chars."""
+    return math.ceil(len(text) / 3)
+
+
+def _model_info(entry: Mapping[str, Any]) -> ModelInfo:
+    return ModelInfo(
+        name=str(entry.get("name") or entry.get("model") or ""),
+        size_bytes=entry.get("size"),
+        context_length=entry.get("context_length"),
+        size_vram=entry.get("size_vram"),
+        details={k: entry[k] for k in ("details", "expires_at", "digest", "modified_at") if k in entry},
+    )
+
+
+def context_length_from_show(shown: Mapping[str, Any]) -> int | None:
+    """`model_info` holds `<arch>.context_length`; the arch is `general.architecture`."""
+    info = shown.get("model_info") or {}
+    arch = info.get("general.architecture")
+    if arch and isinstance(info.get(f"{arch}.context_length"), int):
+        return int(info[f"{arch}.context_length"])
+    for key, value in info.items():
+        if key.endswith(".context_length") and isinstance(value, int):
+            return value
+    return None
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error") or response.text)
+    except (ValueError, AttributeError):
+        return response.text[:300]
+
+
+class OllamaBackend:
+    name = "ollama"
+
+    def __init__(
+        self, base_url: str | None = None, *, keep_alive: str | int | None = None, load_timeout_s: float = 300.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.base_url = (base_url or ollama_base_url()).rstrip("/")
+        self.default_keep_alive = keep_alive
+        """Sent with every generation that names none, so the session's model stays loaded between delegations."""
+        self.parallelism = max(1, int(os.environ.get("OLLAMA_NUM_PARALLEL") or 1))
+        # Reads wait as long as a model load may take (OLLAMA_LOAD_TIMEOUT defaults to 5m); connects fail fast.
+        self._client = client or httpx.AsyncClient(
+            base_url=self.base_url, timeout=httpx.Timeout(load_timeout_s, connect=3.0), trust_env=False
+        )
+
+    def __repr__(self) -> str:
+        return f"OllamaBackend({self.base_url!r})"
+
+    # -- plain requests ---------------------------------------------------------------------------------------------
+
+    def _unavailable(self, exc: Exception) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"Ollama does not answer at {self.base_url} ({type(exc).__name__}: {exc}); start it with `ollama serve` "
+            "or set OLLAMA_HOST to where it runs"
+        )
+
+    async def _request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        try:
+            response = await self._client.request(method, path, json=body)
+        except httpx.TransportError as exc:
+            raise self._unavailable(exc) from exc
+        if response.status_code == 404:
+            raise ModelMissing(f"Ollama: {_error_text(response)}; pull it with `ollama pull MODEL` or `local-llm enable "
+                               "--llm MODEL`")
+        if response.status_code >= 400:
+            raise BackendError(
+                f"Ollama answered {response.status_code} to {path}: {_error_text(response)}",
+                retryable=response.status_code >= 500,
+            )
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise BackendError(f"Ollama sent malformed JSON from {path}: {response.text[:200]!r}", retryable=True) from exc
+
+    async def version(self) -> str | None:
+        try:
+            response = await self._client.get("/api/version", timeout=3.0)
+            return str(response.json()["version"]) if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
+
+    async def models(self) -> list[ModelInfo]:
+        return [_model_info(m) for m in (await self._request("GET", "/api/tags")).get("models", [])]
+
+    async def loaded(self) -> list[ModelInfo]:
+        return [_model_info(m) for m in (await self._request("GET", "/api/ps")).get("models", [])]
+
+    async def show(self, model: str) -> dict[str, Any]:
+        return dict(await self._request("POST", "/api/show", {"model": model}))
+
+    async def context_length(self, model: str) -> int | None:
+        return context_length_from_show(await self.show(model))
+
+    async def has_model(self, model: str) -> bool:
+        wanted = canonical_model(model)
+        return any(canonical_model(m.name) == wanted for m in await self.models())
+
+    # -- streaming --------------------------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _ndjson(self, path: str, body: Mapping[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        try:
+            async with self._client.stream("POST", path, json=body) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    text = _error_text(response)
+                    if response.status_code == 404:
+                        raise ModelMissing(
+                            f"Ollama: {text}; pull it with `ollama pull {body.get('model')}` or "
+                            f"`local-llm enable --llm {body.get('model')}`"
+                        )
+                    if response.status_code == 503:
+                        raise BackendUnavailable(
+                            f"Ollama is busy ({text}); retry later, or raise OLLAMA_MAX_QUEUE / OLLAMA_NUM_PARALLEL"
+                        )
+                    raise BackendError(
+                        f"Ollama answered {response.status_code} to {path}: {text}",
+                        retryable=response.status_code >= 500,
+                    )
+                yield _lines(response, path)
+        except httpx.TransportError as exc:
+            raise BackendUnavailable(
+                f"the connection to Ollama at {self.base_url} failed during {path} ({type(exc).__name__}: {exc}); "
+                "check that `ollama serve` is still running, then retry"
+            ) from exc
+
+    async def pull(self, model: str, *, progress: Progress) -> None:
+        await progress(0, None, f"pulling {model}")
+        async with self._ndjson("/api/pull", {"model": model, "stream": True}) as lines:
+            async for event in lines:
+                if "error" in event:
+                    raise ModelMissing(
+                        f"Ollama could not pull {model!r}: {event['error']}; check the name on "
+                        "https://ollama.com/library (and the network), or choose a model from `ollama list`"
+                    )
+                status = str(event.get("status", ""))
+                total, completed = event.get("total"), event.get("completed")
+                if total:
+                    await progress(float(completed or 0), float(total), f"{model}: {status}")
+                else:
+                    await progress(0, None, f"{model}: {status}")
+                if status == "success":
+                    return
+        raise BackendError(f"Ollama's pull of {model!r} ended without `success`; run enable again to resume it",
+                           retryable=True)
+
+    async def load(self, model: str, *, num_ctx: int, keep_alive: str | int | None) -> None:
+        # A generate with only `model` loads it; num_ctx must match later requests or Ollama reloads the runner.
+        body: dict[str, Any] = {"model": model, "options": {"num_ctx": num_ctx}, "stream": False}
+        if keep_alive is not None:
+            body["keep_alive"] = keep_alive
+        answer = await self._request("POST", "/api/generate", body)
+        if answer.get("done_reason") not in ("load", None):
+            log.warning("unexpected load answer", model=model, answer=answer)
+
+    async def unload(self, model: str) -> None:
+        await self._request("POST", "/api/generate", {"model": model, "keep_alive": 0, "stream": False})
+
+    async def generate(self, request: GenerateRequest, *, on_token: TokenCallback | None = None) -> GenerateResult:
+        body = chat_body(request, default_keep_alive=self.default_keep_alive)
+        pieces: list[str] = []
+        final: dict[str, Any] | None = None
+        async with self._ndjson("/api/chat", body) as lines:
+            async for event in lines:
+                if "error" in event:
+                    raise BackendError(f"Ollama failed while generating: {event['error']}", retryable=True)
+                piece = (event.get("message") or {}).get("content") or ""
+                if piece:
+                    pieces.append(piece)
+                    if on_token is not None:
+                        on_token(piece)
+                if event.get("done"):
+                    final = event
+                    break
+        if final is None:
+            raise BackendError("Ollama's answer stream ended before its final object; retry", retryable=True)
+        return result_from_final(final, "".join(pieces), request.model)
+
+    def count_tokens(self, text: str) -> int:
+        return estimate_tokens(text)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+async def _lines(response: httpx.Response, path: str) -> AsyncIterator[dict[str, Any]]:
+    async for line in response.aiter_lines():
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError as exc:
+            raise BackendError(f"Ollama sent a malformed line from {path}: {line[:200]!r}; retry",
+                               retryable=True) from exc
+        if not isinstance(event, dict):
+            raise BackendError(f"Ollama sent a non-object line from {path}: {line[:200]!r}", retryable=True)
+        yield event
+
+
+def chat_body(request: GenerateRequest, *, default_keep_alive: str | int | None = None) -> dict[str, Any]:
+    """The /api/chat request for one generation; the same num_ctx every time, so Ollama never reloads mid-session."""
+    options: dict[str, Any] = {
+        "num_ctx": request.num_ctx,
+        "num_predict": request.max_tokens,
+        "temperature": request.temperature,
+    }
+    if request.seed is not None:
+        options["seed"] = request.seed
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "stream": True,
+        "options": options,
+    }
+    if request.schema is not None:
+        body["format"] = request.schema
+    keep_alive = request.keep_alive if request.keep_alive is not None else default_keep_alive
+    if keep_alive is not None:
+        body["keep_alive"] = keep_alive
+    return body
+
+
+def result_from_final(final: Mapping[str, Any], text: str, model: str) -> GenerateResult:
+    """Ollama's final object: counts and nanosecond durations."""
+    def seconds(key: str) -> float | None:
+        value = final.get(key)
+        return None if value is None else float(value) / 1e9
+
+    return GenerateResult(
+        text=text,
+        prompt_tokens=int(final.get("prompt_eval_count") or 0),
+        completion_tokens=int(final.get("eval_count") or 0),
+        done_reason=str(final.get("done_reason") or "stop"),
+        total_seconds=seconds("total_duration") or 0.0,
+        prompt_seconds=seconds("prompt_eval_duration"),
+        eval_seconds=seconds("eval_duration"),
+        model=str(final.get("model") or model),
+    )

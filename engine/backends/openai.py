@@ -1,0 +1,264 @@
+"""Any OpenAI-compatible server (llama.cpp's server, llama-cpp-python's server, vLLM, LM Studio): `/v1/models` and
+streamed `/v1/chat/completions`.
+
+These servers load their model at start, so load/unload only check that the model is served; the OpenAI API has no
+`num_ctx` or `keep_alive` (the server's own context size applies). JSON schemas go as
+`response_format: {"type": "json_object", "schema": ...}` (llama.cpp, llama-cpp-python); a server that refuses that
+form (vLLM, LM Studio) gets `{"type": "json_schema", "json_schema": {...}}` on the retry, and keeps getting it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+import structlog
+
+from engine.backends.base import (
+    BackendError,
+    BackendUnavailable,
+    GenerateRequest,
+    GenerateResult,
+    ModelInfo,
+    ModelMissing,
+    TokenCallback,
+)
+from engine.backends.ollama import estimate_tokens
+from engine.progress import Progress
+
+__all__ = ["DEFAULT_OPENAI_URL", "OPENAI_URL_ENV", "OpenAIBackend", "openai_base_url"]
+
+log = structlog.get_logger(__name__)
+
+OPENAI_URL_ENV = "LOCAL_LLM_OPENAI_URL"
+DEFAULT_OPENAI_URL = "http://127.0.0.1:8080"
+
+
+def openai_base_url(explicit: str | None = None) -> str:
+    """The server root (without `/v1`): explicit, else $LOCAL_LLM_OPENAI_URL, else OPENAI_BASE_URL, else llama.cpp's
+    default port on localhost."""
+    url = explicit or os.environ.get(OPENAI_URL_ENV) or os.environ.get("OPENAI_BASE_URL") or DEFAULT_OPENAI_URL
+    url = url.rstrip("/")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("message") or error)
+    return str(error or body.get("detail") or body)[:300] if isinstance(body, dict) else str(body)[:300]
+
+
+class OpenAIBackend:
+    name = "openai"
+
+    def __init__(
+        self, base_url: str | None = None, *, api_key: str | None = None, timeout_s: float = 300.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.base_url = openai_base_url(base_url)
+        self.parallelism = max(1, int(os.environ.get("LOCAL_LLM_OPENAI_PARALLEL") or 1))
+        key = api_key or os.environ.get("LOCAL_LLM_OPENAI_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._client = client or httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout_s, connect=3.0), trust_env=False
+        )
+        self._schema_style = "json_object"
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend({self.base_url!r})"
+
+    def _unavailable(self, exc: Exception) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"no OpenAI-compatible server answers at {self.base_url} ({type(exc).__name__}: {exc}); start it "
+            f"(e.g. `python -m llama_cpp.server --model FILE.gguf --port 8080`) or set {OPENAI_URL_ENV}"
+        )
+
+    async def version(self) -> str | None:
+        try:
+            response = await self._client.get("/v1/models", timeout=3.0)
+        except httpx.HTTPError:
+            return None
+        return "openai-compatible" if response.status_code == 200 else None
+
+    async def models(self) -> list[ModelInfo]:
+        try:
+            response = await self._client.get("/v1/models")
+        except httpx.TransportError as exc:
+            raise self._unavailable(exc) from exc
+        if response.status_code >= 400:
+            raise BackendError(f"{self.base_url}/v1/models answered {response.status_code}: {_error_text(response)}")
+        entries = response.json().get("data", [])
+        return [
+            ModelInfo(name=str(e.get("id")), context_length=(e.get("meta") or {}).get("n_ctx_train"), details=e)
+            for e in entries
+        ]
+
+    async def loaded(self) -> list[ModelInfo]:
+        # The server holds its models in memory for its whole life.
+        return await self.models()
+
+    async def context_length(self, model: str) -> int | None:
+        for info in await self.models():
+            if info.name == model:
+                return info.context_length
+        return None
+
+    async def _check_served(self, model: str) -> None:
+        names = [m.name for m in await self.models()]
+        # A server with one model answers to any name (llama.cpp); only refuse when it lists several others.
+        if model not in names and len(names) != 1:
+            raise ModelMissing(
+                f"the server at {self.base_url} does not serve {model!r} (it serves: {', '.join(names) or 'nothing'}); "
+                "start it with that model or choose one of these with --llm"
+            )
+
+    async def pull(self, model: str, *, progress: Progress) -> None:
+        await progress(0, None, f"checking that {self.base_url} serves {model}")
+        await self._check_served(model)
+
+    async def load(self, model: str, *, num_ctx: int, keep_alive: str | int | None) -> None:
+        await self._check_served(model)
+
+    async def unload(self, model: str) -> None:
+        return None
+
+    def _body(self, request: GenerateRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+        }
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if request.schema is not None:
+            if self._schema_style == "json_object":
+                body["response_format"] = {"type": "json_object", "schema": request.schema}
+            else:
+                body["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "answer", "schema": request.schema, "strict": True},
+                }
+        return body
+
+    async def generate(self, request: GenerateRequest, *, on_token: TokenCallback | None = None) -> GenerateResult:
+        try:
+            return await self._generate(request, on_token)
+        except _SchemaStyleRefused:
+            self._schema_style = "json_schema"
+            log.info("server refused response_format json_object; using json_schema", base_url=self.base_url)
+            return await self._generate(request, on_token)
+
+    async def _generate(self, request: GenerateRequest, on_token: TokenCallback | None) -> GenerateResult:
+        body = self._body(request)
+        started = time.perf_counter()
+        first_token_at: float | None = None
+        pieces: list[str] = []
+        chunks = 0
+        usage: dict[str, Any] | None = None
+        finish = "stop"
+        try:
+            async with self._client.stream("POST", "/v1/chat/completions", json=body) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    text = _error_text(response)
+                    if request.schema is not None and response.status_code in (400, 422) and \
+                            self._schema_style == "json_object" and "response_format" in text:
+                        raise _SchemaStyleRefused
+                    if response.status_code == 404:
+                        raise ModelMissing(f"{self.base_url}: {text}; check the model name with `local-llm capability`")
+                    raise BackendError(
+                        f"{self.base_url} answered {response.status_code}: {text}",
+                        retryable=response.status_code >= 500 or response.status_code == 429,
+                    )
+                async for event in _sse(response):
+                    if event.get("usage"):
+                        usage = event["usage"]
+                    for choice in event.get("choices") or []:
+                        piece = (choice.get("delta") or {}).get("content") or ""
+                        if piece:
+                            chunks += 1
+                            if first_token_at is None:
+                                first_token_at = time.perf_counter()
+                            pieces.append(piece)
+                            if on_token is not None:
+                                on_token(piece)
+                        if choice.get("finish_reason"):
+                            finish = str(choice["finish_reason"])
+        except httpx.TransportError as exc:
+            raise self._unavailable(exc) from exc
+        ended = time.perf_counter()
+        text = "".join(pieces)
+        if usage:
+            prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            completion_tokens = int(usage.get("completion_tokens") or chunks)
+        else:
+            # llama-cpp-python's server sends no usage in streams; it sends one chunk per token.
+            completion_tokens = chunks
+            prompt_tokens = await self._count_prompt(request)
+        return GenerateResult(
+            text=text,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            done_reason="length" if finish == "length" else "stop",
+            total_seconds=ended - started,
+            prompt_seconds=(first_token_at - started) if first_token_at is not None else None,
+            eval_seconds=(ended - first_token_at) if first_token_at is not None else None,
+            model=request.model,
+        )
+
+    async def _count_prompt(self, request: GenerateRequest) -> int:
+        text = "\n".join(m.content for m in request.messages)
+        overhead = 4 * len(request.messages)  # role markers of the chat template
+        try:
+            response = await self._client.post("/extras/tokenize/count", json={"input": text}, timeout=5.0)
+            if response.status_code == 200:
+                return int(response.json()["count"]) + overhead
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            pass
+        return estimate_tokens(text) + overhead
+
+    def count_tokens(self, text: str) -> int:
+        return estimate_tokens(text)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class _SchemaStyleRefused(Exception):
+    pass
+
+
+async def _sse(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """`data: {...}` lines of a server-sent-event stream, until `data: [DONE]`."""
+    async for line in response.aiter_lines():
+        line = line.strip()
+        if not line.startswith("data:"):
+            continue
+        data = line[len("data:"):].strip()
+        if data == "[DONE]":
+            return
+        try:
+            event = json.loads(data)
+        except ValueError as exc:
+            raise BackendError(f"the server sent a malformed event: {data[:200]!r}; retry", retryable=True) from exc
+        if isinstance(event, Mapping):
+            if "error" in event and not event.get("choices"):
+                raise BackendError(f"the server failed while generating: {_error_message(event)}", retryable=True)
+            yield dict(event)
+
+
+def _error_message(event: Mapping[str, Any]) -> str:
+    error = event.get("error")
+    return str(error.get("message") if isinstance(error, Mapping) else error)
