@@ -20,10 +20,6 @@ _PENDING = {
     "capability": "issue #3 (backends and lifecycle)",
     "enable": "issue #3 (backends and lifecycle)",
     "disable": "issue #3 (backends and lifecycle)",
-    "analyze": "issue #4 (delegation pipeline)",
-    "delegate": "issue #4 (delegation pipeline)",
-    "stats": "issue #4 (delegation pipeline)",
-    "demo": "issue #4 (delegation pipeline)",
 }
 
 

@@ -1,0 +1,231 @@
+"""Files a delegation reads and writes: safe path resolution, secret detection, atomic and journaled writes.
+
+Every write of a run is journaled in the store's `file_writes` table before it happens: the original content of
+each target (or its absence) from the run's first attempt, and the newest content. Re-applying the journal and
+rolling it back are both idempotent, so a crash at any point can be finished by recovery.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import structlog
+
+from engine.errors import InvalidArgument, UserError
+
+__all__ = [
+    "JournaledWrite",
+    "SecretFile",
+    "apply_journal",
+    "atomic_write",
+    "journal_writes",
+    "journaled",
+    "looks_secret",
+    "read_text_file",
+    "resolve_inside",
+    "rollback_journal",
+]
+
+log = structlog.get_logger(__name__)
+
+_SECRET_NAMES = (
+    ".env", ".env.*", "*.env", ".envrc", "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "id_rsa*",
+    "id_dsa*", "id_ecdsa*", "id_ed25519*", "*credentials*", "*secret*", ".netrc", ".pgpass", ".npmrc", ".pypirc",
+    "*.kdbx", "htpasswd", ".htpasswd", "*.gpg", "*.asc",
+)
+_SECRET_DIRS = {".ssh", ".gnupg", ".aws", ".docker", ".kube"}
+_PRIVATE_KEY = re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
+
+
+class SecretFile(UserError):
+    pass
+
+
+def resolve_inside(root: Path, relative: str, *, field: str) -> Path:
+    """`relative` resolved inside `root`, following every existing symlink; refuses anything that leaves root."""
+    expected = "a relative path inside the project (no absolute path, no '..', no symlink leading out)"
+    if not isinstance(relative, str) or not relative.strip():
+        raise InvalidArgument(field, expected, relative)
+    if "\x00" in relative:
+        raise InvalidArgument(field, expected + ", without NUL bytes", relative)
+    pure = PurePosixPath(relative.replace("\\", "/"))
+    if pure.is_absolute() or re.match(r"^[A-Za-z]:", relative):
+        raise InvalidArgument(field, expected, relative)
+    if ".." in pure.parts:
+        raise InvalidArgument(field, expected, relative)
+    real_root = Path(os.path.realpath(root))
+    target = Path(os.path.realpath(real_root / pure))
+    if target != real_root and real_root not in target.parents:
+        raise InvalidArgument(field, expected + f"; it resolves to {target}", relative)
+    if target == real_root:
+        raise InvalidArgument(field, "a file path, not the project root", relative)
+    return target
+
+
+def looks_secret(path: Path, *, head: bytes | None = None) -> bool:
+    """Names and contents that usually hold secrets (.env, private keys, credentials)."""
+    name = path.name.lower()
+    if any(fnmatch.fnmatch(name, pattern) for pattern in _SECRET_NAMES):
+        return True
+    if _SECRET_DIRS & {p.lower() for p in path.parts[:-1]}:
+        return True
+    return head is not None and _PRIVATE_KEY.search(head) is not None
+
+
+def read_text_file(root: Path, relative: str, *, field: str, allow_secrets: bool = False) -> str:
+    """A context file's text: inside root, UTF-8 text, and not a secret unless explicitly allowed."""
+    path = resolve_inside(root, relative, field=field)
+    if not path.is_file():
+        raise InvalidArgument(field, "an existing file inside the project", relative)
+    data = path.read_bytes()
+    if not allow_secrets and looks_secret(path.relative_to(Path(os.path.realpath(root))), head=data[:65536]):
+        raise SecretFile(
+            f"{field}: {relative!r} looks like a secret (.env, private key, credentials) and is not sent to the "
+            "model; remove it from the context files, or pass allow_secrets=true (--allow-secrets) if it is safe"
+        )
+    if b"\x00" in data[:8192]:
+        raise InvalidArgument(field, "a UTF-8 text file (this one is binary)", relative)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument(field, f"a UTF-8 text file (byte {exc.start} is not UTF-8)", relative) from None
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, content: bytes) -> None:
+    """Write `content` to `path` so a reader sees the old file or the new one, never half of one.
+
+    Temp file in the same directory (same filesystem, so the rename is atomic), fsync, rename, fsync the directory
+    (so the rename itself survives a crash). The mode of a replaced file is kept.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode: int | None = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = None
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+@dataclass(frozen=True)
+class JournaledWrite:
+    path: str
+    existed: bool
+    previous: bytes | None
+    content: bytes | None
+    attempt: int
+    status: str
+
+
+def journal_writes(
+    conn: sqlite3.Connection, run_id: str, root: Path, files: Sequence[tuple[str, bytes]], *, attempt: int
+) -> None:
+    """Record, inside the caller's transaction, what each target holds now (first attempt only) and its new content."""
+    for relative, content in files:
+        row = conn.execute(
+            "SELECT 1 FROM file_writes WHERE run_id = ? AND path = ?", (run_id, relative)
+        ).fetchone()
+        if row is not None:
+            # The original stays the one from before the run's first write; only the new content changes.
+            conn.execute(
+                "UPDATE file_writes SET content = ?, attempt = ?, status = 'pending' WHERE run_id = ? AND path = ?",
+                (content, attempt, run_id, relative),
+            )
+            continue
+        target = resolve_inside(root, relative, field="output_files.path")
+        existed = target.is_file()
+        previous = target.read_bytes() if existed else None
+        conn.execute(
+            "INSERT INTO file_writes (run_id, path, existed, previous, content, attempt, status)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+            (run_id, relative, int(existed), previous, content, attempt),
+        )
+
+
+def journaled(conn: sqlite3.Connection, run_id: str) -> list[JournaledWrite]:
+    rows = conn.execute(
+        "SELECT path, existed, previous, content, attempt, status FROM file_writes WHERE run_id = ? ORDER BY path",
+        (run_id,),
+    ).fetchall()
+    return [
+        JournaledWrite(r[0], bool(r[1]), r[2], r[3], int(r[4]), str(r[5])) for r in rows
+    ]
+
+
+def _current(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def apply_journal(
+    writes: Iterable[JournaledWrite], root: Path, *, after_each: Callable[[str], None] | None = None
+) -> list[str]:
+    """Write every journaled new content (skipping files that already hold it); returns the paths written."""
+    written = []
+    for w in writes:
+        if w.content is None:
+            continue
+        target = resolve_inside(root, w.path, field="output_files.path")
+        if _current(target) != w.content:
+            atomic_write(target, w.content)
+        written.append(w.path)
+        if after_each is not None:
+            after_each(w.path)
+    return written
+
+
+def rollback_journal(
+    writes: Iterable[JournaledWrite], root: Path, *, after_each: Callable[[str], None] | None = None
+) -> list[str]:
+    """Put every target back to its original bytes, or remove it if it did not exist; idempotent."""
+    restored = []
+    for w in writes:
+        target = resolve_inside(root, w.path, field="output_files.path")
+        if w.existed:
+            if _current(target) != w.previous:
+                atomic_write(target, w.previous or b"")
+        else:
+            try:
+                target.unlink()
+                _fsync_dir(target.parent)
+            except FileNotFoundError:
+                pass
+        restored.append(w.path)
+        if after_each is not None:
+            after_each(w.path)
+    log.info("rolled back", paths=restored)
+    return restored

@@ -1,0 +1,138 @@
+"""The delegation log (`.claude/workflow/delegation-log.jsonl`) and its statistics.
+
+One JSON object per line: every analyze decision (`event: "analyze"`) and every finished run (`event: "run"`), with
+the seed's fields (timestamp, task, task_type, score, decision, verification_passed, tokens_generated, time_seconds).
+Each line is appended with a single `os.write` on an O_APPEND descriptor, so lines from concurrent processes never
+interleave. Reading skips (and counts) corrupt lines instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = ["LogContents", "aggregate", "append_record", "now_iso", "read_log", "saved_tokens_estimate"]
+
+ORCHESTRATOR_OVERHEAD_TOKENS = 150
+"""Tokens the orchestrator spends per delegation call besides the task text (tool call + reading the result)."""
+CHARS_PER_TOKEN = 4
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def append_record(path: Path, record: Mapping[str, Any]) -> None:
+    line = (json.dumps(dict(record), ensure_ascii=False, sort_keys=False, default=str) + "\n").encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)  # one write: O_APPEND makes it land whole at the end, even with other writers
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class LogContents:
+    records: list[dict[str, Any]]
+    corrupt_lines: int
+
+
+def read_log(path: Path) -> LogContents:
+    records: list[dict[str, Any]] = []
+    corrupt = 0
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return LogContents([], 0)
+    for line in raw.splitlines():
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            corrupt += 1
+            continue
+        if not isinstance(value, dict):
+            corrupt += 1
+            continue
+        records.append(value)
+    return LogContents(records, corrupt)
+
+
+def _num(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def saved_tokens_estimate(runs: Iterable[Mapping[str, Any]]) -> int:
+    """Estimate of orchestrator tokens saved: for every run that ended `done`, the tokens the executor generated
+    (code the orchestrator did not have to write), minus, for every run, what delegating cost the orchestrator:
+    the task text (chars / 4) plus a fixed ORCHESTRATOR_OVERHEAD_TOKENS for the call and reading the result.
+    Never below zero. It is an estimate: the orchestrator's own answer would not be token-for-token the same."""
+    saved = 0.0
+    for r in runs:
+        if r.get("state") == "done":
+            saved += _num(r.get("tokens_generated"))
+        saved -= math.ceil(len(str(r.get("task", ""))) / CHARS_PER_TOKEN) + ORCHESTRATOR_OVERHEAD_TOKENS
+    return max(0, int(saved))
+
+
+def _group(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    verified = [r for r in runs if r.get("verification_passed") is not None]
+    passed = [r for r in verified if r.get("verification_passed") is True]
+    return {
+        "runs": len(runs),
+        "done": sum(1 for r in runs if r.get("state") == "done"),
+        "verification_pass_rate": _rate(len(passed), len(verified)),
+        "tokens_generated": int(sum(_num(r.get("tokens_generated")) for r in runs)),
+        "time_seconds": round(sum(_num(r.get("time_seconds")) for r in runs), 3),
+    }
+
+
+def aggregate(contents: LogContents) -> dict[str, Any]:
+    analyses = [r for r in contents.records if r.get("event") == "analyze"]
+    runs = [r for r in contents.records if r.get("event") == "run"]
+    recommended = sum(1 for r in analyses if r.get("decision") == "delegate")
+    verified = [r for r in runs if r.get("verification_passed") is not None]
+    passed = [r for r in verified if r.get("verification_passed") is True]
+    first = [r for r in passed if int(_num(r.get("attempts")) or 1) == 1]
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        by_type.setdefault(str(r.get("task_type") or "unknown"), []).append(r)
+        by_model.setdefault(str(r.get("model") or "unknown"), []).append(r)
+    done = sum(1 for r in runs if r.get("state") == "done")
+    return {
+        "total": len(contents.records),
+        "analyzed": len(analyses),
+        "recommended_delegate": recommended,
+        "delegation_rate": _rate(recommended, len(analyses)),
+        "delegated": len(runs),
+        "done": done,
+        "failed": sum(1 for r in runs if r.get("state") == "failed"),
+        "cancelled": sum(1 for r in runs if r.get("state") == "cancelled"),
+        "success_rate": _rate(done, len(runs)),
+        "verification_pass_rate": _rate(len(passed), len(verified)),
+        "first_attempt_pass_rate": _rate(len(first), len(verified)),
+        "by_task_type": {k: _group(v) for k, v in sorted(by_type.items())},
+        "by_model": {k: _group(v) for k, v in sorted(by_model.items())},
+        "tokens_generated": int(sum(_num(r.get("tokens_generated")) for r in runs)),
+        "prompt_tokens": int(sum(_num(r.get("prompt_tokens")) for r in runs)),
+        "time_seconds": round(sum(_num(r.get("time_seconds")) for r in runs), 3),
+        "orchestrator_tokens_saved_estimate": saved_tokens_estimate(runs),
+        "estimate_formula": (
+            "sum(tokens_generated of runs that ended done) - sum(ceil(len(task)/4) + "
+            f"{ORCHESTRATOR_OVERHEAD_TOKENS}) over all runs, floored at 0"
+        ),
+        "corrupt_lines": contents.corrupt_lines,
+    }

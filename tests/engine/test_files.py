@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from engine.errors import InvalidArgument
+from engine.files import (
+    SecretFile,
+    apply_journal,
+    atomic_write,
+    journal_writes,
+    journaled,
+    looks_secret,
+    read_text_file,
+    resolve_inside,
+    rollback_journal,
+)
+from engine.store import Store
+
+
+@pytest.mark.parametrize("bad", ["/etc/passwd", "../outside.py", "src/../../x", "a\x00b", "", "C:\\win.ini", "."])
+def test_paths_outside_the_project_are_refused_naming_the_field(project_dir: Path, bad: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        resolve_inside(project_dir, bad, field="output_files[0].path")
+    assert caught.value.field == "output_files[0].path"
+    assert "relative path inside the project" in str(caught.value) or "not the project root" in str(caught.value)
+
+
+def test_a_symlinked_parent_that_leads_out_is_refused(project_dir: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (project_dir / "link").symlink_to(outside)
+    with pytest.raises(InvalidArgument, match="resolves to"):
+        resolve_inside(project_dir, "link/file.py", field="output_files[0].path")
+    (project_dir / "inner").mkdir()
+    (project_dir / "alias").symlink_to(project_dir / "inner")
+    assert resolve_inside(project_dir, "alias/f.py", field="f") == (project_dir / "inner" / "f.py").resolve()
+
+
+@pytest.mark.parametrize(
+    "name", [".env", ".env.local", "id_rsa", "server.pem", "aws_credentials.json", "deploy.key", ".ssh/config"]
+)
+def test_secret_looking_names_are_detected(name: str) -> None:
+    assert looks_secret(Path(name))
+
+
+def test_ordinary_files_are_not_secrets_but_a_private_key_inside_one_is() -> None:
+    assert not looks_secret(Path("src/environment.py"), head=b"x = 1")
+    assert looks_secret(Path("notes.txt"), head=b"-----BEGIN OPENSSH PRIVATE KEY-----\nabc")
+
+
+def test_a_secret_context_file_is_refused_unless_allowed(project_dir: Path) -> None:
+    (project_dir / ".env").write_text("TOKEN=abc\n")
+    with pytest.raises(SecretFile, match="allow_secrets"):
+        read_text_file(project_dir, ".env", field="context_files[0]")
+    assert read_text_file(project_dir, ".env", field="context_files[0]", allow_secrets=True) == "TOKEN=abc\n"
+
+
+def test_binary_and_non_utf8_context_files_are_refused(project_dir: Path) -> None:
+    (project_dir / "blob.bin").write_bytes(b"\x00\x01\x02")
+    (project_dir / "latin.txt").write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(InvalidArgument, match="binary"):
+        read_text_file(project_dir, "blob.bin", field="context_files[0]")
+    with pytest.raises(InvalidArgument, match="UTF-8"):
+        read_text_file(project_dir, "latin.txt", field="context_files[1]")
+
+
+def test_atomic_write_replaces_content_keeps_the_mode_and_leaves_no_temp_file(project_dir: Path) -> None:
+    target = project_dir / "bin" / "run.sh"
+    atomic_write(target, b"#!/bin/sh\necho 1\n")
+    os.chmod(target, 0o755)
+    atomic_write(target, b"#!/bin/sh\necho 2\n")
+    assert target.read_bytes() == b"#!/bin/sh\necho 2\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o755
+    assert sorted(p.name for p in target.parent.iterdir()) == ["run.sh"]
+
+
+def test_the_journal_keeps_the_first_original_and_rollback_restores_it_byte_for_byte(project_dir: Path) -> None:
+    store = Store(project_dir / "state.db")
+    original = b"line 1\r\nline 2 \xe2\x9c\x93\n"
+    (project_dir / "kept.txt").write_bytes(original)
+    store_run = "run-1"
+    with store.transaction() as tx:
+        tx.create(store_run, kind="delegation", state="writing", data={})
+        journal_writes(tx.connection, store_run, project_dir, [("kept.txt", b"v1"), ("new/made.txt", b"n1")], attempt=1)
+    with store.transaction() as tx:
+        apply_journal(journaled(tx.connection, store_run), project_dir)
+    assert (project_dir / "kept.txt").read_bytes() == b"v1"
+    with store.transaction() as tx:  # attempt 2 must not take attempt 1's content as the original
+        journal_writes(tx.connection, store_run, project_dir, [("kept.txt", b"v2"), ("new/made.txt", b"n2")], attempt=2)
+        writes = journaled(tx.connection, store_run)
+    apply_journal(writes, project_dir)
+    assert {w.path: (w.existed, w.previous, w.content) for w in writes} == {
+        "kept.txt": (True, original, b"v2"), "new/made.txt": (False, None, b"n2")}
+    rollback_journal(writes, project_dir)
+    rollback_journal(writes, project_dir)  # idempotent: a crash during rollback is finished by running it again
+    assert (project_dir / "kept.txt").read_bytes() == original
+    assert not (project_dir / "new" / "made.txt").exists()
+    store.close()
+
+
+def test_journal_rows_are_written_only_if_the_transaction_commits(project_dir: Path) -> None:
+    store = Store(project_dir / "state.db")
+    with store.transaction() as tx:
+        tx.create("run-2", kind="delegation", state="delegating", data={})
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        journal_writes(tx.connection, "run-2", project_dir, [("a.txt", b"x")], attempt=1)
+        raise RuntimeError("crash before commit")
+    with store.transaction() as tx:
+        assert journaled(tx.connection, "run-2") == []
+    store.close()

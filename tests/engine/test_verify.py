@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anyio
+import pytest
+
+from engine.verify import run_verify, tail
+
+
+@pytest.mark.anyio
+async def test_a_passing_command_runs_in_the_project_root(project_dir: Path) -> None:
+    (project_dir / "marker").write_text("here")
+    with anyio.fail_after(10):
+        result = await run_verify("cat marker && pwd", cwd=project_dir)
+    assert result.passed and result.exit_code == 0
+    assert "here" in result.output_tail and str(project_dir) in result.output_tail
+
+
+@pytest.mark.anyio
+async def test_a_failing_command_reports_its_exit_code_and_the_tail_of_stdout_and_stderr(project_dir: Path) -> None:
+    with anyio.fail_after(10):
+        result = await run_verify("seq 1 5000; echo boom >&2; exit 3", cwd=project_dir, tail_bytes=200)
+    assert not result.passed and result.exit_code == 3
+    assert result.output_tail.endswith("5000\nboom\n")
+    assert result.output_tail.startswith("[... output cut ...]")
+    assert "\n1\n" not in result.output_tail
+
+
+@pytest.mark.anyio
+async def test_a_command_past_its_timeout_is_killed_with_its_children(project_dir: Path) -> None:
+    pidfile = project_dir / "child.pid"
+    with anyio.fail_after(10):
+        result = await run_verify(f"sleep 30 & echo $! > {pidfile}; wait", cwd=project_dir, timeout=0.5)
+    assert result.timed_out and not result.passed
+    assert "timed out" in result.output_tail
+    child = int(pidfile.read_text())
+    with anyio.fail_after(5):
+        while True:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            if Path(f"/proc/{child}/stat").read_text().split()[2] == "Z":
+                break
+            await anyio.sleep(0.05)
+
+
+@pytest.mark.anyio
+async def test_cancelling_the_caller_kills_the_command(project_dir: Path) -> None:
+    pidfile = project_dir / "sh.pid"
+    with anyio.fail_after(10):
+        with anyio.move_on_after(0.5):
+            await run_verify(f"echo $$ > {pidfile}; sleep 30", cwd=project_dir)
+        pid = int(pidfile.read_text())
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_tail_keeps_short_output_whole() -> None:
+    assert tail(b"ok\n") == "ok\n"
+    assert tail(b"x" * 10, 4) == "[... output cut ...]\nxxxx"
