@@ -68,12 +68,18 @@ class Engine:
     @asynccontextmanager
     async def background(self) -> AsyncIterator[Engine]:
         """Run delegations in the background of this context (the MCP server's lifetime, or one CLI command)."""
-        async with anyio.create_task_group() as tg:
-            self._task_group = tg
-            try:
-                yield self
-            finally:
-                self._task_group = None
+        try:
+            async with anyio.create_task_group() as tg:
+                self._task_group = tg
+                try:
+                    yield self
+                finally:
+                    self._task_group = None
+        except BaseExceptionGroup as group:
+            # One failure is the common case: raise it as itself so callers catch UserError, not a group.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
 
     def spawn(self, fn: Any, *args: Any) -> bool:
         """Start `fn(*args)` in the background task group; False when no `background()` context is active."""

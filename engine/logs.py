@@ -12,7 +12,13 @@ from pathlib import Path
 
 import structlog
 
-__all__ = ["configure_logging"]
+__all__ = ["configure_logging", "default_to_stderr"]
+
+
+def default_to_stderr() -> None:
+    """Before `configure_logging` runs (library use, tests), structlog would print to stdout; send it to stderr."""
+    if not structlog.is_configured():
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
 _configured: Path | None | bool = False
 
