@@ -49,6 +49,9 @@ __all__ = [
     "release_models",
 ]
 
+REPEAT_PENALTY = 1.1
+
+
 log = structlog.get_logger(__name__)
 
 EMBEDDED_MODEL = "smollm2:135m-instruct"
@@ -270,6 +273,8 @@ class EmbeddedBackend:
             "stream": True,
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
+            # Ollama's default; llama-cpp-python's is 1.0, with which small models loop until max_tokens.
+            "repeat_penalty": REPEAT_PENALTY,
         }
         if request.seed is not None:
             kwargs["seed"] = request.seed

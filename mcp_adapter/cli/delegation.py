@@ -16,11 +16,21 @@ from mcp_adapter.cli.output import Result
 
 __all__ = ["DEMO_TASK", "register"]
 
-DEMO_TASK = "Write a short JSON object describing a demo user with a name and an email"
-DEMO_OUTPUT = "demo/user.json"
-# A check the pipeline can pass with a tiny model: the file exists and is not empty. The test is the pipeline
-# (generate -> journal -> atomic write -> verify), not the model's cleverness.
-DEMO_VERIFY = f"test -s {DEMO_OUTPUT} && echo \"{DEMO_OUTPUT}: $(wc -c < {DEMO_OUTPUT}) bytes\""
+DEMO_TASK = "Write a short Markdown reference for the functions in calc.py: one section per function"
+DEMO_CONTEXT = "calc.py"
+DEMO_SOURCE = '''def add(a: float, b: float) -> float:
+    return a + b
+
+
+def mean(values: list[float]) -> float:
+    if not values:
+        raise ValueError("mean of no values")
+    return sum(values) / len(values)
+'''
+DEMO_OUTPUT = "docs/calc.md"
+# A check the pipeline can pass with a tiny model: the file exists and is not empty. The demo shows the pipeline
+# (pack context -> generate -> journal -> atomic write -> verify), not the model's cleverness.
+DEMO_VERIFY = f"test -s {DEMO_OUTPUT} && echo \"{DEMO_OUTPUT}: $(wc -w < {DEMO_OUTPUT}) words\""
 
 
 def terminal_progress() -> Progress:
@@ -122,24 +132,37 @@ async def demo_cmd(engine: Engine, args: argparse.Namespace) -> Result:
     """An end-to-end delegation on the embedded default, in a scratch project (kept, so it can be inspected)."""
     scratch = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="local-llm-demo-"))
     scratch.mkdir(parents=True, exist_ok=True)
+    source = scratch / DEMO_CONTEXT
+    if not source.exists():
+        source.write_text(DEMO_SOURCE, encoding="utf-8")
     demo = Engine(Project.resolve(scratch))
     progress = terminal_progress()
     try:
         await demo.enable(True, backend=args.backend, progress=progress)
         result = await demo.delegate(
-            progress=progress, task=DEMO_TASK, task_type="generate",
-            output_files=[{"path": DEMO_OUTPUT, "description": "a JSON object with name and email"}],
+            progress=progress, task=DEMO_TASK, task_type="docs", context_files=[DEMO_CONTEXT],
+            output_files=[{"path": DEMO_OUTPUT, "description": "Markdown: a heading and a sentence per function"}],
             verify=DEMO_VERIFY, max_attempts=3,
         )
+        path = [f"{e['from']} -{e['event']}-> {e['to']}" for e in demo.run_view(result["run_id"])["events"]
+                if e["from"] and e["from"] != e["to"]]
     finally:
         _end_progress_line()
         demo.close()
-    result = {**result, "project": str(scratch)}
+    written = scratch / DEMO_OUTPUT
+    preview = written.read_text(encoding="utf-8", errors="replace") if written.exists() else ""
+    result = {**result, "project": str(scratch), "path": path, "preview": preview}
 
     def text(r: dict[str, Any]) -> str:
-        return f"demo project: {r['project']}\n" + _result_text(r) + (
-            f"\nverify command: {DEMO_VERIFY}\noutput: {(r['verification'].get('output_tail') or '').strip()}"
-        )
+        lines = [f"demo project: {r['project']}", f"task: {DEMO_TASK} (context: {DEMO_CONTEXT})", _result_text(r)]
+        lines.append(f"verify command: {DEMO_VERIFY}")
+        lines.append(f"verify output: {((r.get('verification') or {}).get('output_tail') or '').strip()}")
+        lines.append("run path: " + ", ".join(r["path"]))
+        if r["preview"]:
+            shown = r["preview"].splitlines()[:12]
+            lines += [f"--- {DEMO_OUTPUT} (first {len(shown)} lines) ---", *shown, "---"]
+        lines.append(f"inspect: local-llm --project {r['project']} run {r['run_id']}")
+        return "\n".join(lines)
 
     return Result(result, text, exit_code=0 if result["state"] == "done" else 1)
 

@@ -286,3 +286,43 @@ def test_install_command_writes_the_slash_command(project_dir: Path, cli_command
     assert json.loads(result.stdout)["installed"] == str(target)
     text = target.read_text()
     assert "llm=MODEL:persist" in text and '"action": "enable"' in text and '"action": "analyze"' in text
+
+
+@pytest.mark.anyio
+async def test_enable_reports_pull_and_load_progress(project_dir: Path, ollama_double: OllamaDouble) -> None:
+    messages: list[str] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
+
+    with anyio.fail_after(60):
+        async with _client(project_dir, OLLAMA_HOST=ollama_double.host, LOCAL_LLM_BACKEND="ollama") as client:
+            result = await client.call_tool("local_llm", {"action": "enable", "llm": "deepseek-coder:33b"},
+                                            progress_callback=on_progress)
+    assert not result.is_error, result.content
+    assert result.structured_content["state"] == "loaded"
+    assert any("pull" in m.lower() for m in messages), messages
+    assert any("load" in m.lower() for m in messages), messages
+
+
+@pytest.mark.anyio
+async def test_a_run_in_flight_when_the_server_stops_finishes_after_the_next_start(
+    project_dir: Path, ollama_double: OllamaDouble
+) -> None:
+    gate = project_dir / "release"
+    env = {"OLLAMA_HOST": ollama_double.host, "LOCAL_LLM_BACKEND": "ollama"}
+    with anyio.fail_after(120):
+        async with _client(project_dir, **env) as client:
+            await _call(client, action="enable", llm="deepseek-coder:6.7b:persist")
+            started = await _call(
+                client, action="delegate", task="Write the config", wait=0.5,
+                output_files=[{"path": "config.json", "description": "a JSON object"}],
+                verify=f"while [ ! -e {gate} ]; do sleep 0.05; done",
+            )
+            assert started["state"] == "verifying", started
+        # The server is gone with the run still verifying; the next server resumes it.
+        gate.touch()
+        async with _client(project_dir, **env) as client:
+            finished = await _call(client, action="result", run_id=started["run_id"], wait=60)
+    assert finished["state"] == "done", finished
+    assert (project_dir / "config.json").exists()
