@@ -14,7 +14,6 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from engine import diagrams
 from engine.errors import InvalidArgument, NotAvailable
 from engine.lifecycle import Lifecycle
 from engine.machines import PersistedMachines
@@ -114,6 +113,8 @@ class Engine:
         return view
 
     def diagram(self, kind: str, *, run_id: str | None = None, fmt: str = "mermaid") -> str:
+        from engine import diagrams  # only `diagram` needs it: kept out of every server's start-up (B6)
+
         if kind not in MACHINES:
             raise InvalidArgument("machine", f"one of {', '.join(MACHINES)}", kind)
         if fmt not in diagrams.FORMATS:

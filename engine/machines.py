@@ -11,7 +11,7 @@ from transitions import MachineError
 
 from engine.errors import UserError
 from engine.store import MachineRecord, StaleVersion, Store, Transaction
-from states import MachineModel, MachineSpec, build_machine
+from states import MachineModel, MachineSpec, TransitionSpec, build_machine
 
 __all__ = ["InvalidEvent", "PersistedMachines", "TerminalState", "new_id"]
 
@@ -37,6 +37,22 @@ class TerminalState(InvalidEvent):
         self.kind, self.machine_id, self.state, self.event = kind, machine_id, state, event
 
 
+def _unguarded_moves(spec: MachineSpec) -> dict[tuple[str, str], str]:
+    """(event, source) -> destination for the moves the declaration decides without a guard: exactly one transition
+    for that event leaves that source and it has no conditions. The declared machine has no callbacks, so for these
+    the `transitions` machine can only answer `dest`; asking it costs add_model/remove_model (~60 % of a fire,
+    BENCHMARKS.md B1). Guarded and invalid moves still go through the machine."""
+    matches: dict[tuple[str, str], list[TransitionSpec]] = {}
+    for t in spec.transitions:
+        for source in t.source:
+            matches.setdefault((t.trigger, source), []).append(t)
+    return {
+        key: found[0].dest
+        for key, found in matches.items()
+        if len(found) == 1 and not found[0].conditions and not found[0].unless
+    }
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
@@ -48,6 +64,7 @@ class PersistedMachines:
         self.store = store
         self.spec = spec
         self._validator = build_machine(spec)
+        self._direct = _unguarded_moves(spec)
 
     def create(self, machine_id: str, data: Mapping[str, Any] | None = None) -> MachineRecord:
         with self.store.transaction() as tx:
@@ -55,6 +72,11 @@ class PersistedMachines:
 
     def ensure(self, machine_id: str, data: Mapping[str, Any] | None = None) -> MachineRecord:
         """The machine with this id, created in the initial state if it does not exist yet."""
+        # Machines are never deleted: once it exists a plain read is enough, without taking the write lock
+        # (`status` calls this every time; BENCHMARKS.md B2).
+        existing = self.store.find(machine_id)
+        if existing is not None:
+            return existing
         with self.store.transaction() as tx:
             existing = tx.connection.execute("SELECT 1 FROM machines WHERE id = ?", (machine_id,)).fetchone()
             if existing:
@@ -67,6 +89,9 @@ class PersistedMachines:
             raise TerminalState(self.spec.kind, record.id, record.state, event)
         if event not in self.spec.triggers:
             raise InvalidEvent(self.spec.kind, record.id, record.state, event, ())
+        direct = self._direct.get((event, record.state))
+        if direct is not None:
+            return direct
         model = MachineModel(record.data)
         self._validator.add_model(model, initial=record.state)
         try:

@@ -182,16 +182,25 @@ class Transaction:
         data: dict[str, Any],
         payload: dict[str, Any] | None = None,
     ) -> MachineRecord:
-        """Move `record` to `dst` with new `data`, journaling `event`; refused if the row moved since `record`."""
+        """Move `record` to `dst` with new `data`, journaling `event`; refused if the row moved since `record`.
+
+        `record` must come from this transaction (`get`), so its owner is current (owner changes keep the version)."""
+        stored = _dumps(data)
         cur = self._conn.execute(
             "UPDATE machines SET state = ?, data = ?, updated_at = ?, version = version + 1"
             " WHERE id = ? AND version = ?",
-            (dst, _dumps(data), self.now, record.id, record.version),
+            (dst, stored, self.now, record.id, record.version),
         )
         if cur.rowcount != 1:
             raise StaleVersion(record.id, record.version, self.get(record.id).version)
         self._append(record.id, record.version + 1, event, record.state, dst, payload or {})
-        return self.get(record.id)
+        # The row is exactly what was written: build it instead of reading it back (a SELECT per move, B1).
+        # `record` was read in this transaction (PersistedMachines.fire/note), whose write lock keeps its owner and
+        # created_at current; `data` goes through JSON as a read would (lists, string keys).
+        return MachineRecord(
+            id=record.id, kind=record.kind, state=dst, data=json.loads(stored), owner=record.owner,
+            created_at=record.created_at, updated_at=self.now, version=record.version + 1,
+        )
 
     def set_owner(self, machine_id: str, owner: str | None) -> None:
         self._conn.execute("UPDATE machines SET owner = ? WHERE id = ?", (owner, machine_id))
