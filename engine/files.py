@@ -8,6 +8,7 @@ rolling it back are both idempotent, so a crash at any point can be finished by 
 from __future__ import annotations
 
 import fnmatch
+import glob
 import os
 import re
 import sqlite3
@@ -25,10 +26,12 @@ __all__ = [
     "SecretFile",
     "apply_journal",
     "atomic_write",
+    "writable_target",
     "journal_writes",
     "journaled",
     "looks_secret",
     "read_text_file",
+    "remove_stale_temps",
     "resolve_inside",
     "rollback_journal",
 ]
@@ -40,6 +43,12 @@ _SECRET_NAMES = (
     "id_dsa*", "id_ecdsa*", "id_ed25519*", "*credentials*", "*secret*", ".netrc", ".pgpass", ".npmrc", ".pypirc",
     "*.kdbx", "htpasswd", ".htpasswd", "*.gpg", "*.asc",
 )
+NAME_MAX, PATH_MAX, MAX_DEPTH = 255, 4000, 64
+"""Longest file name, relative path (bytes) and directory depth accepted in a path argument."""
+OS_PATH_MAX = 4096
+"""Linux's PATH_MAX, for the absolute path (the project root included)."""
+WORKFLOW_DIR = PurePosixPath(".claude", "workflow")
+"""Where the engine keeps its journal and logs (engine.project.Project.workflow_dir)."""
 _SECRET_DIRS = {".ssh", ".gnupg", ".aws", ".docker", ".kube"}
 _PRIVATE_KEY = re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
 
@@ -55,17 +64,50 @@ def resolve_inside(root: Path, relative: str, *, field: str) -> Path:
         raise InvalidArgument(field, expected, relative)
     if "\x00" in relative:
         raise InvalidArgument(field, expected + ", without NUL bytes", relative)
+    try:
+        encoded = relative.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (JSON allows "\ud800"): no file system can name it
+        raise InvalidArgument(field, expected + ", in valid UTF-8", relative) from None
+    names = relative.replace("\\", "/").split("/")
+    if len(encoded) > PATH_MAX or any(len(name.encode("utf-8")) > NAME_MAX for name in names):
+        # Refused here, not by the OS later: an over-long name fails stat() with ENAMETOOLONG, which is no UserError.
+        raise InvalidArgument(field, expected + f", of at most {PATH_MAX} bytes with names of at most {NAME_MAX}",
+                              relative)
+    if len([name for name in names if name not in ("", ".")]) > MAX_DEPTH:
+        # 1500 nested directories are legal, but no project has them, and tools (shutil.rmtree) fail on them.
+        raise InvalidArgument(field, expected + f", at most {MAX_DEPTH} directories deep", relative)
     pure = PurePosixPath(relative.replace("\\", "/"))
     if pure.is_absolute() or re.match(r"^[A-Za-z]:", relative):
         raise InvalidArgument(field, expected, relative)
     if ".." in pure.parts:
         raise InvalidArgument(field, expected, relative)
     real_root = Path(os.path.realpath(root))
+    if len(str(real_root / pure).encode("utf-8")) >= OS_PATH_MAX:
+        raise InvalidArgument(field, expected + f"; inside {real_root} it is longer than the system allows",
+                              relative)
     target = Path(os.path.realpath(real_root / pure))
     if target != real_root and real_root not in target.parents:
         raise InvalidArgument(field, expected + f"; it resolves to {target}", relative)
     if target == real_root:
         raise InvalidArgument(field, "a file path, not the project root", relative)
+    return target
+
+
+def writable_target(root: Path, relative: str, *, field: str) -> Path:
+    """`relative` as a file a run may write: inside root (see resolve_inside), not a directory, not below a file,
+    and not in the engine's own state directory (its journal must never be a model's output)."""
+    target = resolve_inside(root, relative, field=field)
+    real_root = Path(os.path.realpath(root))
+    if target.is_dir():
+        raise InvalidArgument(field, "a file path, not a directory", relative)
+    if real_root / WORKFLOW_DIR in (target, *target.parents):
+        raise InvalidArgument(field, f"a path outside {WORKFLOW_DIR}/ (the engine's own state)", relative)
+    parent = target.parent
+    while parent != real_root and not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InvalidArgument(field, f"a path below directories, but {parent.relative_to(real_root)} is a file",
+                              relative)
     return target
 
 
@@ -82,9 +124,12 @@ def looks_secret(path: Path, *, head: bytes | None = None) -> bool:
 def read_text_file(root: Path, relative: str, *, field: str, allow_secrets: bool = False) -> str:
     """A context file's text: inside root, UTF-8 text, and not a secret unless explicitly allowed."""
     path = resolve_inside(root, relative, field=field)
-    if not path.is_file():
-        raise InvalidArgument(field, "an existing file inside the project", relative)
-    data = path.read_bytes()
+    try:
+        if not path.is_file():
+            raise InvalidArgument(field, "an existing file inside the project", relative)
+        data = path.read_bytes()
+    except OSError as exc:  # unreadable (permissions, a FIFO's error, ...): say which file, not a bare OSError
+        raise InvalidArgument(field, f"a readable file ({exc.strerror or exc})", relative) from None
     if not allow_secrets and looks_secret(path.relative_to(Path(os.path.realpath(root))), head=data[:65536]):
         raise SecretFile(
             f"{field}: {relative!r} looks like a secret (.env, private key, credentials) and is not sent to the "
@@ -106,6 +151,29 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+TEMP_MARK = "local-llm-"
+"""In the temp file's name (`.<name>.local-llm-<random>.tmp`), so the leftovers of a killed write are told apart."""
+
+
+def remove_stale_temps(path: Path) -> list[str]:
+    """Delete what a write of `path` killed between its temp file and the rename left behind. Only one run at a
+    time writes a path (the runner's path locks), so a temp file of `path` seen by its writer is a leftover."""
+    removed = []
+    try:
+        candidates = list(path.parent.glob(f".{glob.escape(path.name)}.{TEMP_MARK}*.tmp"))
+    except OSError:
+        return removed
+    for leftover in candidates:
+        try:
+            leftover.unlink()
+            removed.append(leftover.name)
+        except FileNotFoundError:
+            pass
+    if removed:
+        log.info("removed the temp files of an interrupted write", path=str(path), files=removed)
+    return removed
+
+
 def atomic_write(path: Path, content: bytes) -> None:
     """Write `content` to `path` so a reader sees the old file or the new one, never half of one.
 
@@ -117,7 +185,8 @@ def atomic_write(path: Path, content: bytes) -> None:
         mode: int | None = path.stat().st_mode & 0o7777
     except FileNotFoundError:
         mode = None
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{TEMP_MARK}", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(content)
@@ -200,6 +269,7 @@ def apply_journal(
         if w.content is None:
             continue
         target = resolve_inside(root, w.path, field="output_files.path")
+        remove_stale_temps(target)
         if _current(target) != w.content:
             atomic_write(target, w.content)
         written.append(w.path)
@@ -215,6 +285,7 @@ def rollback_journal(
     restored = []
     for w in writes:
         target = resolve_inside(root, w.path, field="output_files.path")
+        remove_stale_temps(target)
         if w.existed:
             if _current(target) != w.previous:
                 atomic_write(target, w.previous or b"")

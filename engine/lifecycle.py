@@ -58,6 +58,8 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 SERVER_TIMEOUT_ENV = "LOCAL_LLM_SERVER_TIMEOUT"
+EXECUTOR_POLL_S = 0.1
+"""How often a run waiting for a session being started or stopped elsewhere looks again."""
 SESSION_KEEP_ALIVE = "60m"
 """A non-persisted session's keep_alive: refreshed by every request, and bounded so that a session whose owner died
 does not hold the VRAM forever."""
@@ -128,6 +130,8 @@ class Lifecycle:
         self._retired: list[Backend] = []
         self._busy = 0
         """enable/disable calls in flight in this process (the MCP server may get two at once)."""
+        self._executor_enable = anyio.Lock()
+        """Runs that find the session idle enable it one at a time (the others then find it loaded)."""
 
     # -- helpers ----------------------------------------------------------------------------------------------------
 
@@ -574,11 +578,29 @@ class Lifecycle:
     async def executor(self, *, progress: Progress = no_progress) -> Executor:
         """The loaded session's backend for a delegation. An idle session is enabled first with the defaults
         (`llm=true`: the backend selection and recommended model); a failed one raises its reason (enable again
-        retries); a session another process is starting or stopping raises SessionBusy."""
-        record = self._record()
-        if record.state == "idle":
-            await self.enable(True, progress=progress)
+        retries). A session that this or another live process is starting or stopping is waited for (as long as a
+        start may take, then SessionBusy): runs resumed together, or a server restarted beside another, all ask for
+        it at the same moment, and failing them over a start in progress lost them."""
+        deadline = anyio.current_time() + self.server_timeout_s + self.load_timeout_s
+        while True:
             record = self._record()
+            if record.state == "idle":
+                async with self._executor_enable:
+                    if self._record().state == "idle":
+                        try:
+                            await self.enable(True, progress=progress)
+                        except SessionBusy:
+                            pass  # another process began to start it first: wait for it below
+                continue
+            if record.state in ("starting", "stopping"):
+                try:
+                    self._take_over_stale(record)  # a dead process's leftover becomes `failed`, reported below
+                except SessionBusy:
+                    if anyio.current_time() > deadline:
+                        raise
+                    await anyio.sleep(EXECUTOR_POLL_S)
+                continue
+            break
         if record.state == "failed":
             raise SessionFailed(
                 f"the session failed: {record.data.get('reason')}; fix that and run `local-llm enable` again"
@@ -601,7 +623,11 @@ class Lifecycle:
                 log.info("session ends; the model stays loaded (persist)", model=record.data.get("model"))
                 self.engine.sessions.note(_session_id(), "owner_left", data={"owner": None})
             else:
-                await self.disable(stop_server=False)
+                try:
+                    await self.disable(stop_server=False)
+                except (SessionBusy, InvalidEvent) as exc:
+                    # Another server on the project is ending or restarting it at the same moment: its business now.
+                    log.info("the session is being changed by another process", reason=str(exc))
         await self._drop_backend()
         return await self.status()
 

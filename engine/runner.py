@@ -35,7 +35,15 @@ import structlog
 from engine import metrics
 from engine.backends.base import Backend, BackendError, ChatMessage, GenerateRequest, GenerateResult
 from engine.errors import InvalidArgument, NotAvailable, UserError
-from engine.files import apply_journal, journal_writes, journaled, read_text_file, resolve_inside, rollback_journal
+from engine.files import (
+    apply_journal,
+    journal_writes,
+    journaled,
+    read_text_file,
+    resolve_inside,
+    rollback_journal,
+    writable_target,
+)
 from engine.machines import InvalidEvent, new_id
 from engine.ownership import current_token
 from engine.progress import Progress, no_progress
@@ -83,6 +91,12 @@ class _Live:
     done: anyio.Event = field(default_factory=anyio.Event)
     scope: anyio.CancelScope | None = None
     cancel_requested: bool = False
+    resumed: bool = False
+    """Taken over from a process that died: its end may already be in the delegation log (see _ended)."""
+
+
+_After = Callable[[Any, MachineRecord], None]
+"""What `PersistedMachines.fire` calls inside the transition's transaction, with the moved record."""
 
 
 class _StateMoved(Exception):
@@ -237,10 +251,14 @@ class Delegations:
         if not isinstance(verify_timeout, (int, float)) or verify_timeout <= 0:
             raise InvalidArgument("verify_timeout", "a positive number of seconds", verify_timeout)
         outputs = _outputs(output_files)
-        for i, o in enumerate(outputs):
-            resolve_inside(self.root, o.path, field=f"output_files[{i}].path")
-        if len({o.path for o in outputs}) != len(outputs):
+        targets = [writable_target(self.root, o.path, field=f"output_files[{i}].path") for i, o in enumerate(outputs)]
+        if len(set(targets)) != len(outputs):
             raise InvalidArgument("output_files", "distinct paths", [o.path for o in outputs])
+        for i, target in enumerate(targets):
+            if any(target in other.parents for other in targets):
+                # `a` and `a/b` cannot both be files: the second write would fail half-way through the run.
+                raise InvalidArgument(f"output_files[{i}].path", "a file, not a directory of another output",
+                                      outputs[i].path)
         contexts = _strings(context_files, "context_files")
         for i, path in enumerate(contexts):
             read_text_file(self.root, path, field=f"context_files[{i}]", allow_secrets=allow_secrets)
@@ -279,7 +297,7 @@ class Delegations:
         """The resume hook: recovery has claimed `record`; drive it to its end from its persisted state."""
         if record.id in self._live:
             return  # this process drives it already (resume called while it runs): never drive a run twice
-        live = self._live[record.id] = _Live()
+        live = self._live[record.id] = _Live(resumed=True)
         await self._drive(record.id, no_progress, live)
 
     # -- result / cancel / stats ----------------------------------------------------------------------------------
@@ -352,7 +370,7 @@ class Delegations:
         if record.owner and record.owner != current_token() and token_alive(record.owner):
             if record.state == "pending":
                 try:
-                    self._finish(self.engine.runs.fire(run_id, "cancel", data={"cancel_requested": True}))
+                    self.engine.runs.fire(run_id, "cancel", data={"cancel_requested": True}, after=self._ended())
                     return self.view(run_id)
                 except (InvalidEvent, StaleVersion):
                     pass  # it started meanwhile: ask its process instead
@@ -368,7 +386,7 @@ class Delegations:
         if claim(self.engine.runs, run_id) is None:
             return self.view(run_id)
         self.engine.runs.note(run_id, "cancel_requested", data={"cancel_requested": True})
-        live = self._live.setdefault(run_id, _Live(cancel_requested=True))
+        live = self._live.setdefault(run_id, _Live(cancel_requested=True, resumed=True))
         await self._drive(run_id, no_progress, live)
         return self.view(run_id)
 
@@ -400,8 +418,23 @@ class Delegations:
             if self._live.get(run_id) is live:
                 del self._live[run_id]
 
+    def _ended(self, after: _After | None = None) -> _After:
+        """An `after` for a transition that may end the run: the delegation-log line is appended inside the
+        transition's transaction. Appended after the commit instead, a crash between the two lost the line for good
+        (the run was finished, so no resume came back to it); appended before the commit, a crash leaves the run
+        unfinished, and its resumed drive skips a line that is already there."""
+        def both(tx: Any, moved: MachineRecord) -> None:
+            if after is not None:
+                after(tx, moved)
+            if moved.state in DELEGATION.terminal:
+                live = self._live.get(moved.id)
+                self._finish(moved, dedupe=live is not None and live.resumed)
+
+        return both
+
     def _fire(self, record: MachineRecord, event: str, **kwargs: Any) -> MachineRecord:
         """Fire from the state we acted on; if someone moved the run meanwhile, say so instead of failing."""
+        kwargs["after"] = self._ended(kwargs.get("after"))
         try:
             return self.engine.runs.fire(record.id, event, **kwargs)
         except (InvalidEvent, StaleVersion):
@@ -413,12 +446,9 @@ class Delegations:
     async def _loop(self, run_id: str, progress: Progress, live: _Live, stack: AsyncExitStack) -> None:
         ctx = _RunContext(progress=progress)
         locked = False
-        fired_terminal = False
         while True:
             record = self.engine.store.get(run_id)
             if record.state in DELEGATION.terminal:
-                if fired_terminal:
-                    self._finish(record)
                 total = float(record.data.get("max_attempts") or 1)
                 await _safe_progress(progress, total, total, f"{record.state} after {record.data.get('attempt', 0)} "
                                      "attempt(s)")
@@ -427,7 +457,6 @@ class Delegations:
                 try:
                     record = self._fire(record, "cancel", data={"cancel_requested": True},
                                         payload={"reason": "cancelled by the caller"})
-                    fired_terminal = record.state in DELEGATION.terminal
                 except _StateMoved:
                     pass
                 continue
@@ -464,8 +493,6 @@ class Delegations:
                     log.exception("delegation step failed", run_id=run_id, state=record.state)
                     reason = f"internal error in state {record.state!r}: {exc!r}"
                 self._abort(run_id, reason)
-            if self.engine.store.get(run_id).state in DELEGATION.terminal:
-                fired_terminal = True
 
     async def _lock(self, stack: AsyncExitStack, record: MachineRecord) -> None:
         paths = [f.get("path", "") for f in record.data.get("output_files") or [] if isinstance(f, Mapping)]
@@ -645,13 +672,21 @@ class Delegations:
                     await _safe_progress(ctx.progress, attempt - 1, total,
                                          f"attempt {attempt}: {shown} tokens generated")
 
+        # The backend's error is kept out of the task group: raised inside it, it would leave wrapped in an
+        # ExceptionGroup, which `except BackendError` misses (a retryable fault would abort the run).
+        outcome: dict[str, Any] = {}
         async with self._limiter(backend):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(report)
                 try:
-                    return await backend.generate(request, on_token=on_token)
+                    outcome["result"] = await backend.generate(request, on_token=on_token)
+                except Exception as exc:
+                    outcome["error"] = exc
                 finally:
                     tg.cancel_scope.cancel()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
 
     def _generation_failed(
         self, record: MachineRecord, answer: str | None, detail: str, *, extra: Mapping[str, Any] | None = None
@@ -715,11 +750,20 @@ class Delegations:
         def mark(tx: Any, moved: MachineRecord) -> None:
             tx.connection.execute("UPDATE file_writes SET status = 'rolled_back' WHERE run_id = ?", (record.id,))
 
-        self.engine.runs.fire(record.id, "rolled_back", payload={"files": restored}, after=mark)
+        self.engine.runs.fire(record.id, "rolled_back", payload={"files": restored}, after=self._ended(mark))
 
-    def _finish(self, record: MachineRecord) -> None:
-        """The run ended in this process: record its time and append it to the delegation log."""
+    def _finish(self, record: MachineRecord, *, dedupe: bool = False) -> None:
+        """The run ends in this process (inside the transition's transaction, see _ended): append it to the
+        delegation log, unless `dedupe` finds the same end there already (a crash came between the append and the
+        commit)."""
         data = record.data
+        path = self.engine.project.delegation_log
+        if dedupe and any(
+            r.get("event") == "run" and r.get("run_id") == record.id and r.get("state") == record.state
+            and r.get("attempts") == int(data.get("attempt", 0)) for r in metrics.read_log(path).records
+        ):
+            log.info("delegation end already logged", run_id=record.id, state=record.state)
+            return
         elapsed = _elapsed(record)
         verification = data.get("verification")
         if verification is not None and verification.get("passed") is not None:
@@ -728,7 +772,7 @@ class Delegations:
             passed = False
         else:
             passed = None
-        metrics.append_record(self.engine.project.delegation_log, {
+        line = {
             "event": "run", "timestamp": metrics.now_iso(), "task": data.get("task"),
             "task_type": data.get("task_type"), "score": data.get("score"), "decision": "delegated",
             "verification_passed": passed, "tokens_generated": int(data.get("tokens_generated", 0)),
@@ -738,7 +782,11 @@ class Delegations:
             "files": [o["path"] for o in data.get("output_files", [])],
             "files_skipped": [s.get("path") for s in data.get("files_skipped", [])],
             "error": data.get("error"),
-        })
+        }
+        try:
+            metrics.append_record(path, line)
+        except OSError:  # the log is derived from the journal: a full disk must not keep a run from ending
+            log.exception("could not append to the delegation log", run_id=record.id)
         log.info("delegation finished", run_id=record.id, state=record.state, seconds=elapsed)
 
 

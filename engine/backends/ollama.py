@@ -27,6 +27,7 @@ from engine.progress import Progress
 __all__ = [
     "DEFAULT_HOST",
     "OllamaBackend",
+    "REQUEST_TIMEOUT_ENV",
     "canonical_model",
     "chat_body",
     "context_length_from_show",
@@ -38,6 +39,10 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 DEFAULT_HOST = "127.0.0.1:11434"
+REQUEST_TIMEOUT_ENV = "LOCAL_LLM_REQUEST_TIMEOUT"
+"""Seconds to wait for the next byte of an answer (the first one included) before the request fails as retryable;
+default: the load timeout (5 minutes, as a model load may take that long). The reliability harness sets it short to
+test a backend that never answers."""
 
 
 def ollama_base_url(host: str | None = None) -> str:
@@ -109,8 +114,9 @@ class OllamaBackend:
         """Sent with every generation that names none, so the session's model stays loaded between delegations."""
         self.parallelism = max(1, int(os.environ.get("OLLAMA_NUM_PARALLEL") or 1))
         # Reads wait as long as a model load may take (OLLAMA_LOAD_TIMEOUT defaults to 5m); connects fail fast.
+        read_timeout = float(os.environ.get(REQUEST_TIMEOUT_ENV) or load_timeout_s)
         self._client = client or httpx.AsyncClient(
-            base_url=self.base_url, timeout=httpx.Timeout(load_timeout_s, connect=3.0), trust_env=False
+            base_url=self.base_url, timeout=httpx.Timeout(read_timeout, connect=3.0), trust_env=False
         )
 
     def __repr__(self) -> str:

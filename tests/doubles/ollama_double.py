@@ -278,6 +278,17 @@ class OllamaDouble:
         with self._lock:
             self._faults.append(fault)
 
+    def clear_faults(self) -> None:
+        """Drop the faults no request has taken yet."""
+        with self._lock:
+            self._faults.clear()
+
+    def remove_model(self, name: str) -> FakeModel | None:
+        """As if `ollama rm`: generate/chat answer 404 "model not found, try pulling it first" from now on."""
+        with self._lock:
+            self.loaded.pop(canonical(name), None)
+            return self.models.pop(canonical(name), None)
+
     def add_model(self, model: str | FakeModel, **fields: Any) -> FakeModel:
         fake = model if isinstance(model, FakeModel) else FakeModel(model, **fields)
         with self._lock:

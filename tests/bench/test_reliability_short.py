@@ -1,0 +1,41 @@
+"""The reliability harness in its short form (what CI runs): every scenario, a few cases each, nothing lost.
+
+The harness functions are called in-process (R1 and R4 start their own `local-llm` subprocesses); a lost case fails
+the test with the harness's own notes. The whole short form takes well under 3 minutes on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from bench.reliability import SCENARIOS, run_scenarios
+from bench.reliability.__main__ import DEFAULT_SEED, format_table, main
+from bench.reliability.common import REPO
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_short_form_loses_nothing(scenario: str) -> None:
+    [result] = run_scenarios([scenario], short=True, seed=DEFAULT_SEED)
+    assert result.tried > 0
+    assert result.lost == 0, format_table([result])
+    assert result.survived == result.tried
+
+
+def test_the_command_prints_only_the_table_and_exits_zero() -> None:
+    # A real subprocess (stdout must carry the table alone); R2 is the quickest scenario.
+    done = subprocess.run([sys.executable, "-m", "bench.reliability", "--short", "--only", "R2", "--seed", "3"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert len(lines) == 4 and "seed 3" in lines[0]
+    assert lines[1].split()[:6] == ["id", "scenario", "tried", "survived", "lost", "seconds"]
+    assert lines[3].startswith("R2 ")
+
+
+def test_bad_usage_is_refused() -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--only", "R9"])
+    assert exc.value.code == 2

@@ -1,0 +1,193 @@
+"""Regressions found by the reliability harness (bench/reliability): each test is the smallest failing case."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import anyio
+import pytest
+
+from engine import Engine, metrics
+from engine.backends.base import BackendError, BackendUnavailable, ModelMissing
+from engine.errors import InvalidArgument
+from engine.files import (
+    JournaledWrite,
+    apply_journal,
+    read_text_file,
+    resolve_inside,
+    rollback_journal,
+    writable_target,
+)
+from engine.project import Project
+from engine.store import Store
+from tests.doubles.ollama_double import OllamaDouble
+from tests.engine.fakes import ScriptedBackend, files_answer, use_backend
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("error", [BackendError("Ollama answered 500", retryable=True), BackendUnavailable("busy")])
+async def test_a_retryable_backend_error_is_retried_not_aborted_as_an_internal_error(
+    engine: Engine, project_dir: Path, error: BackendError
+) -> None:
+    # R2: the error left the progress task group wrapped in an ExceptionGroup, so `except BackendError` missed it.
+    use_backend(engine, ScriptedBackend().reply(error, files_answer({"a.txt": "ok\n"})))
+    with anyio.fail_after(10):
+        result = await engine.delegate(task="write a", output_files=["a.txt"], max_attempts=2)
+    assert result["state"] == "done" and result["attempts"] == 2
+    events = [e.event for e in engine.store.events(result["run_id"])]
+    assert "generation_failed" in events and "abort" not in events
+
+
+@pytest.mark.anyio
+async def test_a_missing_model_fails_the_run_with_the_pull_hint(engine: Engine) -> None:
+    use_backend(engine, ScriptedBackend().reply(ModelMissing("model not found; pull it with `ollama pull m`")))
+    with anyio.fail_after(10):
+        result = await engine.delegate(task="write a", output_files=["a.txt"], max_attempts=2)
+    assert result["state"] == "failed" and "pull it" in result["error"]
+    assert "internal error" not in result["error"]
+
+
+@pytest.mark.parametrize("path", ["n" * 4096, "n" * 256, "a\ud800b.txt", "d/" * 1500 + "f"])
+def test_over_long_and_non_utf8_names_are_invalid_arguments_not_os_errors(project_dir: Path, path: str) -> None:
+    # R3: ENAMETOOLONG from stat() and UnicodeEncodeError from realpath() reached the client as bare crashes; an
+    # output 1500 directories deep was written (and then no shutil.rmtree could delete the project).
+    with pytest.raises(InvalidArgument, match=r"^files\[0\]:"):
+        resolve_inside(project_dir, path, field="files[0]")
+    with pytest.raises(InvalidArgument):
+        read_text_file(project_dir, path, field="files[0]")
+
+
+@pytest.mark.parametrize("path", ["dir", "file.txt/x", ".claude/workflow/state.db", ".claude/workflow/new.txt"])
+def test_outputs_that_cannot_be_written_as_files_are_refused(project_dir: Path, path: str) -> None:
+    (project_dir / "dir").mkdir()
+    (project_dir / "file.txt").write_text("x")
+    with pytest.raises(InvalidArgument, match=r"^output_files\[0\]\.path:"):
+        writable_target(project_dir, path, field="output_files[0].path")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("outputs", [["0/0", "0"], ["a.txt", "./a.txt"]])
+async def test_outputs_that_collide_are_refused_before_a_run_exists(engine: Engine, outputs: list[str]) -> None:
+    # R3: ["0/0", "0"] failed half-way through `writing` with NotADirectoryError (an internal error).
+    use_backend(engine, ScriptedBackend())
+    with pytest.raises(InvalidArgument, match="output_files"):
+        await engine.delegate(task="write", output_files=outputs)
+    assert engine.store.machines(kind="delegation") == []
+
+
+def test_a_killed_writes_temp_file_is_removed_by_the_next_write_or_rollback(tmp_path: Path) -> None:
+    # R1: a resume killed inside atomic_write (after mkstemp, before the rename) left `.a.txt.<random>.tmp` forever.
+    (tmp_path / "a.txt").write_bytes(b"original")
+    for leftover in (".a.txt.local-llm-abcd1234.tmp", ".b.txt.local-llm-efgh5678.tmp"):
+        (tmp_path / leftover).write_bytes(b"half")
+    (tmp_path / ".a.txt.x.local-llm-other.tmp").write_bytes(b"another file's")
+    writes = [JournaledWrite("a.txt", True, b"original", b"new", 1, "pending"),
+              JournaledWrite("b.txt", False, None, b"new b", 1, "pending")]
+    apply_journal(writes[:1], tmp_path)
+    rollback_journal(writes[1:], tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".a.txt.x.local-llm-other.tmp", "a.txt"]
+
+
+@pytest.mark.anyio
+async def test_the_log_line_is_appended_before_the_run_is_seen_finished(
+    engine: Engine, project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # R1: appended after the terminal commit, a kill between the two lost the line for good (nothing resumes a
+    # finished run). Now another process sees the run finished only once its line is in the log.
+    seen: list[str] = []
+    append = metrics.append_record
+
+    def spy(path: Path, record: dict[str, object]) -> None:
+        if record.get("event") == "run":
+            # A plain reader (another process's view; opening a Store would wait for the write lock held here).
+            other = sqlite3.connect(f"file:{engine.project.state_db}?mode=ro", uri=True)
+            try:
+                seen.append(other.execute("SELECT state FROM machines WHERE id = ?", (record["run_id"],)).fetchone()[0])
+            finally:
+                other.close()
+        append(path, record)
+
+    monkeypatch.setattr(metrics, "append_record", spy)
+    use_backend(engine, ScriptedBackend())
+    with anyio.fail_after(10):
+        result = await engine.delegate(task="write a", output_files=["a.txt"], verify="true")
+    assert result["state"] == "done" and seen == ["verifying"]
+
+
+@pytest.mark.anyio
+async def test_a_run_resumed_after_a_kill_between_log_and_commit_is_logged_once(
+    ollama_double: OllamaDouble, project_dir: Path, cli_command: list[str], tmp_path: Path
+) -> None:
+    env = {**os.environ, "LOCAL_LLM_PROJECT": str(project_dir), "OLLAMA_HOST": ollama_double.url}
+    assert subprocess.run([*cli_command, "enable", "--backend", "ollama", "--llm", "deepseek-coder:6.7b"], env=env,
+                          capture_output=True, timeout=60).returncode == 0
+    release = tmp_path / "release"
+    proc = subprocess.Popen(
+        [*cli_command, "delegate", "write a", "--output", "a.txt", "--verify", "true"],
+        env={**env, "LOCAL_LLM_TEST_PAUSE_IN": "verifying", "LOCAL_LLM_TEST_PAUSE_FILE": str(release)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    project = Project.resolve(project_dir)
+    store = Store(project.state_db)
+    try:
+        with anyio.fail_after(30):
+            while not (runs := store.machines(kind="delegation")) or runs[0].state != "verifying":
+                assert proc.poll() is None
+                await anyio.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        run_id = runs[0].id
+        # As if the killed process had appended the run's end, then died before its commit.
+        metrics.append_record(project.delegation_log, {"event": "run", "run_id": run_id, "state": "done",
+                                                       "attempts": 1})
+        release.touch()
+        resumed = subprocess.run([*cli_command, "resume", "--json"], env=env, capture_output=True, text=True,
+                                 timeout=60)
+        assert resumed.returncode == 0, resumed.stderr
+        assert store.get(run_id).state == "done"
+        lines = [r for r in metrics.read_log(project.delegation_log).records if r.get("run_id") == run_id]
+        assert len(lines) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        store.close()
+
+
+@pytest.mark.anyio
+async def test_a_run_waits_for_a_session_another_process_is_starting(
+    engine: Engine, ollama_double: OllamaDouble
+) -> None:
+    # R4: a server restarted beside another unloaded the dead owner's session, and the runs it resumed found it
+    # `starting` (enabled by the first of them) and failed: "the session is starting in another process".
+    from engine.api import SESSION_ID
+    from engine.ownership import _start_ticks
+
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        token = f"{socket.gethostname()}:{other.pid}:{_start_ticks(other.pid)}"
+        engine.sessions.ensure(SESSION_ID)
+        engine.sessions.fire(SESSION_ID, "enable", data={"backend": "ollama", "busy_by": token})
+        got: list[object] = []
+
+        async def ask() -> None:
+            got.append(await engine.lifecycle.executor())
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ask)
+                await anyio.sleep(0.3)
+                assert got == []  # still waiting, not failed
+                engine.sessions.fire(SESSION_ID, "ready", data={
+                    "backend": "ollama", "base_url": ollama_double.url, "model": "deepseek-coder:6.7b",
+                    "num_ctx": 4096, "keep_alive": "60m", "busy_by": None})
+        assert getattr(got[0], "model") == "deepseek-coder:6.7b"
+    finally:
+        other.kill()
+        other.wait()
+        await engine.lifecycle._drop_backend()
