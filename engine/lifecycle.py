@@ -586,9 +586,11 @@ class Lifecycle:
             record = self._record()
             if record.state == "idle":
                 async with self._executor_enable:
-                    if self._record().state == "idle":
+                    idle = self._record()
+                    if idle.state == "idle":
                         try:
-                            await self.enable(True, progress=progress)
+                            llm, backend = _resume_choice(idle.data)
+                            await self.enable(llm, backend=backend, progress=progress)
                         except SessionBusy:
                             pass  # another process began to start it first: wait for it below
                 continue
@@ -663,6 +665,15 @@ class Lifecycle:
 @dataclass(frozen=True)
 class _Sized:
     size_vram: int | None
+
+
+def _resume_choice(data: Mapping[str, Any]) -> tuple[str | bool, str | None]:
+    """What an idle session is enabled with for a delegation: the model it had last (so runs resumed after a server
+    died keep the model they started with, whatever the VRAM would recommend now), else the defaults."""
+    model, backend = data.get("last_model"), data.get("last_backend")
+    if model and backend in ("ollama", "openai"):
+        return str(model), str(backend)
+    return True, None
 
 
 def _cleared(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -80,6 +80,11 @@ def configure_logging(*, log_file: Path | None, verbose: bool = False, console: 
         )
         to_file._local_llm = True  # type: ignore[attr-defined]
         handlers.append(to_file)
+    if not handlers:
+        # Without any handler, logging's last-resort handler would print warnings to stderr as raw event dicts.
+        silent = logging.NullHandler()
+        silent._local_llm = True  # type: ignore[attr-defined]
+        handlers.append(silent)
     for handler in handlers:
         root.addHandler(handler)
     for noisy in ("httpx", "httpcore", "transitions"):

@@ -585,3 +585,16 @@ async def test_stop_server_finds_an_ollama_serve_it_did_not_start(
     status = await engine.disable(stop_server=True)
     assert status["server_stop"] == f"stopped (pid {pid})"
     assert not lifecycle_module._alive(pid)
+
+
+@pytest.mark.anyio
+async def test_the_executor_reenables_an_idle_session_with_the_model_it_had_last(
+    engine: Engine, ollama_double: OllamaDouble
+) -> None:
+    ollama_double.add_model("deepseek-coder:33b", context_length=16384)
+    with anyio.fail_after(30):
+        await engine.enable("deepseek-coder:33b", backend="ollama")
+        await engine.disable()
+        executor = await engine.lifecycle.executor()
+    assert executor.model == "deepseek-coder:33b"
+    assert engine.session().state == "loaded"
