@@ -77,6 +77,23 @@ class GenerateResult:
     model: str = ""
     cached_prompt_tokens: int | None = None
 
+    @classmethod
+    def from_stream(
+        cls, *, text: str, prompt_tokens: int, completion_tokens: int, finish: str | None, started: float,
+        first_token_at: float | None, ended: float, model: str,
+    ) -> GenerateResult:
+        """A result timed on the client's clock: the prompt took until the first token, the rest was generation."""
+        return cls(
+            text=text,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            done_reason="length" if finish == "length" else "stop",
+            total_seconds=ended - started,
+            prompt_seconds=(first_token_at - started) if first_token_at is not None else None,
+            eval_seconds=(ended - first_token_at) if first_token_at is not None else None,
+            model=model,
+        )
+
 
 @dataclass(frozen=True)
 class ModelInfo:

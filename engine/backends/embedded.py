@@ -317,15 +317,9 @@ class EmbeddedBackend:
             raise BackendError(f"the embedded model refused the request: {exc}; shorten the context files",
                                retryable=False) from exc
         ended = time.perf_counter()
-        return GenerateResult(
-            text=text,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            done_reason="length" if finish == "length" else "stop",
-            total_seconds=ended - started,
-            prompt_seconds=(first - started) if first is not None else None,
-            eval_seconds=(ended - first) if first is not None else None,
-            model=request.model,
+        return GenerateResult.from_stream(
+            text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, finish=finish,
+            started=started, first_token_at=first, ended=ended, model=request.model,
         )
 
     def count_tokens(self, text: str) -> int:

@@ -207,15 +207,9 @@ class OpenAIBackend:
             # llama-cpp-python's server sends no usage in streams; it sends one chunk per token.
             completion_tokens = chunks
             prompt_tokens = await self._count_prompt(request)
-        return GenerateResult(
-            text=text,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            done_reason="length" if finish == "length" else "stop",
-            total_seconds=ended - started,
-            prompt_seconds=(first_token_at - started) if first_token_at is not None else None,
-            eval_seconds=(ended - first_token_at) if first_token_at is not None else None,
-            model=request.model,
+        return GenerateResult.from_stream(
+            text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, finish=finish,
+            started=started, first_token_at=first_token_at, ended=ended, model=request.model,
         )
 
     async def _count_prompt(self, request: GenerateRequest) -> int:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from engine import Engine, InvalidArgument, Project
-from engine.progress import Progress, no_progress
 from engine.runner import TASK_TYPES
-from mcp_adapter.cli.output import Result
+from mcp_adapter.cli.output import Result, end_progress_line, terminal_progress
 
 __all__ = ["DEMO_TASK", "register"]
 
@@ -31,26 +28,6 @@ DEMO_OUTPUT = "docs/calc.md"
 # A check the pipeline can pass with a tiny model: the file exists and is not empty. The demo shows the pipeline
 # (pack context -> generate -> journal -> atomic write -> verify), not the model's cleverness.
 DEMO_VERIFY = f"test -s {DEMO_OUTPUT} && echo \"{DEMO_OUTPUT}: $(wc -w < {DEMO_OUTPUT}) words\""
-
-
-def terminal_progress() -> Progress:
-    """One rewritten status line on stderr when it is a terminal; nothing otherwise (logs and pipes stay clean)."""
-    if not sys.stderr.isatty():
-        return no_progress
-    started = time.monotonic()
-
-    async def progress(done: float, total: float | None, message: str) -> None:
-        of = f"/{total:g}" if total else ""
-        sys.stderr.write(f"\r\x1b[2K[{time.monotonic() - started:5.1f}s] {done:g}{of} {message}")
-        sys.stderr.flush()
-
-    return progress
-
-
-def _end_progress_line() -> None:
-    if sys.stderr.isatty():
-        sys.stderr.write("\r\x1b[2K")
-        sys.stderr.flush()
 
 
 def _analysis_text(a: dict[str, Any]) -> str:
@@ -120,7 +97,7 @@ async def delegate_cmd(engine: Engine, args: argparse.Namespace) -> Result:
             verify_timeout=args.verify_timeout,
         )
     finally:
-        _end_progress_line()
+        end_progress_line()
     return Result(result, _result_text, exit_code=0 if result["state"] == "done" else 1)
 
 
@@ -147,7 +124,7 @@ async def demo_cmd(engine: Engine, args: argparse.Namespace) -> Result:
         path = [f"{e['from']} -{e['event']}-> {e['to']}" for e in demo.run_view(result["run_id"])["events"]
                 if e["from"] and e["from"] != e["to"]]
     finally:
-        _end_progress_line()
+        end_progress_line()
         demo.close()
     written = scratch / DEMO_OUTPUT
     preview = written.read_text(encoding="utf-8", errors="replace") if written.exists() else ""

@@ -3,37 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from typing import Any
 
 from engine import Engine
 from engine.backends import BACKENDS
 from engine.lifecycle import EnableFailed
-from engine.progress import Progress, no_progress
-from mcp_adapter.cli.output import Result
+from mcp_adapter.cli.output import Result, end_progress_line, terminal_progress
 
-__all__ = ["register", "stderr_progress"]
-
-
-def stderr_progress() -> Progress:
-    """Pull and load progress as one rewritten line on stderr, only on a terminal (pipes and logs stay clean)."""
-    if not sys.stderr.isatty():
-        return no_progress
-    started = time.monotonic()
-
-    async def progress(done: float, total: float | None, message: str) -> None:
-        share = f" {100 * done / total:5.1f}%" if total else ""
-        sys.stderr.write(f"\r\x1b[2K[{time.monotonic() - started:5.1f}s]{share} {message}"[:200])
-        sys.stderr.flush()
-
-    return progress
-
-
-def _end_progress() -> None:
-    if sys.stderr.isatty():
-        sys.stderr.write("\r\x1b[2K")
-        sys.stderr.flush()
+__all__ = ["register"]
 
 
 def _gb(value: Any) -> str:
@@ -89,19 +66,19 @@ async def capability_cmd(engine: Engine, args: argparse.Namespace) -> Result:
 
 async def enable_cmd(engine: Engine, args: argparse.Namespace) -> Result:
     try:
-        status = await engine.enable(args.llm, backend=args.backend, progress=stderr_progress())
+        status = await engine.enable(args.llm, backend=args.backend, progress=terminal_progress())
     except EnableFailed as exc:
-        _end_progress()
+        end_progress_line()
         # The status (state failed, reason) is still the result; the exit code says it failed.
         return Result({**exc.status, "error": exc.reason},
                       lambda s: f"enable failed: {s['error']}\n{_status_text(s)}", exit_code=1)
-    _end_progress()
+    end_progress_line()
     return Result(status, _status_text)
 
 
 async def disable_cmd(engine: Engine, args: argparse.Namespace) -> Result:
-    status = await engine.disable(stop_server=args.stop_server, progress=stderr_progress())
-    _end_progress()
+    status = await engine.disable(stop_server=args.stop_server, progress=terminal_progress())
+    end_progress_line()
     return Result(status, _status_text)
 
 

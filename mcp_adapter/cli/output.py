@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Result", "emit", "table"]
+from engine.progress import Progress, no_progress
+
+__all__ = ["Result", "emit", "end_progress_line", "table", "terminal_progress"]
 
 
 @dataclass(frozen=True)
@@ -41,3 +44,30 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
     return "\n".join(lines)
+
+
+def _share(done: float, total: float | None) -> str:
+    if not total:
+        return f"{done:g}"
+    # Byte counts (pulls) read best as a percentage, attempt counts as "1/3".
+    return f"{100 * done / total:5.1f}%" if total > 100 else f"{done:g}/{total:g}"
+
+
+def terminal_progress() -> Progress:
+    """Progress as one rewritten line on stderr, only on a terminal: pipes, logs and --json output stay clean."""
+    if not sys.stderr.isatty():
+        return no_progress
+    started = time.monotonic()
+
+    async def progress(done: float, total: float | None, message: str) -> None:
+        line = f"\r\x1b[2K[{time.monotonic() - started:5.1f}s] {_share(done, total)} {message}"
+        sys.stderr.write(line[:200])
+        sys.stderr.flush()
+
+    return progress
+
+
+def end_progress_line() -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\x1b[2K")
+        sys.stderr.flush()
