@@ -700,6 +700,10 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if not chat:
             final["context"] = [1, 2, 3]
+        if ka_seconds == 0:
+            # Unloaded before the final object goes out: a client that has its answer never sees the model loaded
+            # (Ollama unloads right after the response; doing it first keeps tests free of that race).
+            self.double._unload(name)
         fault = self._fault
         if body.get("stream", True) is False:
             if fault is not None and fault.kind == "malformed":
@@ -719,8 +723,6 @@ class _Handler(BaseHTTPRequestHandler):
                 lines.insert(min(1, len(lines)), '{"model": "' + name + '", "message": {"role": "assis')
             lines.append(final)
             self._stream(lines, fault)
-        if ka_seconds == 0:
-            self.double._unload(name)
 
 
 @pytest.fixture
