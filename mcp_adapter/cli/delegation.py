@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -138,7 +139,8 @@ async def demo_cmd(engine: Engine, args: argparse.Namespace) -> Result:
         if r["preview"]:
             shown = r["preview"].splitlines()[:12]
             lines += [f"--- {DEMO_OUTPUT} (first {len(shown)} lines) ---", *shown, "---"]
-        lines.append(f"inspect: local-llm --project {r['project']} run {r['run_id']}")
+        prog = sys.argv[0] if sys.argv[0].endswith("local-llm") else "local-llm"
+        lines.append(f"inspect: {prog} --project {r['project']} run {r['run_id']}")
         return "\n".join(lines)
 
     return Result(result, text, exit_code=0 if result["state"] == "done" else 1)
