@@ -14,13 +14,13 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from engine.errors import InvalidArgument, NotAvailable
+from engine.errors import InvalidArgument
 from engine.lifecycle import Lifecycle
 from engine.machines import PersistedMachines
 from engine.progress import Progress, no_progress
 from engine.project import Project
 from engine.runner import Delegations
-from engine.recovery import RecoveryReport, ResumeHook, recover
+from engine.recovery import RecoveryReport, recover
 from engine.store import MachineRecord, Store
 from states import DELEGATION, MACHINES, SESSION
 
@@ -53,7 +53,6 @@ class Engine:
         self.sessions = PersistedMachines(self.store, SESSION)
         self.runs = PersistedMachines(self.store, DELEGATION)
         self._task_group: anyio.abc.TaskGroup | None = None
-        self.resume_hook: ResumeHook | None = None
         self.lifecycle = Lifecycle(self)
         self.delegations = Delegations(self)
 
@@ -130,7 +129,7 @@ class Engine:
         return diagrams.render(diagrams.extract(spec, current=record.state, path=path, title=title), fmt)
 
     async def resume(self, *, max_recoveries: int | None = None) -> dict[str, Any]:
-        hook = self.resume_hook or _no_resumer
+        hook = self.delegations.resume_run
         kwargs = {"max_recoveries": max_recoveries} if max_recoveries is not None else {}
         report: RecoveryReport = await recover(self.runs, hook, **kwargs)
         return {
@@ -173,9 +172,3 @@ class Engine:
 
     def stats(self) -> dict[str, Any]:
         return self.delegations.stats()
-
-
-async def _no_resumer(record: MachineRecord) -> None:
-    raise NotAvailable(
-        f"run {record.id} was interrupted in {record.state!r}; resuming it needs the delegation pipeline (issue #4)"
-    )

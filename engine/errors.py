@@ -5,7 +5,7 @@ The CLI prints them without a traceback; the MCP adapter turns them into tool er
 
 from __future__ import annotations
 
-__all__ = ["InvalidArgument", "NotAvailable", "UserError"]
+__all__ = ["InvalidArgument", "UserError"]
 
 
 class UserError(Exception):
@@ -18,6 +18,3 @@ class InvalidArgument(UserError):
         super().__init__(f"{field}: expected {expected}{got_text}")
         self.field, self.expected = field, expected
 
-
-class NotAvailable(UserError):
-    """A command whose part of the product is not built yet."""

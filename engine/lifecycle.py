@@ -59,6 +59,7 @@ log = structlog.get_logger(__name__)
 
 SERVER_TIMEOUT_ENV = "LOCAL_LLM_SERVER_TIMEOUT"
 EXECUTOR_POLL_S = 0.1
+STATUS_GPU_MAX_AGE_S = 1.0
 """How often a run waiting for a session being started or stopped elsewhere looks again."""
 SESSION_KEEP_ALIVE = "60m"
 """A non-persisted session's keep_alive: refreshed by every request, and bounded so that a session whose owner died
@@ -132,6 +133,7 @@ class Lifecycle:
         """enable/disable calls in flight in this process (the MCP server may get two at once)."""
         self._executor_enable = anyio.Lock()
         """Runs that find the session idle enable it one at a time (the others then find it loaded)."""
+        self._gpus: tuple[float, GpuReport] | None = None
 
     # -- helpers ----------------------------------------------------------------------------------------------------
 
@@ -533,6 +535,14 @@ class Lifecycle:
 
     # -- status -----------------------------------------------------------------------------------------------------
 
+    async def _recent_gpus(self) -> GpuReport:
+        """NVML's answer, at most STATUS_GPU_MAX_AGE_S old: `status` is polled, and each probe costs a worker thread
+        and an NVML init (BENCHMARKS.md B2). enable and capability always probe afresh."""
+        now = time.monotonic()
+        if self._gpus is None or now - self._gpus[0] > STATUS_GPU_MAX_AGE_S:
+            self._gpus = (now, await anyio.to_thread.run_sync(probe_gpus))
+        return self._gpus[1]
+
     async def status(self) -> dict[str, Any]:
         record = self._record()
         data = record.data
@@ -552,7 +562,7 @@ class Lifecycle:
                     server = "answering"
             except (UserError, TimeoutError) as exc:
                 server = f"not answering: {exc}"
-        gpus: GpuReport = await anyio.to_thread.run_sync(probe_gpus)
+        gpus = await self._recent_gpus()
         status: dict[str, Any] = {
             "state": record.state,
             "backend": data.get("backend"),

@@ -34,7 +34,7 @@ import structlog
 
 from engine import metrics
 from engine.backends.base import Backend, BackendError, ChatMessage, GenerateRequest, GenerateResult
-from engine.errors import InvalidArgument, NotAvailable, UserError
+from engine.errors import InvalidArgument, UserError
 from engine.files import (
     apply_journal,
     journal_writes,
@@ -182,7 +182,6 @@ class Delegations:
         self._limiters: dict[int, tuple[Backend, anyio.CapacityLimiter]] = {}
         self._in_flight = 0
         self._locks = _PathLocks(engine.project.workflow_dir / "locks")
-        engine.resume_hook = self.resume_run
 
     @property
     def root(self) -> Path:
@@ -545,10 +544,7 @@ class Delegations:
 
     async def _executor(self, ctx: _RunContext) -> Any:
         if ctx.executor is None:
-            get = getattr(self.engine.lifecycle, "executor", None)
-            if get is None:
-                raise NotAvailable("no executor backend: the session lifecycle (issue #3) is not available")
-            ctx.executor = await get(progress=ctx.progress)
+            ctx.executor = await self.engine.lifecycle.executor(progress=ctx.progress)
             self._session_event("run_started", "loaded")
         return ctx.executor
 

@@ -16,12 +16,6 @@ from mcp_adapter.cli.output import Result, emit
 
 __all__ = ["main"]
 
-_PENDING = {
-    "capability": "issue #3 (backends and lifecycle)",
-    "enable": "issue #3 (backends and lifecycle)",
-    "disable": "issue #3 (backends and lifecycle)",
-}
-
 
 def _common() -> argparse.ArgumentParser:
     # SUPPRESS keeps a subcommand's default from overwriting a value given before the subcommand.
@@ -44,17 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (lifecycle, delegation, runs, serve):
         module.register(sub, common)
-    for name, where in _PENDING.items():
-        if name not in sub.choices:
-            p = sub.add_parser(name, parents=[common], help=f"(not available yet: {where})")
-            p.set_defaults(handler=_pending(name, where))
     return parser
-
-
-def _pending(name: str, where: str):  # type: ignore[no-untyped-def]
-    async def handler(engine: Engine, args: argparse.Namespace) -> Result:
-        raise UserError(f"`local-llm {name}` is not available yet: it comes with {where}")
-    return handler
 
 
 async def _run(args: argparse.Namespace) -> Result:
