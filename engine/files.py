@@ -13,7 +13,7 @@ import os
 import re
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -260,9 +260,7 @@ def _current(path: Path) -> bytes | None:
         return None
 
 
-def apply_journal(
-    writes: Iterable[JournaledWrite], root: Path, *, after_each: Callable[[str], None] | None = None
-) -> list[str]:
+def apply_journal(writes: Iterable[JournaledWrite], root: Path) -> list[str]:
     """Write every journaled new content (skipping files that already hold it); returns the paths written."""
     written = []
     for w in writes:
@@ -273,14 +271,10 @@ def apply_journal(
         if _current(target) != w.content:
             atomic_write(target, w.content)
         written.append(w.path)
-        if after_each is not None:
-            after_each(w.path)
     return written
 
 
-def rollback_journal(
-    writes: Iterable[JournaledWrite], root: Path, *, after_each: Callable[[str], None] | None = None
-) -> list[str]:
+def rollback_journal(writes: Iterable[JournaledWrite], root: Path) -> list[str]:
     """Put every target back to its original bytes, or remove it if it did not exist; idempotent."""
     restored = []
     for w in writes:
@@ -296,7 +290,5 @@ def rollback_journal(
             except FileNotFoundError:
                 pass
         restored.append(w.path)
-        if after_each is not None:
-            after_each(w.path)
     log.info("rolled back", paths=restored)
     return restored

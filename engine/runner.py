@@ -36,6 +36,7 @@ from engine import metrics
 from engine.backends.base import Backend, BackendError, ChatMessage, GenerateRequest, GenerateResult
 from engine.errors import InvalidArgument, UserError
 from engine.files import (
+    JournaledWrite,
     apply_journal,
     journal_writes,
     journaled,
@@ -702,16 +703,9 @@ class Delegations:
     async def _step_writing(self, record: MachineRecord, ctx: _RunContext) -> None:
         with self.engine.store.transaction() as tx:
             writes = [w for w in journaled(tx.connection, record.id) if w.status != "rolled_back"]
-        written: list[str] = []
-        for n, w in enumerate(writes):
-            written += apply_journal([w], self.root)
-            if n == 0:
-                await _test_pause("writing")
-
-        def mark(tx: Any, moved: MachineRecord) -> None:
-            tx.connection.execute("UPDATE file_writes SET status = 'written' WHERE run_id = ?", (record.id,))
-
-        self._fire(record, "written", data={"files_written": written}, payload={"files": written}, after=mark)
+        written = await self._replay(writes, apply_journal, pause_in="writing")
+        self._fire(record, "written", data={"files_written": written}, payload={"files": written},
+                   after=_mark_writes(record.id, "written"))
 
     async def _step_verifying(self, record: MachineRecord, ctx: _RunContext) -> None:
         data = record.data
@@ -737,16 +731,22 @@ class Delegations:
     async def _step_rolling_back(self, record: MachineRecord, ctx: _RunContext) -> None:
         with self.engine.store.transaction() as tx:
             writes = journaled(tx.connection, record.id)
-        restored: list[str] = []
+        restored = await self._replay(writes, rollback_journal, pause_in="rolling_back")
+        self.engine.runs.fire(record.id, "rolled_back", payload={"files": restored},
+                              after=self._ended(_mark_writes(record.id, "rolled_back")))
+
+    async def _replay(
+        self, writes: Sequence[JournaledWrite], step: Callable[[Sequence[JournaledWrite], Path], list[str]], *,
+        pause_in: str,
+    ) -> list[str]:
+        """Apply `step` (write or roll back) to each journaled file; one at a time so the test-only pause can stop
+        the run between two files."""
+        done: list[str] = []
         for n, w in enumerate(writes):
-            restored += rollback_journal([w], self.root)
+            done += step([w], self.root)
             if n == 0:
-                await _test_pause("rolling_back")
-
-        def mark(tx: Any, moved: MachineRecord) -> None:
-            tx.connection.execute("UPDATE file_writes SET status = 'rolled_back' WHERE run_id = ?", (record.id,))
-
-        self.engine.runs.fire(record.id, "rolled_back", payload={"files": restored}, after=self._ended(mark))
+                await _test_pause(pause_in)
+        return done
 
     def _finish(self, record: MachineRecord, *, dedupe: bool = False) -> None:
         """The run ends in this process (inside the transition's transaction, see _ended): append it to the
@@ -784,6 +784,13 @@ class Delegations:
         except OSError:  # the log is derived from the journal: a full disk must not keep a run from ending
             log.exception("could not append to the delegation log", run_id=record.id)
         log.info("delegation finished", run_id=record.id, state=record.state, seconds=elapsed)
+
+
+def _mark_writes(run_id: str, status: str) -> Callable[[Any, MachineRecord], None]:
+    """An `after=` hook: the run's journaled writes take `status` in the same transaction as the move."""
+    def mark(tx: Any, moved: MachineRecord) -> None:
+        tx.connection.execute("UPDATE file_writes SET status = ? WHERE run_id = ?", (status, run_id))
+    return mark
 
 
 def _incomplete(data: Mapping[str, Any]) -> str | None:
