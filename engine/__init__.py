@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from engine.api import Engine
-from engine.logs import default_to_stderr
+from engine.backends import BACKENDS
 from engine.errors import InvalidArgument, UserError
+from engine.lifecycle import EnableFailed
+from engine.progress import Progress, no_progress
 from engine.project import Project
+from engine.runner import TASK_TYPES
 
-__all__ = ["Engine", "InvalidArgument", "Project", "UserError"]
-
-default_to_stderr()
+__all__ = ["BACKENDS", "TASK_TYPES", "EnableFailed", "Engine", "InvalidArgument", "Progress", "Project", "UserError",
+           "no_progress"]

@@ -16,6 +16,7 @@ import anyio.abc
 
 from engine.errors import InvalidArgument
 from engine.lifecycle import Lifecycle
+from engine.logs import default_to_stderr
 from engine.machines import PersistedMachines
 from engine.progress import Progress, no_progress
 from engine.project import Project
@@ -48,6 +49,7 @@ def run_summary(record: MachineRecord) -> dict[str, Any]:
 
 class Engine:
     def __init__(self, project: Project, *, store: Store | None = None) -> None:
+        default_to_stderr()  # library use before any configure_logging: never print logs to stdout
         self.project = project
         self.store = store or Store(project.state_db)
         self.sessions = PersistedMachines(self.store, SESSION)
