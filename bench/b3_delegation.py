@@ -105,7 +105,7 @@ async def _compare(project: Path, backend: str, path: str, base_url: str,
 
     engine = Engine.open(project)
     try:
-        await engine.enable(True, backend=backend)
+        await engine.enable(llm=True, backend=backend)
         engine_s: list[float] = []
         direct_s: list[float] = []
         same = True
@@ -141,7 +141,7 @@ def _figures(label: str, engine_s: list[float], direct_s: list[float], same: boo
 
 
 def run_llama(quick: bool) -> list[Figure]:
-    from engine.backends.openai import OpenAIBackend
+    from engine.executor.backends.openai import OpenAIBackend
 
     n = 3 if quick else 10
     recorded: list[dict[str, Any]] = []

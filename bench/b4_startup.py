@@ -51,7 +51,7 @@ def _dumps(value: Any) -> str:
 def populate(project: Path, *, finished: int = FINISHED, interrupted: int = INTERRUPTED) -> None:
     """Fill `project`'s state.db and delegation log in one transaction."""
     from engine.project import Project
-    from engine.store import Store
+    from engine.store.db import Store
 
     proj = Project(project)
     now = time.time() - 86_400
@@ -113,12 +113,12 @@ async def serve_first_answer(project: Path) -> float:
 def open_and_scan(project: Path) -> tuple[float, int]:
     """In-process: Engine.open + the recovery scan; (seconds, interrupted runs found)."""
     from engine import Engine
-    from engine.recovery import interrupted_runs
+    from engine.store.recovery import interrupted_runs
 
     started = time.perf_counter()
     engine = Engine.open(project)
     try:
-        found = len(interrupted_runs(engine.runs))
+        found = len(interrupted_runs(engine.ctx.runs))
         return time.perf_counter() - started, found
     finally:
         engine.close()

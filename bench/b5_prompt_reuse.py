@@ -36,7 +36,7 @@ def _context_file(lines: int) -> str:
 
 async def _cold_second(requests: list[Any]) -> float:
     """Attempt 2's request again with the KV cache emptied first: what it would cost without reuse."""
-    from engine.backends import embedded
+    from engine.executor.backends import embedded
 
     with embedded._cache_lock:
         for _, llm in embedded._loaded.values():
@@ -50,7 +50,7 @@ async def _one(project: Path, results: list[Any], requests: list[Any]) -> tuple[
 
     engine = Engine.open(project)
     try:
-        await engine.enable(True, backend="embedded")
+        await engine.enable(llm=True, backend="embedded")
         marker = project / ".bench-second-attempt"
         marker.unlink(missing_ok=True)
         results.clear()
@@ -68,7 +68,7 @@ async def _one(project: Path, results: list[Any], requests: list[Any]) -> tuple[
 
 
 def run(quick: bool) -> list[Figure]:
-    from engine.backends.embedded import EmbeddedBackend
+    from engine.executor.backends.embedded import EmbeddedBackend
 
     rounds = 1 if quick else 3
     results: list[Any] = []

@@ -1,14 +1,33 @@
-"""The workflow engine: persisted machines, recovery, diagrams, and (in their own modules) backends and delegation."""
+"""The workflow engine. Its public API is the `Engine` facade and the names below; the sub-packages are its rooms:
+
+- `engine.store`: the durable store (SQLite tables, migrations, persisted machines, ownership, recovery)
+- `engine.executor`: the model side (backends, prompts, answer parsing)
+- `engine.session`: the session machine's driver (enable/disable/status, backend preparation, GPU detection)
+- `engine.delegation`: delegation runs (request checks, driver and steps, files, verify, views, the delegation log)
+- `engine.diagrams`: state diagrams (extract -> plain model -> Mermaid / DOT / SVG)
+- `engine.testing`: test doubles shipped for the test suite and the benchmarks
+"""
 
 from __future__ import annotations
 
 from engine.api import Engine
-from engine.backends import BACKENDS
+from engine.delegation.requests import TASK_TYPES
 from engine.errors import InvalidArgument, UserError
-from engine.lifecycle import EnableFailed
+from engine.executor.backends import BACKENDS
 from engine.progress import Progress, no_progress
 from engine.project import Project
-from engine.runner import TASK_TYPES
+from engine.session.lifecycle import EnableFailed, SessionBusy, SessionFailed
 
-__all__ = ["BACKENDS", "TASK_TYPES", "EnableFailed", "Engine", "InvalidArgument", "Progress", "Project", "UserError",
-           "no_progress"]
+__all__ = [
+    "BACKENDS",
+    "TASK_TYPES",
+    "EnableFailed",
+    "Engine",
+    "InvalidArgument",
+    "Progress",
+    "Project",
+    "SessionBusy",
+    "SessionFailed",
+    "UserError",
+    "no_progress",
+]

@@ -1,117 +1,140 @@
 """The engine's public face: one `Engine` per project, used alike by the CLI and the MCP adapter.
 
-Every action becomes events on the session machine or on delegation-run machines; results are plain dicts shaped as
-DESIGN.md says, so the CLI prints them (`--json`) and the MCP adapter returns them as structured content.
+Every action becomes events on the session machine (driven by engine/session/) or on delegation-run machines (driven
+by engine/delegation/). Results are plain dicts, so the CLI prints them (`--json`) and the MCP adapter returns them as
+structured content. Nothing inside engine/ imports this module: the parts get what they share from `EngineContext`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-import anyio
-import anyio.abc
-
+from engine.context import EngineContext
+from engine.delegation.service import Delegations
+from engine.delegation.verify import DEFAULT_TIMEOUT_S
+from engine.delegation.views import list_row, run_view
 from engine.errors import InvalidArgument
-from engine.lifecycle import Lifecycle
 from engine.logs import default_to_stderr
-from engine.machines import PersistedMachines
 from engine.progress import Progress, no_progress
 from engine.project import Project
-from engine.runner import Delegations
-from engine.recovery import RecoveryReport, recover
-from engine.store import MachineRecord, Store
-from states import DELEGATION, MACHINES, SESSION
+from engine.session.lifecycle import Session
+from engine.store.db import Store
+from engine.store.recovery import DEFAULT_MAX_RECOVERIES, recover
+from states import DELEGATION, MACHINES, OutputFile
 
-__all__ = ["SESSION_ID", "Engine"]
-
-SESSION_ID = "session"
-"""One session machine per project database; the process that enabled it is recorded in its data."""
-
-
-def run_summary(record: MachineRecord) -> dict[str, Any]:
-    data = record.data
-    return {
-        "run_id": record.id,
-        "state": record.state,
-        "task": data.get("task", ""),
-        "task_type": data.get("task_type", ""),
-        "attempts": data.get("attempt", 0),
-        "max_attempts": data.get("max_attempts"),
-        "files": [f.get("path") for f in data.get("output_files", [])],
-        "error": data.get("error"),
-        "created_at": record.created_at,
-        "updated_at": record.updated_at,
-    }
+__all__ = ["Engine"]
 
 
 class Engine:
     def __init__(self, project: Project, *, store: Store | None = None) -> None:
         default_to_stderr()  # library use before any configure_logging: never print logs to stdout
         self.project = project
-        self.store = store or Store(project.state_db)
-        self.sessions = PersistedMachines(self.store, SESSION)
-        self.runs = PersistedMachines(self.store, DELEGATION)
-        self._task_group: anyio.abc.TaskGroup | None = None
-        self.lifecycle = Lifecycle(self)
-        self.delegations = Delegations(self)
+        self.ctx = EngineContext(project=project, store=store or Store(project.state_db))
+        self.session = Session(self.ctx)
+        self.delegations = Delegations(self.ctx, self.session)
 
     @classmethod
     def open(cls, project_dir: str | os.PathLike[str] | None = None) -> Engine:
         return cls(Project.resolve(project_dir))
 
+    @property
+    def store(self) -> Store:
+        return self.ctx.store
+
     def close(self) -> None:
-        self.store.close()
+        self.ctx.store.close()
 
     @asynccontextmanager
     async def background(self) -> AsyncIterator[Engine]:
         """Run delegations in the background of this context (the MCP server's lifetime, or one CLI command)."""
-        try:
-            async with anyio.create_task_group() as tg:
-                self._task_group = tg
-                try:
-                    yield self
-                finally:
-                    self._task_group = None
-        except BaseExceptionGroup as group:
-            # One failure is the common case: raise it as itself so callers catch UserError, not a group.
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
-
-    def spawn(self, fn: Any, *args: Any) -> bool:
-        """Start `fn(*args)` in the background task group; False when no `background()` context is active."""
-        if self._task_group is None:
-            return False
-        self._task_group.start_soon(fn, *args)
-        return True
+        async with self.ctx.background.scope():
+            yield self
 
     def cancel_background(self) -> None:
         """Stop background work (server shutdown); runs keep their persisted state and resume on the next start."""
-        if self._task_group is not None:
-            self._task_group.cancel_scope.cancel()
+        self.ctx.background.cancel()
 
-    # -- runs and the journal -------------------------------------------------------------------------------------
+    # -- the session ------------------------------------------------------------------------------------------------
 
-    def session(self) -> MachineRecord:
-        return self.sessions.ensure(SESSION_ID)
+    async def capability(self) -> dict[str, Any]:
+        return await self.session.capability()
 
-    def list_runs(self, *, limit: int = 50, states: list[str] | None = None) -> list[dict[str, Any]]:
-        return [run_summary(r) for r in self.store.machines(kind=DELEGATION.kind, states=states, limit=limit)]
+    async def enable(
+        self, *, llm: str | bool | None = True, backend: str | None = None, progress: Progress = no_progress
+    ) -> dict[str, Any]:
+        return await self.session.enable(llm=llm, backend=backend, progress=progress)
+
+    async def disable(self, *, stop_server: bool = False, progress: Progress = no_progress) -> dict[str, Any]:
+        return await self.session.disable(stop_server=stop_server, progress=progress)
+
+    async def status(self) -> dict[str, Any]:
+        return await self.session.status()
+
+    async def claim_session(self) -> dict[str, Any] | None:
+        """A long-lived owner (the MCP server) starts: it owns the sessions it enables from now on, and a session
+        left loaded by an owner that was killed is unloaded. Returns the new status when something was cleaned up."""
+        return await self.session.claim()
+
+    async def end_session(self) -> dict[str, Any]:
+        """The owner ends cleanly: unload unless persist (Ollama keeps running)."""
+        return await self.session.end()
+
+    # -- delegation runs -----------------------------------------------------------------------------------------
+
+    def analyze(
+        self, *, task: str, files: Sequence[str] | None = None, output_files: Sequence[str | OutputFile] | None = None,
+        task_type: str | None = None,
+    ) -> dict[str, Any]:
+        return self.delegations.analyze(task=task, files=files, output_files=output_files, task_type=task_type)
+
+    async def delegate(
+        self, *, task: str, output_files: Sequence[str | OutputFile], task_type: str | None = None,
+        context_files: Sequence[str] | None = None, verify: str | None = None, max_attempts: int | None = None,
+        model: str | None = None, allow_secrets: bool = False, verify_timeout: float | None = DEFAULT_TIMEOUT_S,
+        wait: float | None = None, progress: Progress = no_progress,
+    ) -> dict[str, Any]:
+        """Run a delegation. `wait=None` waits for its end; a number of seconds answers after that long with the
+        run's current view (the run goes on in `background()`; collect it with `result`)."""
+        return await self.delegations.delegate(
+            task=task, output_files=output_files, task_type=task_type, context_files=context_files, verify=verify,
+            max_attempts=max_attempts, model=model, allow_secrets=allow_secrets, verify_timeout=verify_timeout,
+            wait=wait, progress=progress,
+        )
+
+    async def result(self, run_id: str, *, wait: float = 0.0) -> dict[str, Any]:
+        return await self.delegations.result(run_id, wait=wait)
+
+    async def cancel(self, run_id: str) -> dict[str, Any]:
+        return await self.delegations.cancel(run_id)
+
+    def stats(self) -> dict[str, Any]:
+        return self.delegations.stats()
+
+    def list_runs(self, *, limit: int = 50, states: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        return [list_row(r) for r in self.ctx.store.machines(kind=DELEGATION.kind, states=states, limit=limit)]
 
     def run_view(self, run_id: str) -> dict[str, Any]:
-        record = self.store.get(run_id)
-        if record.kind != DELEGATION.kind:
-            raise InvalidArgument("run_id", "the id of a delegation run (see `local-llm runs`)", run_id)
-        view = run_summary(record)
-        view["data"] = record.data
-        view["events"] = [
-            {"version": e.version, "event": e.event, "from": e.src, "to": e.dst, "payload": e.payload, "at": e.at}
-            for e in self.store.events(run_id)
-        ]
-        return view
+        record = self.delegations.record(run_id)
+        return run_view(record, self.ctx.store.events(run_id))
+
+    async def resume(
+        self, *, max_recoveries: int = DEFAULT_MAX_RECOVERIES, progress: Progress = no_progress
+    ) -> dict[str, Any]:
+        """Resume every run whose process died; `progress` counts the runs."""
+        report = await recover(self.ctx.runs, self.delegations.resume_run, max_recoveries=max_recoveries,
+                               progress=progress)
+        return {
+            "resumed": report.resumed,
+            "aborted": report.aborted,
+            "skipped": report.skipped,
+            "errors": report.errors,
+            "runs": [list_row(self.ctx.store.get(i)) for i in [*report.resumed, *report.aborted, *report.errors]],
+        }
+
+    # -- diagrams -----------------------------------------------------------------------------------------------
 
     def diagram(self, kind: str, *, run_id: str | None = None, fmt: str = "mermaid") -> str:
         from engine import diagrams  # only `diagram` needs it: kept out of every server's start-up (B6)
@@ -123,54 +146,9 @@ class Engine:
         spec = MACHINES[kind]
         if run_id is None:
             return diagrams.render(diagrams.extract(spec), fmt)
-        record = self.store.get(run_id)
+        record = self.ctx.store.get(run_id)
         if record.kind != kind:
             raise InvalidArgument("run", f"the id of a {kind} machine; {run_id} is a {record.kind}", run_id)
-        path = diagrams.path_from_journal(self.store.events(run_id))
+        path = diagrams.path_from_journal(self.ctx.store.events(run_id))
         title = f"{kind} {run_id}: {record.state}"
         return diagrams.render(diagrams.extract(spec, current=record.state, path=path, title=title), fmt)
-
-    async def resume(self, *, max_recoveries: int | None = None) -> dict[str, Any]:
-        hook = self.delegations.resume_run
-        kwargs = {"max_recoveries": max_recoveries} if max_recoveries is not None else {}
-        report: RecoveryReport = await recover(self.runs, hook, **kwargs)
-        return {
-            "resumed": report.resumed,
-            "aborted": report.aborted,
-            "skipped": report.skipped,
-            "errors": report.errors,
-            "runs": [run_summary(self.store.get(i)) for i in [*report.resumed, *report.aborted, *report.errors]],
-        }
-
-    # -- session lifecycle (engine/lifecycle.py) -------------------------------------------------------------------
-
-    async def capability(self) -> dict[str, Any]:
-        return await self.lifecycle.capability()
-
-    async def enable(
-        self, llm: str | bool | None = True, *, backend: str | None = None, progress: Progress = no_progress
-    ) -> dict[str, Any]:
-        return await self.lifecycle.enable(llm, backend=backend, progress=progress)
-
-    async def disable(self, *, stop_server: bool = False, progress: Progress = no_progress) -> dict[str, Any]:
-        return await self.lifecycle.disable(stop_server=stop_server, progress=progress)
-
-    async def status(self) -> dict[str, Any]:
-        return await self.lifecycle.status()
-
-    # -- delegation (engine/runner.py) --------------------------------------------------------------------------
-
-    def analyze(self, task: str, **fields: Any) -> dict[str, Any]:
-        return self.delegations.analyze(task, **fields)
-
-    async def delegate(self, progress: Progress = no_progress, **fields: Any) -> dict[str, Any]:
-        return await self.delegations.delegate(progress=progress, **fields)
-
-    async def result(self, run_id: str, *, wait: float = 0.0) -> dict[str, Any]:
-        return await self.delegations.result(run_id, wait=wait)
-
-    async def cancel(self, run_id: str) -> dict[str, Any]:
-        return await self.delegations.cancel(run_id)
-
-    def stats(self) -> dict[str, Any]:
-        return self.delegations.stats()

@@ -86,7 +86,7 @@ def build_server(engine: Engine) -> MCPServer:
                 case "capability":
                     return await engine.capability()
                 case "enable":
-                    return await engine.enable(fields["llm"] if fields["llm"] is not None else True,
+                    return await engine.enable(llm=fields["llm"] if fields["llm"] is not None else True,
                                                backend=fields["backend"], progress=progress)
                 case "disable":
                     return await engine.disable(stop_server=bool(fields["stop_server"]), progress=progress)
@@ -96,7 +96,7 @@ def build_server(engine: Engine) -> MCPServer:
                     _required(action, task=fields["task"])
                     outputs = [o.path if isinstance(o, OutputFile) else o for o in fields["output_files"] or []]
                     return engine.analyze(
-                        fields["task"], files=fields["files"] or fields["context_files"] or [],
+                        task=fields["task"], files=fields["files"] or fields["context_files"] or [],
                         output_files=outputs, task_type=fields["task_type"],
                     )
                 case "delegate":
@@ -205,7 +205,7 @@ async def serve(engine: Engine, *, run_transport: Callable[[MCPServer], Awaitabl
     server = build_server(engine)
     transport = run_transport or (lambda s: s.run_stdio_async())
     try:
-        await engine.lifecycle.unload_leftover()
+        await engine.claim_session()
         async with engine.background():
             async with anyio.create_task_group() as tg:
                 await tg.start(_cancel_on_signals, tg.cancel_scope)
@@ -216,4 +216,4 @@ async def serve(engine: Engine, *, run_transport: Callable[[MCPServer], Awaitabl
             engine.cancel_background()
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(30):
-            await engine.lifecycle.end_session()
+            await engine.end_session()

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
-from states.delegation import DELEGATION
-from states.session import SESSION
+from states.data import MachineData, UnknownField
+from states.delegation import DELEGATION, OutputFile, RunData, Turn, Verification
+from states.session import SESSION, SESSION_ID, SessionData
 from states.spec import MachineModel, MachineSpec, TransitionSpec, build_machine
 
-__all__ = ["DELEGATION", "MACHINES", "SESSION", "MachineModel", "MachineSpec", "TransitionSpec", "build_machine"]
+__all__ = [
+    "DELEGATION",
+    "MACHINES",
+    "SESSION",
+    "SESSION_ID",
+    "MachineData",
+    "MachineModel",
+    "MachineSpec",
+    "OutputFile",
+    "RunData",
+    "SessionData",
+    "TransitionSpec",
+    "Turn",
+    "UnknownField",
+    "Verification",
+    "build_machine",
+]
 
 MACHINES: dict[str, MachineSpec] = {spec.kind: spec for spec in (SESSION, DELEGATION)}

@@ -1,4 +1,5 @@
-"""The delegation-run machine: one per delegated task, from `pending` to `done`, `failed` or `cancelled`.
+"""The delegation-run machine: one per delegated task, from `pending` to `done`, `failed` or `cancelled`, and the
+run's persisted data (`RunData`).
 
 The engine writes the returned files while the run is `writing` (previous contents journaled first), so a crash there
 can be resumed by re-applying or rolling back. Every way to fail or cancel after work started passes through
@@ -7,24 +8,129 @@ can be resumed by re-applying or rolling back. Every way to fail or cancel after
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import TypedDict
+
 from transitions import EventData
 
+from states.data import MachineData
 from states.spec import MachineSpec, TransitionSpec
 
-__all__ = ["DELEGATION", "has_attempts_left", "has_verify", "is_cancelling"]
+__all__ = [
+    "DELEGATION",
+    "OutputFile",
+    "PromptText",
+    "RunData",
+    "SkippedFile",
+    "Turn",
+    "Verification",
+    "has_attempts_left",
+    "has_verify",
+    "is_cancelling",
+]
+
+
+class OutputFile(TypedDict):
+    path: str
+    description: str
+
+
+class Turn(TypedDict):
+    """A failed attempt, replayed to the model on the next one: its answer and what was wrong with it."""
+
+    answer: str
+    kind: str
+    """`answer` (the answer could not be used) or `verify` (the verify command failed)."""
+    detail: str
+
+
+class PromptText(TypedDict):
+    system: str
+    user: str
+
+
+class SkippedFile(TypedDict):
+    path: str
+    reason: str
+    tokens: int
+    kept_tokens: int
+
+
+class Verification(TypedDict):
+    passed: bool | None
+    exit_code: int | None
+    output_tail: str
+    timed_out: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RunData(MachineData):
+    """A run's persisted data. `attempt` is 0 until the run starts, then the attempt in progress (1-based)."""
+
+    task: str = ""
+    task_type: str = "generate"
+    context_files: list[str] = field(default_factory=list)
+    output_files: list[OutputFile] = field(default_factory=list)
+    verify: str = ""
+    verify_timeout: float = 300.0
+    max_attempts: int = 3
+    attempt: int = 0
+    model: str | None = None
+    """The model asked for by the caller; None means the session's."""
+    allow_secrets: bool = False
+    score: float | None = None
+    started_at: float | None = None
+    prompt: PromptText | None = None
+    """The packed first messages, kept so every attempt (and a resumed run) sends them byte for byte."""
+    num_ctx: int | None = None
+    files_skipped: list[SkippedFile] = field(default_factory=list)
+    history: list[Turn] = field(default_factory=list)
+    last_answer: str = ""
+    last_error: str | None = None
+    tokens_generated: int = 0
+    prompt_tokens: int = 0
+    model_used: str | None = None
+    files_written: list[str] = field(default_factory=list)
+    verification: Verification | None = None
+    error: str | None = None
+    cancel_requested: bool = False
+    recoveries: int = 0
+
+    @property
+    def output_paths(self) -> list[str]:
+        return [o["path"] for o in self.output_files]
+
+    @property
+    def model_name(self) -> str | None:
+        """The model that answered, else the one asked for."""
+        return self.model_used or self.model
+
+    def incomplete(self) -> str | None:
+        """Why this data cannot be driven (a run created by something other than `delegate`), or None."""
+        if not self.task or not self.output_files or not all(
+            isinstance(o, dict) and isinstance(o.get("path"), str) for o in self.output_files
+        ):
+            return "the run's data has no task or output_files to work from; delegate it again"
+        return None
+
+
+def _data(event: EventData) -> RunData:
+    data: RunData = event.model.data
+    return data
 
 
 def has_attempts_left(event: EventData) -> bool:
-    data = event.model.data
-    return int(data.get("attempt", 1)) < int(data.get("max_attempts", 1))
+    data = _data(event)
+    return max(data.attempt, 1) < data.max_attempts
 
 
 def has_verify(event: EventData) -> bool:
-    return bool(event.model.data.get("verify"))
+    return bool(_data(event).verify)
 
 
 def is_cancelling(event: EventData) -> bool:
-    return bool(event.model.data.get("cancel_requested"))
+    return _data(event).cancel_requested
 
 
 _WORKING = ("delegating", "writing", "verifying", "retrying")
@@ -34,6 +140,7 @@ DELEGATION = MachineSpec(
     states=("pending", "delegating", "writing", "verifying", "retrying", "rolling_back", "done", "failed", "cancelled"),
     initial="pending",
     terminal=frozenset({"done", "failed", "cancelled"}),
+    data_type=RunData,
     transitions=(
         TransitionSpec("start", ("pending",), "delegating"),
         TransitionSpec("generated", ("delegating",), "writing"),

@@ -8,6 +8,8 @@ from typing import Any
 
 from transitions import EventData, Machine
 
+from states.data import MachineData
+
 __all__ = ["Guard", "MachineModel", "MachineSpec", "TransitionSpec", "build_machine"]
 
 Guard = Callable[[EventData], bool]
@@ -42,6 +44,8 @@ class MachineSpec:
     transitions: tuple[TransitionSpec, ...]
     terminal: frozenset[str] = frozenset()
     descriptions: Mapping[str, str] = field(default_factory=dict)
+    data_type: type[MachineData] = MachineData
+    """The typed shape of the machine's persisted data; guards see it as `event.model.data`."""
 
     def __post_init__(self) -> None:
         known = set(self.states)
@@ -64,10 +68,10 @@ class MachineSpec:
 
 
 class MachineModel:
-    """The object a `transitions` machine drives: the current state plus the machine's data for guards."""
+    """The object a `transitions` machine drives: the current state plus the machine's typed data for guards."""
 
-    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
-        self.data: dict[str, Any] = dict(data or {})
+    def __init__(self, data: MachineData) -> None:
+        self.data = data
         self.state: str  # set by transitions (model_attribute="state")
 
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.metrics import read_log
+from engine.delegation.metrics import read_log
 from engine.project import Project
-from engine.store import EventRecord, MachineRecord, Store
+from engine.store.db import EventRecord, MachineRecord, Store
 from tests.doubles.ollama_double import OllamaDouble
 
 __all__ = [
@@ -99,7 +99,7 @@ def answer_for(files: Mapping[str, str]) -> str:
 
 
 def temp_files(directory: Path) -> list[str]:
-    """Leftovers of an interrupted atomic write (engine.files.atomic_write names them `.<name>.<random>.tmp`)."""
+    """Leftovers of an interrupted atomic write (engine.delegation.files.atomic_write names them `.<name>.<random>.tmp`)."""
     return sorted(str(p.relative_to(directory)) for p in directory.rglob("*.tmp") if ".claude" not in p.parts)
 
 

@@ -30,7 +30,7 @@ from bench.reliability.common import (
     temp_files,
 )
 from engine import Engine, Project
-from engine.backends.ollama import REQUEST_TIMEOUT_ENV
+from engine.executor.backends.ollama import REQUEST_TIMEOUT_ENV
 from tests.doubles.ollama_double import Fault, OllamaDouble
 
 __all__ = ["FAULTS", "FaultCase", "make_cases", "run"]
@@ -165,7 +165,7 @@ async def _run(cases: list[FaultCase], result: ScenarioResult) -> None:
         engine = Engine(Project.resolve(root))
         try:
             with anyio.fail_after(CASE_DEADLINE_S):
-                await engine.enable(MODEL, backend="ollama")
+                await engine.enable(llm=MODEL, backend="ollama")
             for case in cases:
                 result.record(await _one(case, engine, double, root), case.label())
             with anyio.fail_after(CASE_DEADLINE_S):
@@ -174,7 +174,7 @@ async def _run(cases: list[FaultCase], result: ScenarioResult) -> None:
                 result.notes.append(f"session ended {status.get('state')} after the faults")
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(10):
-                await engine.lifecycle.end_session()
+                await engine.end_session()
             engine.close()
 
 

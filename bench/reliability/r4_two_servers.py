@@ -42,7 +42,7 @@ from bench.reliability.common import (
     started_double,
 )
 from engine.project import Project
-from engine.store import MachineRecord, Store
+from engine.store.db import MachineRecord, Store
 
 __all__ = ["run"]
 

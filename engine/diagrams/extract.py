@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from engine.diagrams.model import Diagram, Edge, Node, Step
-from engine.store import EventRecord
+from engine.store.db import EventRecord
 from states import MachineSpec, build_machine
 
 __all__ = ["extract", "path_from_journal"]

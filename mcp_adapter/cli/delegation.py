@@ -8,8 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from engine import Engine, InvalidArgument, Project
-from engine.runner import TASK_TYPES
+from engine import TASK_TYPES, Engine, InvalidArgument, Project
 from mcp_adapter.cli.output import Result, end_progress_line, terminal_progress
 
 __all__ = ["DEMO_TASK", "register"]
@@ -84,7 +83,7 @@ def _output_spec(text: str) -> dict[str, str]:
 
 
 async def analyze_cmd(engine: Engine, args: argparse.Namespace) -> Result:
-    result = engine.analyze(args.task, files=args.file, output_files=args.output_file, task_type=args.type)
+    result = engine.analyze(task=args.task, files=args.file, output_files=args.output_file, task_type=args.type)
     return Result(result, _analysis_text)
 
 
@@ -116,7 +115,7 @@ async def demo_cmd(engine: Engine, args: argparse.Namespace) -> Result:
     demo = Engine(Project.resolve(scratch))
     progress = terminal_progress()
     try:
-        await demo.enable(True, backend=args.backend, progress=progress)
+        await demo.enable(llm=True, backend=args.backend, progress=progress)
         result = await demo.delegate(
             progress=progress, task=DEMO_TASK, task_type="docs", context_files=[DEMO_CONTEXT],
             output_files=[{"path": DEMO_OUTPUT, "description": "Markdown: a heading and a sentence per function"}],

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine import Engine
-from engine.backends import BACKENDS
-from engine.lifecycle import EnableFailed
+from engine import BACKENDS, EnableFailed, Engine
 from mcp_adapter.cli.output import Result, end_progress_line, terminal_progress
 
 __all__ = ["register"]
@@ -66,7 +64,7 @@ async def capability_cmd(engine: Engine, args: argparse.Namespace) -> Result:
 
 async def enable_cmd(engine: Engine, args: argparse.Namespace) -> Result:
     try:
-        status = await engine.enable(args.llm, backend=args.backend, progress=terminal_progress())
+        status = await engine.enable(llm=args.llm, backend=args.backend, progress=terminal_progress())
     except EnableFailed as exc:
         end_progress_line()
         # The status (state failed, reason) is still the result; the exit code says it failed.

@@ -15,21 +15,15 @@ from typing import Any
 
 import anyio
 
-from engine.backends.base import GenerateRequest, GenerateResult, ModelInfo, TokenCallback
+from engine.executor import Executor
+from engine.executor.backends.base import GenerateRequest, GenerateResult, ModelInfo, TokenCallback
 from engine.progress import Progress
 
-__all__ = ["FakeExecutor", "ScriptedBackend", "files_answer", "use_backend"]
+__all__ = ["ScriptedBackend", "files_answer", "use_backend"]
 
 
 def files_answer(files: dict[str, str]) -> str:
     return json.dumps({"files": [{"path": p, "content": c} for p, c in files.items()]})
-
-
-@dataclass
-class FakeExecutor:
-    backend: Any
-    model: str
-    num_ctx: int
 
 
 @dataclass
@@ -110,20 +104,20 @@ class ScriptedBackend:
 
 
 def use_backend(engine: Any, backend: Any, *, model: str = "fake-model", num_ctx: int = 4096) -> list[int]:
-    """Make `engine.lifecycle.executor` return `backend`; returns a list that counts the calls."""
+    """Make `engine.session.executor` return `backend`; returns a list that counts the calls."""
     calls: list[int] = []
 
-    async def executor(*, progress: Progress | None = None) -> FakeExecutor:
+    async def executor(*, progress: Progress | None = None) -> Executor:
         calls.append(1)
-        return FakeExecutor(backend, model, num_ctx)
+        return Executor(backend, model, num_ctx)
 
-    engine.lifecycle.executor = executor  # instance attribute: only this engine is affected
+    engine.session.executor = executor  # instance attribute: only this engine is affected
     return calls
 
 
 def _ollama_engine(project: str, num_ctx: int) -> Any:
     from engine import Engine, Project
-    from engine.backends.ollama import OllamaBackend
+    from engine.executor.backends.ollama import OllamaBackend
 
     engine = Engine(Project.resolve(project))
     backend = OllamaBackend()

@@ -7,18 +7,17 @@ from pathlib import Path
 import pytest
 
 from engine.errors import InvalidArgument
-from engine.files import (
+from engine.delegation.files import (
     SecretFile,
     apply_journal,
     atomic_write,
     journal_writes,
-    journaled,
     looks_secret,
     read_text_file,
     resolve_inside,
     rollback_journal,
 )
-from engine.store import Store
+from engine.store.db import Store
 
 
 @pytest.mark.parametrize("bad", ["/etc/passwd", "../outside.py", "src/../../x", "a\x00b", "", "C:\\win.ini", "."])
@@ -85,13 +84,13 @@ def test_the_journal_keeps_the_first_original_and_rollback_restores_it_byte_for_
     store_run = "run-1"
     with store.transaction() as tx:
         tx.create(store_run, kind="delegation", state="writing", data={})
-        journal_writes(tx.connection, store_run, project_dir, [("kept.txt", b"v1"), ("new/made.txt", b"n1")], attempt=1)
+        journal_writes(tx, store_run, project_dir, [("kept.txt", b"v1"), ("new/made.txt", b"n1")], attempt=1)
     with store.transaction() as tx:
-        apply_journal(journaled(tx.connection, store_run), project_dir)
+        apply_journal(tx.file_writes(store_run), project_dir)
     assert (project_dir / "kept.txt").read_bytes() == b"v1"
     with store.transaction() as tx:  # attempt 2 must not take attempt 1's content as the original
-        journal_writes(tx.connection, store_run, project_dir, [("kept.txt", b"v2"), ("new/made.txt", b"n2")], attempt=2)
-        writes = journaled(tx.connection, store_run)
+        journal_writes(tx, store_run, project_dir, [("kept.txt", b"v2"), ("new/made.txt", b"n2")], attempt=2)
+        writes = tx.file_writes(store_run)
     apply_journal(writes, project_dir)
     assert {w.path: (w.existed, w.previous, w.content) for w in writes} == {
         "kept.txt": (True, original, b"v2"), "new/made.txt": (False, None, b"n2")}
@@ -107,8 +106,8 @@ def test_journal_rows_are_written_only_if_the_transaction_commits(project_dir: P
     with store.transaction() as tx:
         tx.create("run-2", kind="delegation", state="delegating", data={})
     with pytest.raises(RuntimeError), store.transaction() as tx:
-        journal_writes(tx.connection, "run-2", project_dir, [("a.txt", b"x")], attempt=1)
+        journal_writes(tx, "run-2", project_dir, [("a.txt", b"x")], attempt=1)
         raise RuntimeError("crash before commit")
     with store.transaction() as tx:
-        assert journaled(tx.connection, "run-2") == []
+        assert tx.file_writes("run-2") == []
     store.close()

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pynvml
 import pytest
 
-from engine.gpu import GB, GIB, GpuReport, choose_num_ctx, probe_gpus, recommend_model
+from engine.session.gpu import GB, GIB, GpuReport, choose_num_ctx, probe_gpus, recommend_model
 
 GPUS = [("NVIDIA GeForce RTX 4090", 24 * GIB, 20 * GIB), ("NVIDIA RTX A4000", 16 * GIB, 15 * GIB)]
 

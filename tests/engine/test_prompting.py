@@ -4,16 +4,8 @@ import json
 
 import pytest
 
-from engine.prompting import (
-    AnswerError,
-    ContextFile,
-    OutputSpec,
-    answer_schema,
-    attempt_messages,
-    base_messages,
-    pack_context,
-    parse_answer,
-)
+from engine.executor.answers import AnswerError, answer_schema, parse_answer
+from engine.executor.prompting import ContextFile, OutputSpec, attempt_messages, base_messages, pack_context
 
 
 def count(text: str) -> int:

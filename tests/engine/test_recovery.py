@@ -7,17 +7,17 @@ import anyio
 import pytest
 
 from engine import Engine
-from engine.ownership import current_token, token_alive
-from engine.recovery import claim, interrupted_runs, recover
-from engine.store import MachineRecord
+from engine.store.ownership import current_token, token_alive
+from engine.store.recovery import claim, interrupted_runs, recover
+from engine.store.db import MachineRecord
 
 
 def _runs_in(engine: Engine, states: dict[str, list[str]]) -> None:
     """Create runs and drive each through the given events."""
     for run_id, events in states.items():
-        engine.runs.create(run_id, {"verify": "true", "attempt": 1, "max_attempts": 1})
+        engine.ctx.runs.create(run_id, {"verify": "true", "attempt": 1, "max_attempts": 1})
         for event in events:
-            engine.runs.fire(run_id, event)
+            engine.ctx.runs.fire(run_id, event)
 
 
 def test_the_scan_finds_interrupted_runs_and_not_finished_ones(engine: Engine) -> None:
@@ -32,7 +32,7 @@ def test_the_scan_finds_interrupted_runs_and_not_finished_ones(engine: Engine) -
             "run-failed": ["start", "abort", "rolled_back"],
         },
     )
-    found = {r.id: r.state for r in interrupted_runs(engine.runs)}
+    found = {r.id: r.state for r in interrupted_runs(engine.ctx.runs)}
     assert found == {
         "run-pending": "pending",
         "run-delegating": "delegating",
@@ -50,7 +50,7 @@ async def test_recovery_hands_each_interrupted_run_to_the_hook_once(engine: Engi
         seen.append((record.id, record.state, record.data["recoveries"]))
 
     with anyio.fail_after(10):
-        report = await recover(engine.runs, hook)
+        report = await recover(engine.ctx.runs, hook)
     assert sorted(seen) == [("run-a", "delegating", 1), ("run-b", "writing", 1)]
     assert sorted(report.resumed) == ["run-a", "run-b"]
     assert engine.store.events("run-a")[-1].event == "recover"
@@ -69,7 +69,7 @@ async def test_a_run_that_keeps_crashing_is_aborted_with_a_reason(engine: Engine
 
     with anyio.fail_after(10):
         for _ in range(4):
-            await recover(engine.runs, crashing_hook, max_recoveries=3)
+            await recover(engine.ctx.runs, crashing_hook, max_recoveries=3)
 
     assert states == ["delegating", "delegating", "delegating", "rolling_back"]
     record = engine.store.get("run-a")
@@ -84,7 +84,7 @@ async def test_a_run_owned_by_a_live_process_is_left_alone(engine: Engine) -> No
     try:
         token = (
             subprocess.run(
-                [sys.executable, "-c", "from engine.ownership import current_token; print(current_token())"],
+                [sys.executable, "-c", "from engine.store.ownership import current_token; print(current_token())"],
                 capture_output=True, text=True, check=True,
             ).stdout.strip()
         )
@@ -99,11 +99,11 @@ async def test_a_run_owned_by_a_live_process_is_left_alone(engine: Engine) -> No
             raise AssertionError("must not resume a run a live process owns")
 
         with anyio.fail_after(10):
-            report = await recover(engine.runs, hook)
+            report = await recover(engine.ctx.runs, hook)
         assert report.skipped == ["run-a"]
     finally:
         owner.stdin.close()  # type: ignore[union-attr]
         owner.wait(timeout=10)
 
-    assert claim(engine.runs, "run-a") is not None
+    assert claim(engine.ctx.runs, "run-a") is not None
     assert engine.store.get("run-a").owner == current_token()

@@ -17,9 +17,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from engine.metrics import read_log
+from engine.delegation.metrics import read_log
 from engine.project import Project
-from engine.store import MachineRecord, Store
+from engine.store.db import MachineRecord, Store
 from tests.doubles.ollama_double import Fault, OllamaDouble
 from tests.engine.fakes import files_answer
 

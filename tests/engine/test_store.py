@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from freezegun import freeze_time
 
-from engine.machines import PersistedMachines
-from engine.store import MachineNotFound, Store
-from states import DELEGATION, SESSION
+from engine.store.machines import PersistedMachines
+from engine.store.db import MachineNotFound, Store
+from engine.store.schema import SCHEMA_VERSION
+from states import DELEGATION
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,7 +31,7 @@ def test_a_transition_survives_a_process_restart(tmp_path: Path) -> None:
 
     read_back = _python(
         "import json, sys\n"
-        "from engine.store import Store\n"
+        "from engine.store.db import Store\n"
         "s = Store(sys.argv[1]); r = s.get('run-1')\n"
         "print(json.dumps({'state': r.state, 'version': r.version, 'events': [e.event for e in s.events('run-1')]}))",
         str(db),
@@ -47,8 +48,8 @@ def test_a_process_dying_inside_a_transition_commits_nothing(tmp_path: Path) -> 
     # The row update and the journal append have both executed when the process dies, before COMMIT.
     crashed = _python(
         "import os, sys\n"
-        "from engine.machines import PersistedMachines\n"
-        "from engine.store import Store\n"
+        "from engine.store.machines import PersistedMachines\n"
+        "from engine.store.db import Store\n"
         "from states import DELEGATION\n"
         "runs = PersistedMachines(Store(sys.argv[1]), DELEGATION)\n"
         "runs.fire('run-1', 'start', after=lambda tx, rec: os._exit(9))",
@@ -64,12 +65,12 @@ def test_a_process_dying_inside_a_transition_commits_nothing(tmp_path: Path) -> 
 
 def test_two_processes_writing_one_machine_lose_no_events(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
-    with Store(db) as store:
-        PersistedMachines(store, SESSION).create("session", {"count": 0})
+    with Store(db) as store, store.transaction() as tx:  # a store-level counter: no machine declares `count`
+        tx.create("session", kind="counter", state="idle", data={"count": 0})
     writer = (
         "import sys\n"
-        "from engine.machines import PersistedMachines\n"
-        "from engine.store import Store\n"
+        "from engine.store.machines import PersistedMachines\n"
+        "from engine.store.db import Store\n"
         "from states import SESSION\n"
         "store = Store(sys.argv[1])\n"
         "for _ in range(int(sys.argv[2])):\n"
@@ -95,9 +96,8 @@ def test_two_processes_writing_one_machine_lose_no_events(tmp_path: Path) -> Non
 
 
 def test_the_database_is_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
-    with Store(tmp_path / "state.db") as store, store.transaction() as tx:
-        assert tx.connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert tx.connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    with Store(tmp_path / "state.db") as store:
+        assert store.settings() == {"journal_mode": "wal", "synchronous": 2, "user_version": SCHEMA_VERSION}
 
 
 def test_transition_times_come_from_the_clock(tmp_path: Path) -> None:

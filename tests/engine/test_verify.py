@@ -6,7 +6,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from engine.verify import run_verify, tail
+from engine.delegation.verify import run_verify, tail
 
 
 @pytest.mark.anyio

@@ -9,8 +9,8 @@ import anyio
 import pytest
 
 from engine import Engine, Project
-from engine.store import Store
-from engine.backends.embedded import embedded_installed
+from engine.store.db import Store
+from engine.executor.backends.embedded import embedded_installed
 from tests.doubles.ollama_double import OllamaDouble
 from tests.engine.fakes import files_answer
 
@@ -91,7 +91,7 @@ def test_stats_aggregates_the_log_and_counts_corrupt_lines(
 
 def test_cancel_ends_a_pending_run_as_cancelled(cli_command: list[str], cli_env: dict[str, str], project_dir: Path) -> None:
     engine = Engine(Project.resolve(project_dir))
-    engine.runs.create("run-wait", {"task": "x", "task_type": "generate", "output_files": [{"path": "w.txt"}],
+    engine.ctx.runs.create("run-wait", {"task": "x", "task_type": "generate", "output_files": [{"path": "w.txt"}],
                                     "max_attempts": 1, "verify": ""})
     engine.close()
     out = _cli(cli_command, cli_env, "cancel", "run-wait")

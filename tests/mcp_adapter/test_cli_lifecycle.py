@@ -13,8 +13,8 @@ from typing import Any
 import anyio
 import pytest
 
-from engine.backends.embedded import EMBEDDED_MODEL, embedded_installed
-from engine.lifecycle import _alive
+from engine.executor.backends.embedded import EMBEDDED_MODEL, embedded_installed
+from engine.session.processes import alive as _alive
 from tests.doubles import OllamaDouble
 from tests.doubles.fake_ollama import free_port, write_fake_ollama
 

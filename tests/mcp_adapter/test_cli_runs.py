@@ -14,11 +14,11 @@ def _cli(cli_command: list[str], cli_env: dict[str, str], *args: str) -> subproc
 
 
 def _seed_runs(engine: Engine) -> None:
-    engine.runs.create("run-done", {"task": "write docs", "task_type": "docs", "verify": None, "attempt": 1})
+    engine.ctx.runs.create("run-done", {"task": "write docs", "task_type": "docs", "verify": None, "attempt": 1})
     for event in ("start", "generated", "written"):
-        engine.runs.fire("run-done", event)
-    engine.runs.create("run-live", {"task": "add tests", "task_type": "test", "verify": "pytest", "attempt": 1})
-    engine.runs.fire("run-live", "start")
+        engine.ctx.runs.fire("run-done", event)
+    engine.ctx.runs.create("run-live", {"task": "add tests", "task_type": "test", "verify": "pytest", "attempt": 1})
+    engine.ctx.runs.fire("run-live", "start")
 
 
 def test_runs_lists_every_run_as_json(engine: Engine, cli_command: list[str], cli_env: dict[str, str]) -> None:

@@ -226,12 +226,12 @@ def _enable_from_another_process(project: Path, double: OllamaDouble, owner_pid:
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     from engine import Engine
-    from engine.ownership import current_token
+    from engine.store.ownership import current_token
 
     token = current_token().rsplit(":", 2)[0] + f":{owner_pid}:?"
     engine = Engine.open(project)
     try:
-        engine.sessions.note("session", "test_owner", data={"owner": token})
+        engine.ctx.sessions.note("session", "test_owner", data={"owner": token})
     finally:
         engine.close()
 

@@ -3,7 +3,17 @@ from __future__ import annotations
 import pytest
 from transitions import MachineError
 
-from states import DELEGATION, MACHINES, SESSION, MachineModel, MachineSpec, TransitionSpec, build_machine
+from states import (
+    DELEGATION,
+    MACHINES,
+    SESSION,
+    MachineModel,
+    MachineSpec,
+    RunData,
+    SessionData,
+    TransitionSpec,
+    build_machine,
+)
 
 
 def _reachable(spec: MachineSpec) -> set[str]:
@@ -45,12 +55,12 @@ def test_a_declaration_naming_an_unknown_state_is_refused() -> None:
 
 def test_verify_failure_retries_while_attempts_remain_then_rolls_back() -> None:
     machine = build_machine(DELEGATION)
-    model = MachineModel({"attempt": 1, "max_attempts": 2, "verify": "true"})
+    model = MachineModel(RunData(attempt=1, max_attempts=2, verify="true"))
     machine.add_model(model, initial="verifying")
     assert model.trigger("verify_failed")
     assert model.state == "retrying"
 
-    last = MachineModel({"attempt": 2, "max_attempts": 2, "verify": "true"})
+    last = MachineModel(RunData(attempt=2, max_attempts=2, verify="true"))
     machine.add_model(last, initial="verifying")
     assert last.trigger("verify_failed")
     assert last.state == "rolling_back"
@@ -58,7 +68,7 @@ def test_verify_failure_retries_while_attempts_remain_then_rolls_back() -> None:
 
 def test_writing_without_a_verify_command_finishes_the_run() -> None:
     machine = build_machine(DELEGATION)
-    with_verify, without = MachineModel({"verify": "pytest"}), MachineModel({"verify": None})
+    with_verify, without = MachineModel(RunData(verify="pytest")), MachineModel(RunData(verify=""))
     machine.add_model(with_verify, initial="writing")
     machine.add_model(without, initial="writing")
     with_verify.trigger("written")
@@ -68,7 +78,7 @@ def test_writing_without_a_verify_command_finishes_the_run() -> None:
 
 def test_an_event_from_the_wrong_state_raises() -> None:
     machine = build_machine(SESSION)
-    model = MachineModel()
+    model = MachineModel(SessionData())
     machine.add_model(model, initial="idle")
     with pytest.raises(MachineError):
         model.trigger("ready")
@@ -80,7 +90,7 @@ def test_restoring_a_model_into_a_stored_state_runs_no_enter_callback() -> None:
     machine = build_machine(DELEGATION)
     machine.on_enter_verifying(lambda event: entered.append("verifying"))
     machine.on_enter_done(lambda event: entered.append("done"))
-    model = MachineModel({"verify": "true"})
+    model = MachineModel(RunData(verify="true"))
     machine.add_model(model, initial="verifying")
     assert entered == []
     model.trigger("passed")

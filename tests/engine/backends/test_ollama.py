@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 
-from engine.backends.base import BackendError, BackendUnavailable, ChatMessage, GenerateRequest, ModelMissing
-from engine.backends.ollama import OllamaBackend, canonical_model, chat_body, ollama_base_url
+from engine.executor.backends.base import BackendError, BackendUnavailable, ChatMessage, GenerateRequest, ModelMissing
+from engine.executor.backends.ollama import OllamaBackend, canonical_model, chat_body, ollama_base_url
 from tests.doubles import Fault, OllamaDouble
 
 pytestmark = pytest.mark.anyio

@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from engine import Engine
-from engine.backends.base import ChatMessage, GenerateRequest, ModelInfo, ModelMissing
-from engine.backends.embedded import embedded_installed, gguf_path
-from engine.backends.openai import OpenAIBackend, openai_base_url
-from engine.lifecycle import EnableFailed
+from engine.executor.backends.base import ChatMessage, GenerateRequest, ModelInfo, ModelMissing
+from engine.executor.backends.embedded import embedded_installed, gguf_path
+from engine.executor.backends.openai import OpenAIBackend, openai_base_url
+from engine.session.lifecycle import EnableFailed
 from tests.doubles.fake_ollama import free_port
 
 SCHEMA = {
@@ -79,7 +79,7 @@ def test_the_base_url_drops_a_trailing_v1(monkeypatch: pytest.MonkeyPatch) -> No
 async def test_enable_fails_when_no_openai_server_answers(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOCAL_LLM_OPENAI_URL", f"http://127.0.0.1:{free_port()}")
     with pytest.raises(EnableFailed, match="no OpenAI-compatible server answers.*llama_cpp.server"):
-        await engine.enable(True, backend="openai")
+        await engine.enable(llm=True, backend="openai")
     assert (await engine.status())["state"] == "failed"
 
 
@@ -131,10 +131,10 @@ async def test_enable_generate_and_disable_through_a_real_openai_compatible_serv
     engine: Engine, llama_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LOCAL_LLM_OPENAI_URL", f"{llama_server}/v1")
-    status = await engine.enable(True, backend="openai")
+    status = await engine.enable(llm=True, backend="openai")
     assert (status["state"], status["backend"], status["base_url"]) == ("loaded", "openai", llama_server)
     assert status["model"] == str(gguf_path())  # llama_cpp.server names its model by the path
-    executor = await engine.lifecycle.executor()
+    executor = await engine.session.executor()
     with anyio.fail_after(60):
         result = await executor.backend.generate(
             GenerateRequest(model=executor.model, num_ctx=executor.num_ctx, max_tokens=64, seed=2, schema=SCHEMA,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.backends import BACKENDS, Backend, make_backend
+from engine.executor.backends import BACKENDS, Backend, make_backend
 from engine.errors import InvalidArgument
 
 

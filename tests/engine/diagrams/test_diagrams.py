@@ -58,10 +58,10 @@ def test_the_design_chain_from_idle_to_done_appears_in_the_diagrams() -> None:
 
 
 def test_a_runs_diagram_highlights_its_state_and_numbers_the_steps_it_took(engine: Engine) -> None:
-    engine.runs.create("run-1", {"verify": "true", "attempt": 1, "max_attempts": 2})
+    engine.ctx.runs.create("run-1", {"verify": "true", "attempt": 1, "max_attempts": 2})
     for event in ("start", "generated", "written"):
-        engine.runs.fire("run-1", event)
-    engine.runs.note("run-1", "recover", data={"recoveries": 1})
+        engine.ctx.runs.fire("run-1", event)
+    engine.ctx.runs.note("run-1", "recover", data={"recoveries": 1})
 
     mermaid = engine.diagram("delegation", run_id="run-1")
     assert "class verifying current" in mermaid

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -13,7 +12,7 @@ from typing import Any
 import httpx
 import structlog
 
-from engine.backends.base import (
+from engine.executor.backends.base import (
     BackendError,
     BackendUnavailable,
     GenerateRequest,
@@ -22,6 +21,7 @@ from engine.backends.base import (
     ModelMissing,
     TokenCallback,
 )
+from engine.executor.tokens import estimate_tokens
 from engine.progress import Progress
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
     "canonical_model",
     "chat_body",
     "context_length_from_show",
-    "estimate_tokens",
     "ollama_base_url",
     "result_from_final",
 ]
@@ -66,11 +65,6 @@ def ollama_base_url(host: str | None = None) -> str:
 def canonical_model(name: str) -> str:
     """Ollama treats a name without a tag as `:latest`."""
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
-
-
-def estimate_tokens(text: str) -> int:
-    """Conservative (high) token estimate for code and prose when no tokenizer is at hand: 1 token per 3 chars."""
-    return math.ceil(len(text) / 3)
 
 
 def _model_info(entry: Mapping[str, Any]) -> ModelInfo:

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import structlog
 
-from engine.backends.base import (
+from engine.executor.backends.base import (
     BackendError,
     BackendUnavailable,
     GenerateRequest,
@@ -27,7 +27,7 @@ from engine.backends.base import (
     ModelMissing,
     TokenCallback,
 )
-from engine.backends.ollama import estimate_tokens
+from engine.executor.tokens import estimate_tokens
 from engine.progress import Progress
 
 __all__ = ["DEFAULT_OPENAI_URL", "OPENAI_URL_ENV", "OpenAIBackend", "openai_base_url"]

@@ -23,7 +23,7 @@ import anyio.from_thread
 import anyio.to_thread
 import structlog
 
-from engine.backends.base import (
+from engine.executor.backends.base import (
     BackendError,
     BackendUnavailable,
     GenerateRequest,
@@ -32,7 +32,7 @@ from engine.backends.base import (
     ModelMissing,
     TokenCallback,
 )
-from engine.backends.ollama import estimate_tokens
+from engine.executor.tokens import estimate_tokens
 from engine.progress import Progress
 
 if TYPE_CHECKING:

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
+from engine.store.schema import migrate
 
 __all__ = [
     "EventRecord",
+    "FileWrite",
     "MachineNotFound",
     "MachineRecord",
     "StaleVersion",
@@ -28,46 +30,6 @@ __all__ = [
     "StoreError",
     "Transaction",
 ]
-
-_MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE machines (
-        id          TEXT PRIMARY KEY,
-        kind        TEXT NOT NULL,
-        state       TEXT NOT NULL,
-        data        TEXT NOT NULL DEFAULT '{}',
-        owner       TEXT,
-        created_at  REAL NOT NULL,
-        updated_at  REAL NOT NULL,
-        version     INTEGER NOT NULL
-    );
-    CREATE INDEX machines_kind_state ON machines (kind, state);
-    CREATE TABLE events (
-        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
-        machine_id  TEXT NOT NULL REFERENCES machines (id),
-        version     INTEGER NOT NULL,
-        event       TEXT NOT NULL,
-        src         TEXT,
-        dst         TEXT NOT NULL,
-        payload     TEXT NOT NULL DEFAULT '{}',
-        at          REAL NOT NULL,
-        UNIQUE (machine_id, version)
-    );
-    """,
-    """
-    CREATE TABLE file_writes (
-        run_id      TEXT NOT NULL REFERENCES machines (id),
-        path        TEXT NOT NULL,
-        existed     INTEGER NOT NULL,
-        previous    BLOB,
-        content     BLOB,
-        attempt     INTEGER NOT NULL,
-        status      TEXT NOT NULL,
-        PRIMARY KEY (run_id, path)
-    );
-    """,
-)
-
 
 class StoreError(UserError):
     """Base class of the store's errors."""
@@ -111,6 +73,19 @@ class EventRecord:
     at: float = 0.0
 
 
+@dataclass(frozen=True)
+class FileWrite:
+    """One output file of a run in the write journal: what it held before the run (`existed`, `previous`), the
+    content of the run's newest attempt, and where that content is (`pending`, `written`, `rolled_back`)."""
+
+    path: str
+    existed: bool
+    previous: bytes | None
+    content: bytes | None
+    attempt: int
+    status: str
+
+
 def _machine(row: sqlite3.Row) -> MachineRecord:
     return MachineRecord(
         id=row["id"],
@@ -137,6 +112,14 @@ def _event(row: sqlite3.Row) -> EventRecord:
     )
 
 
+def _file_writes(conn: sqlite3.Connection, run_id: str) -> list[FileWrite]:
+    rows = conn.execute(
+        "SELECT path, existed, previous, content, attempt, status FROM file_writes WHERE run_id = ? ORDER BY path",
+        (run_id,),
+    ).fetchall()
+    return [FileWrite(r[0], bool(r[1]), r[2], r[3], int(r[4]), str(r[5])) for r in rows]
+
+
 def _dumps(value: dict[str, Any]) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
@@ -148,16 +131,14 @@ class Transaction:
         self._conn = conn
         self.now = time.time()
 
-    @property
-    def connection(self) -> sqlite3.Connection:
-        """For tables that other modules own (file_writes); keep to this transaction."""
-        return self._conn
-
     def get(self, machine_id: str) -> MachineRecord:
-        row = self._conn.execute("SELECT * FROM machines WHERE id = ?", (machine_id,)).fetchone()
-        if row is None:
+        if (record := self.find(machine_id)) is None:
             raise MachineNotFound(machine_id)
-        return _machine(row)
+        return record
+
+    def find(self, machine_id: str) -> MachineRecord | None:
+        row = self._conn.execute("SELECT * FROM machines WHERE id = ?", (machine_id,)).fetchone()
+        return None if row is None else _machine(row)
 
     def create(
         self, machine_id: str, *, kind: str, state: str, data: dict[str, Any], event: str = "create"
@@ -205,6 +186,31 @@ class Transaction:
     def set_owner(self, machine_id: str, owner: str | None) -> None:
         self._conn.execute("UPDATE machines SET owner = ? WHERE id = ?", (owner, machine_id))
 
+    # -- the write journal of delegation runs ----------------------------------------------------------------------
+
+    def file_writes(self, run_id: str) -> list[FileWrite]:
+        return _file_writes(self._conn, run_id)
+
+    def add_file_write(
+        self, run_id: str, path: str, *, existed: bool, previous: bytes | None, content: bytes, attempt: int
+    ) -> None:
+        """Journal a run's first write of `path`, with what the file held before."""
+        self._conn.execute(
+            "INSERT INTO file_writes (run_id, path, existed, previous, content, attempt, status)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+            (run_id, path, int(existed), previous, content, attempt),
+        )
+
+    def replace_file_content(self, run_id: str, path: str, *, content: bytes, attempt: int) -> None:
+        """A later attempt's content for `path`; what the file held before the run stays as first journaled."""
+        self._conn.execute(
+            "UPDATE file_writes SET content = ?, attempt = ?, status = 'pending' WHERE run_id = ? AND path = ?",
+            (content, attempt, run_id, path),
+        )
+
+    def mark_file_writes(self, run_id: str, status: str) -> None:
+        self._conn.execute("UPDATE file_writes SET status = ? WHERE run_id = ?", (status, run_id))
+
     def _append(
         self, machine_id: str, version: int, event: str, src: str | None, dst: str, payload: dict[str, Any]
     ) -> None:
@@ -234,11 +240,13 @@ class Store:
 
     def _migrate(self) -> None:
         with self.transaction() as tx:
-            current = tx.connection.execute("PRAGMA user_version").fetchone()[0]
-            for number, script in enumerate(_MIGRATIONS[current:], start=current + 1):
-                for statement in filter(str.strip, script.split(";")):
-                    tx.connection.execute(statement)
-                tx.connection.execute(f"PRAGMA user_version = {number}")
+            migrate(tx._conn)  # same module: the transaction's connection, not a public escape hatch
+
+    def settings(self) -> dict[str, Any]:
+        """The durability settings and schema version in force (2 for synchronous is FULL)."""
+        with self._lock:
+            return {name: self._conn.execute(f"PRAGMA {name}").fetchone()[0]
+                    for name in ("journal_mode", "synchronous", "user_version")}
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -298,6 +306,10 @@ class Store:
         sql = f"SELECT COUNT(*) FROM machines WHERE kind = ? AND state IN ({','.join('?' * len(states))})"
         with self._lock:
             return int(self._conn.execute(sql, (kind, *states)).fetchone()[0])
+
+    def file_writes(self, run_id: str) -> list[FileWrite]:
+        with self._lock:
+            return _file_writes(self._conn, run_id)
 
     def events(self, machine_id: str) -> list[EventRecord]:
         with self._lock:

@@ -1,35 +1,28 @@
-"""What the executor model sees and how its answer is read. Pure functions: no IO, no backend.
+"""What the executor model sees. Pure functions: no IO, no backend (the answer is read by `answers`).
 
-- `answer_schema`: the JSON schema of the answer, `{files: [{path, content}]}`, with `path` an enum of the requested
-  output paths (grammar-constrained backends then cannot invent a path).
 - `pack_context`: fit the context files into a token budget; the least useful are trimmed or left out, and reported.
 - `base_messages` / `attempt_messages`: attempt N repeats attempt 1's system and user messages byte for byte and adds
   (previous answer, failure) turns, so the backend's prompt cache is reused.
-- `parse_answer`: JSON first, then fenced code blocks for backends that ignore the schema; only listed paths pass.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from engine.backends.base import ChatMessage
+from engine.executor.backends.base import ChatMessage
 
 __all__ = [
-    "AnswerError",
     "ContextFile",
     "OutputSpec",
     "PackedContext",
-    "answer_schema",
     "attempt_messages",
     "base_messages",
     "feedback_message",
     "pack_context",
-    "parse_answer",
 ]
 
 TokenCounter = Callable[[str], int]
@@ -52,10 +45,6 @@ TRIM_MIN_TOKENS = 128
 """A file is trimmed into the remaining budget only if at least this many tokens of it fit; else it is left out."""
 
 
-class AnswerError(ValueError):
-    """The model's answer cannot be used; the message is sent back to it on the next attempt."""
-
-
 @dataclass(frozen=True)
 class OutputSpec:
     path: str
@@ -74,28 +63,6 @@ class PackedContext:
     skipped: tuple[dict[str, Any], ...]
     """`{path, reason, tokens, kept_tokens}` for each file left out or trimmed."""
     tokens: int
-
-
-def answer_schema(paths: Sequence[str]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            "files": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": len(paths),
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "path": {"type": "string", "enum": list(paths)},
-                        "content": {"type": "string"},
-                    },
-                    "required": ["path", "content"],
-                },
-            }
-        },
-        "required": ["files"],
-    }
 
 
 def _file_block(f: ContextFile) -> str:
@@ -190,80 +157,3 @@ def attempt_messages(
         messages.append(ChatMessage("assistant", turn["answer"]))
         messages.append(ChatMessage("user", feedback_message(turn["kind"], turn["detail"])))
     return messages
-
-
-_FENCE = re.compile(r"```([^\n`]*)\n(.*?)```", re.DOTALL)
-
-
-def _json_candidates(text: str) -> list[str]:
-    stripped = text.strip()
-    candidates = [stripped]
-    for info, body in _FENCE.findall(text):
-        if info.strip().lower() in ("", "json"):
-            candidates.append(body.strip())
-    start, end = stripped.find("{"), stripped.rfind("}")
-    if 0 <= start < end:
-        candidates.append(stripped[start : end + 1])
-    return candidates
-
-
-def _from_json(text: str) -> list[tuple[str, str]] | None:
-    for candidate in _json_candidates(text):
-        try:
-            value = json.loads(candidate)
-        except ValueError:
-            continue
-        if isinstance(value, dict) and isinstance(value.get("files"), list):
-            out = []
-            for item in value["files"]:
-                if not isinstance(item, dict) or not isinstance(item.get("path"), str) or not isinstance(
-                    item.get("content"), str
-                ):
-                    raise AnswerError('each entry of "files" must be an object with string "path" and "content"')
-                out.append((item["path"], item["content"]))
-            return out
-    return None
-
-
-def _from_fences(text: str, paths: Sequence[str]) -> list[tuple[str, str]]:
-    """Code blocks named by their info string or by the line before them; one block for one file needs no name."""
-    found: list[tuple[str, str]] = []
-    blocks = list(_FENCE.finditer(text))
-    for m in blocks:
-        info = m.group(1).strip()
-        before = text[: m.start()].rstrip().splitlines()[-1:] or [""]
-        named = next(
-            (p for p in paths if p in info.split() or info.endswith(p) or p in before[0]), None
-        )
-        if named is not None:
-            found.append((named, m.group(2)))
-    if not found and len(blocks) == 1 and len(paths) == 1:
-        found.append((paths[0], blocks[0].group(2)))
-    return found
-
-
-def parse_answer(text: str, paths: Sequence[str]) -> dict[str, str]:
-    """`{path: content}` for every requested path; AnswerError (with a message for the model) otherwise."""
-    files = _from_json(text)
-    if files is None:
-        files = _from_fences(text, paths)
-        if not files:
-            raise AnswerError('the answer is neither JSON {"files": [{"path", "content"}]} nor fenced code blocks')
-    allowed = set(paths)
-    result: dict[str, str] = {}
-    unknown = []
-    for path, content in files:
-        normalised = path.strip()
-        while normalised.startswith("./"):
-            normalised = normalised[2:]
-        key = path if path in allowed else normalised
-        if key not in allowed:
-            unknown.append(path)
-            continue
-        result[key] = content
-    missing = [p for p in paths if p not in result]
-    if unknown and not result:
-        raise AnswerError(f"paths {unknown} were not requested; write only: {', '.join(paths)}")
-    if missing:
-        raise AnswerError(f"missing files: {', '.join(missing)} (write every requested file in full)")
-    return result

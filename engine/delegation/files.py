@@ -1,6 +1,6 @@
 """Files a delegation reads and writes: safe path resolution, secret detection, atomic and journaled writes.
 
-Every write of a run is journaled in the store's `file_writes` table before it happens: the original content of
+Every write of a run is journaled in the store's write journal (`Transaction.add_file_write`) before it happens: the original content of
 each target (or its absence) from the run's first attempt, and the newest content. Re-applying the journal and
 rolling it back are both idempotent, so a crash at any point can be finished by recovery.
 """
@@ -11,24 +11,21 @@ import fnmatch
 import glob
 import os
 import re
-import sqlite3
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import structlog
 
 from engine.errors import InvalidArgument, UserError
+from engine.store.db import FileWrite, Transaction
 
 __all__ = [
-    "JournaledWrite",
     "SecretFile",
     "apply_journal",
     "atomic_write",
     "writable_target",
     "journal_writes",
-    "journaled",
     "looks_secret",
     "read_text_file",
     "remove_stale_temps",
@@ -208,49 +205,19 @@ def atomic_write(path: Path, content: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-@dataclass(frozen=True)
-class JournaledWrite:
-    path: str
-    existed: bool
-    previous: bytes | None
-    content: bytes | None
-    attempt: int
-    status: str
-
-
 def journal_writes(
-    conn: sqlite3.Connection, run_id: str, root: Path, files: Sequence[tuple[str, bytes]], *, attempt: int
+    tx: Transaction, run_id: str, root: Path, files: Sequence[tuple[str, bytes]], *, attempt: int
 ) -> None:
     """Record, inside the caller's transaction, what each target holds now (first attempt only) and its new content."""
+    known = {w.path for w in tx.file_writes(run_id)}
     for relative, content in files:
-        row = conn.execute(
-            "SELECT 1 FROM file_writes WHERE run_id = ? AND path = ?", (run_id, relative)
-        ).fetchone()
-        if row is not None:
-            # The original stays the one from before the run's first write; only the new content changes.
-            conn.execute(
-                "UPDATE file_writes SET content = ?, attempt = ?, status = 'pending' WHERE run_id = ? AND path = ?",
-                (content, attempt, run_id, relative),
-            )
+        if relative in known:
+            tx.replace_file_content(run_id, relative, content=content, attempt=attempt)
             continue
         target = resolve_inside(root, relative, field="output_files.path")
         existed = target.is_file()
-        previous = target.read_bytes() if existed else None
-        conn.execute(
-            "INSERT INTO file_writes (run_id, path, existed, previous, content, attempt, status)"
-            " VALUES (?, ?, ?, ?, ?, ?, 'pending')",
-            (run_id, relative, int(existed), previous, content, attempt),
-        )
-
-
-def journaled(conn: sqlite3.Connection, run_id: str) -> list[JournaledWrite]:
-    rows = conn.execute(
-        "SELECT path, existed, previous, content, attempt, status FROM file_writes WHERE run_id = ? ORDER BY path",
-        (run_id,),
-    ).fetchall()
-    return [
-        JournaledWrite(r[0], bool(r[1]), r[2], r[3], int(r[4]), str(r[5])) for r in rows
-    ]
+        tx.add_file_write(run_id, relative, existed=existed, previous=target.read_bytes() if existed else None,
+                          content=content, attempt=attempt)
 
 
 def _current(path: Path) -> bytes | None:
@@ -260,7 +227,7 @@ def _current(path: Path) -> bytes | None:
         return None
 
 
-def apply_journal(writes: Iterable[JournaledWrite], root: Path) -> list[str]:
+def apply_journal(writes: Iterable[FileWrite], root: Path) -> list[str]:
     """Write every journaled new content (skipping files that already hold it); returns the paths written."""
     written = []
     for w in writes:
@@ -274,7 +241,7 @@ def apply_journal(writes: Iterable[JournaledWrite], root: Path) -> list[str]:
     return written
 
 
-def rollback_journal(writes: Iterable[JournaledWrite], root: Path) -> list[str]:
+def rollback_journal(writes: Iterable[FileWrite], root: Path) -> list[str]:
     """Put every target back to its original bytes, or remove it if it did not exist; idempotent."""
     restored = []
     for w in writes:

@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from engine.machines import PersistedMachines
-from engine.ownership import current_token, token_alive
-from engine.store import MachineRecord
+from engine.progress import Progress, no_progress
+from engine.store.machines import PersistedMachines
+from engine.store.ownership import current_token, token_alive
+from engine.store.db import MachineRecord
+from states import RunData
 
-__all__ = ["RecoveryReport", "ResumeHook", "claim", "interrupted_runs", "recover"]
+__all__ = ["DEFAULT_MAX_RECOVERIES", "RecoveryReport", "ResumeHook", "claim", "interrupted_runs", "recover"]
 
 ResumeHook = Callable[[MachineRecord], Awaitable[None]]
 
@@ -55,14 +57,17 @@ async def recover(
     *,
     max_recoveries: int = DEFAULT_MAX_RECOVERIES,
     token: str | None = None,
+    progress: Progress = no_progress,
 ) -> RecoveryReport:
     report = RecoveryReport()
-    for record in interrupted_runs(runs):
+    pending = interrupted_runs(runs)
+    for n, record in enumerate(pending):
+        await progress(n, len(pending), f"run {record.id} ({record.state})")
         claimed = claim(runs, record.id, token=token)
         if claimed is None:
             report.skipped.append(record.id)
             continue
-        count = int(claimed.data.get("recoveries", 0)) + 1
+        count = RunData.from_json(claimed.data).recoveries + 1
         noted = runs.note(
             record.id, "recover", data={"recoveries": count}, payload={"state": claimed.state, "recovery": count}
         )
@@ -82,4 +87,6 @@ async def recover(
         else:
             if record.id not in report.aborted:
                 report.resumed.append(record.id)
+    if pending:
+        await progress(len(pending), len(pending), f"{len(report.resumed)} resumed, {len(report.aborted)} aborted")
     return report

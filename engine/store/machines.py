@@ -10,10 +10,10 @@ from typing import Any
 from transitions import MachineError
 
 from engine.errors import UserError
-from engine.store import MachineRecord, StaleVersion, Store, Transaction
+from engine.store.db import MachineRecord, StaleVersion, Store, Transaction
 from states import MachineModel, MachineSpec, TransitionSpec, build_machine
 
-__all__ = ["InvalidEvent", "PersistedMachines", "TerminalState", "new_id"]
+__all__ = ["AfterMove", "InvalidEvent", "PersistedMachines", "TerminalState", "new_id"]
 
 AfterMove = Callable[[Transaction, MachineRecord], None]
 """Extra writes that must commit with the transition (e.g. journaled file contents)."""
@@ -31,10 +31,10 @@ class InvalidEvent(UserError):
 
 class TerminalState(InvalidEvent):
     def __init__(self, kind: str, machine_id: str, state: str, event: str) -> None:
-        Exception.__init__(
-            self, f"{kind} {machine_id} has finished in state {state!r}; event {event!r} cannot change a finished run"
+        super().__init__(kind, machine_id, state, event, ())
+        self.args = (
+            f"{kind} {machine_id} has finished in state {state!r}; event {event!r} cannot change a finished run",
         )
-        self.kind, self.machine_id, self.state, self.event = kind, machine_id, state, event
 
 
 def _unguarded_moves(spec: MachineSpec) -> dict[tuple[str, str], str]:
@@ -67,6 +67,7 @@ class PersistedMachines:
         self._direct = _unguarded_moves(spec)
 
     def create(self, machine_id: str, data: Mapping[str, Any] | None = None) -> MachineRecord:
+        self.spec.data_type.check_changes(data or {})
         with self.store.transaction() as tx:
             return tx.create(machine_id, kind=self.spec.kind, state=self.spec.initial, data=dict(data or {}))
 
@@ -78,9 +79,8 @@ class PersistedMachines:
         if existing is not None:
             return existing
         with self.store.transaction() as tx:
-            existing = tx.connection.execute("SELECT 1 FROM machines WHERE id = ?", (machine_id,)).fetchone()
-            if existing:
-                return tx.get(machine_id)
+            if (existing := tx.find(machine_id)) is not None:
+                return existing
             return tx.create(machine_id, kind=self.spec.kind, state=self.spec.initial, data=dict(data or {}))
 
     def destination(self, record: MachineRecord, event: str, **kwargs: Any) -> str:
@@ -92,7 +92,7 @@ class PersistedMachines:
         direct = self._direct.get((event, record.state))
         if direct is not None:
             return direct
-        model = MachineModel(record.data)
+        model = MachineModel(self.spec.data_type.from_json(record.data))
         self._validator.add_model(model, initial=record.state)
         try:
             moved = model.trigger(event, **kwargs)  # type: ignore[attr-defined]
@@ -114,7 +114,9 @@ class PersistedMachines:
         expected_version: int | None = None,
         after: AfterMove | None = None,
     ) -> MachineRecord:
-        """Apply `event`: merge `data` into the machine's data, journal `payload`, all in one transaction."""
+        """Apply `event`: merge `data` (fields of the spec's data type) into the machine's data, journal `payload`,
+        all in one transaction."""
+        self.spec.data_type.check_changes(data or {})
         with self.store.transaction() as tx:
             record = tx.get(machine_id)
             if expected_version is not None and record.version != expected_version:
@@ -134,6 +136,7 @@ class PersistedMachines:
         payload: Mapping[str, Any] | None = None,
     ) -> MachineRecord:
         """Journal an event that changes the data but not the state (e.g. a recovery attempt)."""
+        self.spec.data_type.check_changes(data or {})
         with self.store.transaction() as tx:
             record = tx.get(machine_id)
             return tx.update(

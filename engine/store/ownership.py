@@ -8,18 +8,15 @@ from __future__ import annotations
 import os
 import socket
 from functools import cache
-from pathlib import Path
+
+from engine.procfs import proc_stat
 
 __all__ = ["current_token", "token_alive"]
 
 
 def _start_ticks(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # Field 22 (starttime); the command name in field 2 may contain spaces, so split after its closing paren.
-    return stat.rsplit(")", 1)[1].split()[19]
+    stat = proc_stat(pid)
+    return None if stat is None else stat.start_ticks
 
 
 @cache
@@ -43,4 +40,7 @@ def token_alive(token: str | None) -> bool:
         return False
     except PermissionError:
         pass
-    return ticks == "?" or _start_ticks(pid) == ticks
+    stat = proc_stat(pid)
+    if stat is None:  # no /proc (macOS): the token carries no start time either, so the pid is all there is
+        return ticks == "?"
+    return not stat.zombie and (ticks == "?" or stat.start_ticks == ticks)

@@ -1,0 +1,175 @@
+"""Delegation runs as the engine offers them: analyze, delegate, result, cancel, stats, and the resume hook that
+recovery hands interrupted runs to. Runs are driven by engine/delegation/driver.py."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import structlog
+
+from engine.context import EngineContext
+from engine.delegation import metrics
+from engine.delegation.driver import Driver, Live
+from engine.delegation.requests import as_run_data, check_analyze, check_delegate, check_wait
+from engine.delegation.scoring import score_task
+from engine.delegation.steps import SessionLink
+from engine.delegation.verify import DEFAULT_TIMEOUT_S
+from engine.delegation.views import result_view
+from engine.errors import InvalidArgument, UserError
+from engine.progress import Progress, no_progress
+from engine.store.db import MachineRecord, StaleVersion
+from engine.store.machines import InvalidEvent, new_id
+from engine.store.ownership import current_token, token_alive
+from engine.store.recovery import claim
+from states import DELEGATION
+
+__all__ = ["Delegations"]
+
+log = structlog.get_logger(__name__)
+
+REMOTE_POLL_S = 0.1
+"""How often `result` and `cancel` look at a run that another process drives (only the store shows its progress)."""
+REMOTE_CANCEL_WAIT_S = 30.0
+
+
+class Delegations:
+    def __init__(self, ctx: EngineContext, session: SessionLink) -> None:
+        self.ctx = ctx
+        self.driver = Driver(ctx, session)
+
+    # -- analyze --------------------------------------------------------------------------------------------------
+
+    def analyze(
+        self, *, task: str, files: Sequence[str] | None = None, output_files: Sequence[Any] | None = None,
+        task_type: str | None = None, log_decision: bool = True,
+    ) -> dict[str, Any]:
+        request = check_analyze(self.ctx.project.root, task=task, files=files, output_files=output_files,
+                                task_type=task_type)
+        history = metrics.read_log(self.ctx.project.delegation_log).records
+        analysis = score_task(request.task, files=request.files, output_files=request.output_files,
+                              task_type=request.task_type, history=history)
+        if log_decision:
+            metrics.append_record(self.ctx.project.delegation_log, {
+                "event": "analyze", "timestamp": metrics.now_iso(), "task": request.task,
+                "task_type": request.task_type, "score": analysis.score, "decision": analysis.recommendation,
+                "verification_passed": None, "tokens_generated": 0, "time_seconds": 0.0, "files": request.files,
+                "output_files": request.output_files,
+            })
+        return analysis.as_dict()
+
+    # -- delegate -------------------------------------------------------------------------------------------------
+
+    async def delegate(
+        self, *, task: str, output_files: Sequence[Any], task_type: str | None = None,
+        context_files: Sequence[str] | None = None, verify: str | None = None, max_attempts: int | None = None,
+        model: str | None = None, allow_secrets: bool = False, verify_timeout: float | None = DEFAULT_TIMEOUT_S,
+        wait: float | None = None, progress: Progress = no_progress,
+    ) -> dict[str, Any]:
+        """Check, create the run, drive it. `wait=None` waits for the end; a number of seconds returns the run's
+        current view after that long (the run goes on in the engine's background task group)."""
+        wait = check_wait(wait)
+        request = check_delegate(
+            self.ctx.project.root, task=task, task_type=task_type, context_files=context_files,
+            output_files=output_files, verify=verify, max_attempts=max_attempts, model=model,
+            allow_secrets=allow_secrets, verify_timeout=verify_timeout,
+        )
+        analysis = score_task(request.task, files=request.context_files,
+                              output_files=[o.path for o in request.outputs], task_type=request.task_type)
+        run_id = new_id("run")
+        with self.ctx.store.transaction() as tx:  # created and owned in one commit: no resume can take it
+            tx.create(run_id, kind=DELEGATION.kind, state=DELEGATION.initial,
+                      data=as_run_data(request, score=analysis.score))
+            tx.set_owner(run_id, current_token())
+        live = self.driver.live[run_id] = Live()
+        log.info("delegation created", run_id=run_id, task_type=request.task_type,
+                 outputs=[o.path for o in request.outputs])
+        if wait is None or not self.ctx.background.spawn(self._drive_in_background, run_id, progress, live):
+            await self.driver.drive(run_id, progress, live)
+            return self.view(run_id)
+        with anyio.move_on_after(wait):
+            await live.done.wait()
+        return self.view(run_id)
+
+    async def _drive_in_background(self, run_id: str, progress: Progress, live: Live) -> None:
+        # An error here would cancel the whole task group (the MCP server's lifetime): log it, keep the others going.
+        try:
+            await self.driver.drive(run_id, progress, live)
+        except Exception:
+            log.exception("background delegation stopped", run_id=run_id)
+
+    async def resume_run(self, record: MachineRecord) -> None:
+        """The resume hook: recovery has claimed `record`; drive it to its end from its persisted state."""
+        if record.id in self.driver.live:
+            return  # this process drives it already (resume called while it runs): never drive a run twice
+        live = self.driver.live[record.id] = Live(resumed=True)
+        await self.driver.drive(record.id, no_progress, live)
+
+    # -- result / cancel / stats ----------------------------------------------------------------------------------
+
+    def record(self, run_id: object) -> MachineRecord:
+        expected = "the id of a delegation run (see `local-llm runs`)"
+        if not isinstance(run_id, str) or not run_id:
+            raise InvalidArgument("run_id", expected, run_id)
+        record = self.ctx.store.get(run_id)
+        if record.kind != DELEGATION.kind:
+            raise InvalidArgument("run_id", expected, run_id)
+        return record
+
+    def view(self, run_id: str) -> dict[str, Any]:
+        return result_view(self.record(run_id), self.ctx.store.file_writes(run_id))
+
+    async def _until_ended(self, run_id: str) -> None:
+        while self.ctx.store.get(run_id).state not in DELEGATION.terminal:
+            await anyio.sleep(REMOTE_POLL_S)
+
+    async def result(self, run_id: str, *, wait: float = 0.0) -> dict[str, Any]:
+        record = self.record(run_id)
+        if wait and record.state not in DELEGATION.terminal:
+            with anyio.move_on_after(wait):
+                live = self.driver.live.get(run_id)
+                if live is not None:
+                    await live.done.wait()
+                else:  # driven by another process
+                    await self._until_ended(run_id)
+        return self.view(run_id)
+
+    async def cancel(self, run_id: str) -> dict[str, Any]:
+        record = self.record(run_id)
+        if record.state in DELEGATION.terminal:
+            raise UserError(
+                f"run {run_id} has finished in state {record.state!r}; there is nothing to cancel "
+                "(a finished run's files stay as they are)"
+            )
+        moves = self.driver.moves
+        live = self.driver.live.get(run_id)
+        if live is not None:
+            live.cancel_requested = True
+            moves.request_cancel(run_id)
+            if live.scope is not None:
+                live.scope.cancel()
+            await live.done.wait()
+            return self.view(run_id)
+        if record.owner and record.owner != current_token() and token_alive(record.owner):
+            if record.state == "pending":
+                try:
+                    self.ctx.runs.fire(run_id, "cancel", data={"cancel_requested": True}, after=moves.ended())
+                    return self.view(run_id)
+                except (InvalidEvent, StaleVersion):
+                    pass  # it started meanwhile: ask its process instead
+            # Another live process drives it: it sees the flag within CANCEL_POLL_S and rolls back.
+            moves.request_cancel(run_id)
+            with anyio.move_on_after(REMOTE_CANCEL_WAIT_S):
+                await self._until_ended(run_id)
+            return self.view(run_id)
+        # Nobody drives it (its process died): cancel and roll back here.
+        if claim(self.ctx.runs, run_id) is None:
+            return self.view(run_id)
+        moves.request_cancel(run_id)
+        live = self.driver.live.setdefault(run_id, Live(cancel_requested=True, resumed=True))
+        await self.driver.drive(run_id, no_progress, live)
+        return self.view(run_id)
+
+    def stats(self) -> dict[str, Any]:
+        return metrics.aggregate(metrics.read_log(self.ctx.project.delegation_log))

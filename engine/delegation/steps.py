@@ -1,0 +1,243 @@
+"""One step per non-terminal state of a run, each ending in one journaled transition (`STEPS`, checked against the
+machine by a test):
+
+    pending      `start`
+    delegating   pack the context (once, kept in the run's data), generate, parse; `generated` journals the writes
+    writing      apply the journaled contents atomically, `written`
+    verifying    run the verify command, `passed` or `verify_failed` (with the output for the next prompt)
+    retrying     `regenerate` with attempt + 1
+    rolling_back restore the journaled originals, `rolled_back`
+
+Because every step starts from what the store says, resuming after a crash is the same loop: a run interrupted while
+`delegating` generates again, `writing` re-applies (idempotent), `verifying` verifies again, `rolling_back` finishes.
+
+Test-only hook: with LOCAL_LLM_TEST_PAUSE_IN=<state> and LOCAL_LLM_TEST_PAUSE_FILE=<path>, a run waits until the file
+exists when it reaches that state (in `writing` and `rolling_back`: after the first file), so tests can SIGKILL the
+process at a known point. Never set them outside tests.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+import structlog
+
+from engine.context import EngineContext
+from engine.delegation.files import apply_journal, journal_writes, rollback_journal
+from engine.delegation.generation import Slots, answer_room, fit_history, generate, pack, safe_progress
+from engine.delegation.moves import RunMoves, mark_writes
+from engine.delegation.verify import run_verify
+from engine.errors import UserError
+from engine.executor import Executor
+from engine.executor.answers import AnswerError, answer_schema, parse_answer
+from engine.executor.backends.base import BackendError, ChatMessage, GenerateRequest
+from engine.progress import Progress
+from engine.store.db import FileWrite, MachineRecord, Transaction
+from states import RunData, Turn
+
+__all__ = ["STEPS", "Attempt", "SessionLink", "Step", "StepTools", "test_pause"]
+
+log = structlog.get_logger(__name__)
+
+PAUSE_ENV, PAUSE_FILE_ENV = "LOCAL_LLM_TEST_PAUSE_IN", "LOCAL_LLM_TEST_PAUSE_FILE"
+
+
+class SessionLink(Protocol):
+    """What runs need of the session (engine.session.lifecycle.Session): its executor, and to say a run started."""
+
+    async def executor(self, *, progress: Progress) -> Executor: ...
+
+    def run_started(self) -> None: ...
+
+    def runs_finished(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class StepTools:
+    """What every step of every run of one engine uses."""
+
+    ctx: EngineContext
+    moves: RunMoves
+    session: SessionLink
+    slots: Slots
+
+    @property
+    def root(self) -> Path:
+        return self.ctx.project.root
+
+
+@dataclass
+class Attempt:
+    """One drive of one run in this process."""
+
+    progress: Progress
+    executor: Executor | None = None
+
+
+Step = Callable[[StepTools, MachineRecord, Attempt], Awaitable[None]]
+
+
+async def test_pause(state: str) -> None:
+    """Test-only (see the module docstring): wait here until the pause file exists."""
+    if os.environ.get(PAUSE_ENV) != state or not os.environ.get(PAUSE_FILE_ENV):
+        return
+    release = Path(os.environ[PAUSE_FILE_ENV])
+    log.warning("test pause", state=state, release=str(release))
+    while not release.exists():
+        await anyio.sleep(0.02)  # another process (the test) creates the file: nothing in-process to wait on
+
+
+async def _pending(tools: StepTools, record: MachineRecord, attempt: Attempt) -> None:
+    tools.moves.fire(record, "start", data={"attempt": 1, "started_at": time.time()}, payload={"attempt": 1})
+
+
+async def _retrying(tools: StepTools, record: MachineRecord, attempt: Attempt) -> None:
+    number = RunData.from_json(record.data).attempt + 1
+    tools.moves.fire(record, "regenerate", data={"attempt": number}, payload={"attempt": number})
+
+
+async def _executor(tools: StepTools, attempt: Attempt) -> Executor:
+    if attempt.executor is None:
+        attempt.executor = await tools.session.executor(progress=attempt.progress)
+        tools.session.run_started()
+    return attempt.executor
+
+
+async def _delegating(tools: StepTools, record: MachineRecord, attempt: Attempt) -> None:
+    executor = await _executor(tools, attempt)
+    backend, num_ctx = executor.backend, int(executor.num_ctx)
+    data = RunData.from_json(record.data)
+    if data.prompt is None:
+        changes, skipped, tokens = pack(tools.root, data, backend, num_ctx)
+        record = tools.ctx.runs.note(record.id, "packed", data=changes, payload={
+            "context_tokens": tokens, "files_skipped": [s["path"] for s in skipped]})
+        data = RunData.from_json(record.data)
+    assert data.prompt is not None
+    model = data.model or executor.model
+    room = answer_room(num_ctx)
+    base = (ChatMessage("system", data.prompt["system"]), ChatMessage("user", data.prompt["user"]))
+    messages = fit_history(base, data.history, backend, num_ctx - room)
+    await safe_progress(attempt.progress, data.attempt - 1, data.max_attempts, f"attempt {data.attempt}: generating")
+    request = GenerateRequest(model=model, messages=messages, schema=answer_schema(data.output_paths),
+                              num_ctx=num_ctx, max_tokens=room, temperature=0.1, seed=data.attempt,
+                              keep_alive=executor.keep_alive)
+    try:
+        result = await generate(backend, request, slots=tools.slots, progress=attempt.progress,
+                                attempt=data.attempt, total=data.max_attempts)
+    except BackendError as exc:
+        if not exc.retryable:
+            raise
+        _generation_failed(tools, record, None, f"backend error: {exc}")
+        return
+    counters = {
+        "tokens_generated": data.tokens_generated + int(result.completion_tokens),
+        "prompt_tokens": data.prompt_tokens + int(result.prompt_tokens),
+        "model_used": result.model or model,
+    }
+    if result.prompt_tokens and result.prompt_tokens > num_ctx - room:
+        # The backend cut the prompt silently (Ollama does): the same prompt would be cut again, so stop here.
+        raise UserError(
+            f"the prompt ({result.prompt_tokens} tokens) did not fit num_ctx {num_ctx} with {room} tokens left for "
+            "the answer, so the backend truncated it; pass fewer or smaller context files, or enable a model "
+            "with a larger context"
+        )
+    try:
+        if result.done_reason == "length":
+            raise AnswerError(
+                f"the answer was cut at the token limit ({result.completion_tokens} tokens); write shorter files"
+            )
+        files = parse_answer(result.text, data.output_paths)
+    except AnswerError as exc:
+        _generation_failed(tools, record, result.text, str(exc), extra=counters)
+        return
+    contents = [(p, files[p].encode("utf-8")) for p in data.output_paths]
+    number, root = data.attempt, tools.root
+
+    def journal(tx: Transaction, moved: MachineRecord) -> None:
+        journal_writes(tx, record.id, root, contents, attempt=number)
+
+    tools.moves.fire(
+        record, "generated", data={**counters, "last_answer": result.text},
+        payload={"attempt": number, "tokens": result.completion_tokens, "prompt_tokens": result.prompt_tokens},
+        after=journal,
+    )
+
+
+def _generation_failed(
+    tools: StepTools, record: MachineRecord, answer: str | None, detail: str, *,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    data = RunData.from_json(record.data)
+    history: list[Turn] = list(data.history)
+    if answer is not None:
+        history.append({"answer": answer, "kind": "answer", "detail": detail})
+    update: dict[str, Any] = {**(extra or {}), "history": history, "last_error": detail}
+    if data.attempt >= data.max_attempts:
+        update["error"] = f"generation failed after {data.attempt} attempt(s): {detail}"
+    log.info("generation failed", run_id=record.id, attempt=data.attempt, detail=detail)
+    tools.moves.fire(record, "generation_failed", data=update, payload={"attempt": data.attempt,
+                                                                        "detail": detail[:500]})
+
+
+async def _writing(tools: StepTools, record: MachineRecord, attempt: Attempt) -> None:
+    writes = [w for w in tools.ctx.store.file_writes(record.id) if w.status != "rolled_back"]
+    written = await _replay(tools.root, writes, apply_journal, pause_in="writing")
+    tools.moves.fire(record, "written", data={"files_written": written}, payload={"files": written},
+                     after=mark_writes(record.id, "written"))
+
+
+async def _verifying(tools: StepTools, record: MachineRecord, attempt: Attempt) -> None:
+    data = RunData.from_json(record.data)
+    await safe_progress(attempt.progress, data.attempt - 1, data.max_attempts, f"attempt {data.attempt}: verifying")
+    outcome = await run_verify(data.verify, cwd=tools.root, timeout=data.verify_timeout)
+    verification = outcome.as_dict()
+    if outcome.passed:
+        tools.moves.fire(record, "passed", data={"verification": verification}, payload={"attempt": data.attempt})
+        return
+    turn: Turn = {"answer": data.last_answer, "kind": "verify", "detail": outcome.output_tail}
+    update: dict[str, Any] = {"verification": verification, "history": [*data.history, turn]}
+    if data.attempt >= data.max_attempts:
+        update["error"] = (
+            f"verification failed on all {data.attempt} attempt(s); files rolled back. Last output:\n"
+            f"{outcome.output_tail}"
+        )
+    tools.moves.fire(record, "verify_failed", data=update,
+                     payload={"attempt": data.attempt, "exit_code": outcome.exit_code,
+                              "timed_out": outcome.timed_out})
+
+
+async def _rolling_back(tools: StepTools, record: MachineRecord, attempt: Attempt) -> None:
+    writes = tools.ctx.store.file_writes(record.id)
+    restored = await _replay(tools.root, writes, rollback_journal, pause_in="rolling_back")
+    tools.ctx.runs.fire(record.id, "rolled_back", payload={"files": restored},
+                        after=tools.moves.ended(mark_writes(record.id, "rolled_back")))
+
+
+async def _replay(
+    root: Path, writes: Sequence[FileWrite], step: Callable[[Sequence[FileWrite], Path], list[str]], *,
+    pause_in: str,
+) -> list[str]:
+    """Apply `step` (write or roll back) to each journaled file; one at a time so the test-only pause can stop the
+    run between two files."""
+    done: list[str] = []
+    for n, w in enumerate(writes):
+        done += step([w], root)
+        if n == 0:
+            await test_pause(pause_in)
+    return done
+
+
+STEPS: dict[str, Step] = {
+    "pending": _pending,
+    "delegating": _delegating,
+    "writing": _writing,
+    "verifying": _verifying,
+    "retrying": _retrying,
+    "rolling_back": _rolling_back,
+}

@@ -1,0 +1,192 @@
+"""Preparing each backend for a session: start the server if needed, get the model, choose num_ctx, load it.
+
+Each `prepare_*` returns the session data the `ready` transition records (everything a later process needs to rebuild
+the executor), or raises a UserError that says what to do.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import structlog
+
+from engine.errors import UserError
+from engine.executor.backends import make_backend, ollama_installed
+from engine.executor.backends.base import ModelMissing
+from engine.executor.backends.embedded import EMBEDDED_MODEL
+from engine.executor.backends.ollama import OllamaBackend, canonical_model, context_length_from_show, ollama_base_url
+from engine.executor.backends.openai import OpenAIBackend
+from engine.progress import Progress
+from engine.session import gpu
+from engine.session.gpu import GB, GpuReport, choose_num_ctx, recommend_model
+from engine.session.llm_spec import LlmSpec
+from engine.session.processes import alive, spawn_detached
+
+__all__ = ["SESSION_KEEP_ALIVE", "SERVER_TIMEOUT_ENV", "Timeouts", "keep_alive_for", "prepare"]
+
+log = structlog.get_logger(__name__)
+
+SERVER_TIMEOUT_ENV = "LOCAL_LLM_SERVER_TIMEOUT"
+SESSION_KEEP_ALIVE = "60m"
+"""A non-persisted session's keep_alive: refreshed by every request, and bounded so that a session whose owner died
+does not hold the VRAM forever."""
+
+
+def keep_alive_for(persist: bool) -> str | int:
+    """Persisted sessions keep the model loaded forever (any negative value); others for SESSION_KEEP_ALIVE."""
+    return -1 if persist else SESSION_KEEP_ALIVE
+
+
+@dataclass
+class Timeouts:
+    server_s: float = 30.0
+    """How long a started `ollama serve` may take to answer."""
+    load_s: float = 300.0
+    """How long a model load may take (Ollama's own OLLAMA_LOAD_TIMEOUT default)."""
+
+
+async def prepare(
+    backend: str, spec: LlmSpec, *, progress: Progress, timeouts: Timeouts, server_log: Path
+) -> dict[str, Any]:
+    if backend == "ollama":
+        return await _prepare_ollama(spec, progress=progress, timeouts=timeouts, server_log=server_log)
+    if backend == "embedded":
+        return await _prepare_embedded(spec, progress=progress)
+    return await _prepare_openai(spec, progress=progress)
+
+
+async def _prepare_ollama(
+    spec: LlmSpec, *, progress: Progress, timeouts: Timeouts, server_log: Path
+) -> dict[str, Any]:
+    base_url = ollama_base_url()
+    backend = OllamaBackend(base_url)
+    try:
+        await progress(0, None, f"checking Ollama at {base_url}")
+        version = await backend.version()
+        server: dict[str, Any] = {}
+        if version is None:
+            server = await _start_ollama(backend, progress=progress, timeout_s=timeouts.server_s, log_path=server_log)
+            version = server["server_version"]
+        gpus: GpuReport = await anyio.to_thread.run_sync(gpu.probe_gpus)
+        model = spec.model or await _default_ollama_model(backend, gpus)
+        if not await backend.has_model(model):
+            try:
+                await backend.pull(model, progress=progress)
+            except ModelMissing as exc:
+                raise ModelMissing(
+                    f"model {model!r} is not pulled and the pull failed ({exc}); pass --llm with a model from "
+                    "`ollama list`, or check the name and the network and run enable again"
+                ) from exc
+        shown = await backend.show(model)
+        context_length = context_length_from_show(shown)
+        size = next((m.size_bytes for m in await backend.models()
+                     if canonical_model(m.name) == canonical_model(model)), None)
+        _check_vram(model, size, gpus)
+        num_ctx = choose_num_ctx(model_context=context_length, free_vram_bytes=gpus.largest_free,
+                                 model_size_bytes=size)
+        keep_alive = keep_alive_for(spec.persist)
+        await progress(0, None, f"loading {model} (num_ctx {num_ctx})")
+        with anyio.fail_after(timeouts.load_s):
+            await backend.load(model, num_ctx=num_ctx, keep_alive=keep_alive)
+        return {"backend": "ollama", "base_url": base_url, "model": model, "num_ctx": num_ctx,
+                "context_length": context_length, "size_bytes": size, "server_version": version,
+                "keep_alive": keep_alive, **server}
+    finally:
+        await backend.aclose()
+
+
+async def _default_ollama_model(backend: OllamaBackend, gpus: GpuReport) -> str:
+    recommendation = recommend_model(gpus.largest_total)
+    if recommendation.model:
+        return recommendation.model
+    pulled = [m.name for m in await backend.models()]
+    if pulled:
+        return pulled[0]
+    raise UserError(
+        f"{recommendation.reason}, and Ollama has no model pulled; pass --llm MODEL (e.g. a small coder model "
+        "such as qwen2.5-coder:1.5b) or use --backend embedded"
+    )
+
+
+def _check_vram(model: str, size: int | None, gpus: GpuReport) -> None:
+    total = sum(g.total_bytes for g in gpus.gpus)
+    if gpus.gpus and size and size > total:
+        recommendation = recommend_model(gpus.largest_total)
+        better = f" (for this GPU: {recommendation.model})" if recommendation.model else ""
+        raise UserError(
+            f"VRAM too small: {model} needs {size / GB:.1f} GB and the GPU(s) have {total / GB:.1f} GB; choose a "
+            f"smaller model with --llm{better}, or use --backend embedded"
+        )
+
+
+async def _start_ollama(
+    backend: OllamaBackend, *, progress: Progress, timeout_s: float, log_path: Path
+) -> dict[str, Any]:
+    exe = ollama_installed()
+    if exe is None:
+        raise UserError(
+            f"Ollama does not answer at {backend.base_url} and is not installed; install it from "
+            "https://ollama.com/download (or set OLLAMA_HOST to a running server), or use --backend embedded"
+        )
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    await progress(0, None, f"starting `ollama serve` ({exe})")
+    pid = spawn_detached([exe, "serve"], log_path)
+    log.info("started ollama serve", pid=pid, exe=exe, log=str(log_path))
+    started = time.monotonic()
+    try:
+        with anyio.fail_after(timeout_s):
+            while (version := await backend.version()) is None:
+                if not alive(pid):
+                    raise UserError(
+                        f"`ollama serve` exited right after it started; see {log_path} (a port in use? set "
+                        "OLLAMA_HOST) and run enable again"
+                    )
+                await anyio.sleep(0.05)  # an external process coming up: nothing to wait on but its port
+    except TimeoutError:
+        raise UserError(
+            f"`ollama serve` (pid {pid}) did not answer at {backend.base_url} within {timeout_s:.0f} s;"
+            f" see {log_path}, then run enable again (${SERVER_TIMEOUT_ENV} sets a longer wait)"
+        ) from None
+    await progress(0, None, f"Ollama {version} answers after {time.monotonic() - started:.1f} s")
+    return {"server_pid": pid, "server_started": True, "server_log": str(log_path), "server_version": version}
+
+
+async def _prepare_embedded(spec: LlmSpec, *, progress: Progress) -> dict[str, Any]:
+    backend = make_backend("embedded")
+    model = spec.model or EMBEDDED_MODEL
+    await backend.pull(model, progress=progress)
+    context_length = await backend.context_length(model)
+    # CPU inference: a larger context only costs prompt time; 8k holds the mechanical tasks it gets.
+    num_ctx = choose_num_ctx(model_context=context_length, free_vram_bytes=None, work_tokens=8192)
+    await progress(0, None, f"loading {model} in-process (num_ctx {num_ctx})")
+    await backend.load(model, num_ctx=num_ctx, keep_alive=None)
+    return {"backend": "embedded", "base_url": None, "model": model, "num_ctx": num_ctx,
+            "context_length": context_length}
+
+
+async def _prepare_openai(spec: LlmSpec, *, progress: Progress) -> dict[str, Any]:
+    backend = OpenAIBackend()
+    try:
+        await progress(0, None, f"checking the OpenAI-compatible server at {backend.base_url}")
+        if await backend.version() is None:
+            raise UserError(
+                f"no OpenAI-compatible server answers at {backend.base_url}/v1/models; start it (e.g. "
+                "`python -m llama_cpp.server --model FILE.gguf --port 8080`) or set $LOCAL_LLM_OPENAI_URL"
+            )
+        served = await backend.models()
+        model = spec.model or (served[0].name if served else "")
+        if not model:
+            raise UserError(f"the server at {backend.base_url} lists no model; start it with one")
+        await backend.pull(model, progress=progress)
+        context_length = await backend.context_length(model)
+        num_ctx = choose_num_ctx(model_context=context_length, free_vram_bytes=None)
+        await backend.load(model, num_ctx=num_ctx, keep_alive=None)
+        return {"backend": "openai", "base_url": backend.base_url, "model": model,
+                "num_ctx": num_ctx, "context_length": context_length}
+    finally:
+        await backend.aclose()

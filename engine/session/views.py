@@ -1,0 +1,111 @@
+"""What `capability` and `status` answer: the machine (GPUs, Ollama, the embedded model, the recommended model) and
+the session (state, backend, model, what is loaded, VRAM, runs in flight)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+
+from engine.errors import UserError
+from engine.executor.backends import NoBackend, ollama_installed, select_backend
+from engine.executor.backends.base import BackendError, ModelInfo
+from engine.executor.backends.embedded import EMBEDDED_MODEL, embedded_installed
+from engine.executor.backends.ollama import OllamaBackend, canonical_model, ollama_base_url
+from engine.session import gpu
+from engine.session.gpu import GpuReport, recommend_model, vram_summary
+from states import SessionData
+
+__all__ = ["capability", "model_dict", "status_view"]
+
+
+def model_dict(m: ModelInfo) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": m.name}
+    if m.size_bytes is not None:
+        out["size_bytes"] = m.size_bytes
+    if m.size_vram is not None:
+        out["size_vram_bytes"] = m.size_vram
+        if m.size_bytes:
+            out["on_gpu"] = round(m.size_vram / m.size_bytes, 2)
+    if m.context_length is not None:
+        out["context_length"] = m.context_length
+    if "expires_at" in m.details:
+        out["expires_at"] = m.details["expires_at"]
+    return out
+
+
+@dataclass(frozen=True)
+class _Sized:
+    size_vram: int | None
+
+
+def status_view(
+    state: str, data: SessionData, *, loaded: Sequence[dict[str, Any]], runs_active: int, gpus: GpuReport,
+    server: str | None, server_pid_alive: bool,
+) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "state": state,
+        "backend": data.backend,
+        "model": data.model,
+        "persist": data.persist,
+        "loaded": list(loaded),
+        "runs_active": runs_active,
+        "num_ctx": data.num_ctx,
+        "vram": vram_summary(gpus, [_Sized(m.get("size_vram_bytes")) for m in loaded]),
+        "reason": data.reason,
+        "base_url": data.base_url,
+        "context_length": data.context_length,
+        "keep_alive": data.keep_alive,
+    }
+    if server is not None:
+        status["server"] = server
+    if data.server_pid and server_pid_alive:
+        status["server_pid"] = data.server_pid
+    return status
+
+
+async def capability() -> dict[str, Any]:
+    gpus: GpuReport = await anyio.to_thread.run_sync(gpu.probe_gpus)
+    reasons: list[str] = []
+    if gpus.reason:
+        reasons.append(gpus.reason)
+    probe = OllamaBackend(ollama_base_url())
+    try:
+        version = await probe.version()
+        models = [model_dict(m) for m in await probe.models()] if version else []
+    except BackendError as exc:
+        version, models = None, []
+        reasons.append(str(exc))
+    finally:
+        await probe.aclose()
+    installed = ollama_installed()
+    recommendation = recommend_model(gpus.largest_total)
+    pulled = {canonical_model(m["name"]) for m in models}
+    recommended_pulled = bool(recommendation.model and canonical_model(recommendation.model) in pulled)
+    reasons.append(recommendation.reason + (" (already pulled)" if recommended_pulled else
+                                            " (not pulled yet: enable pulls it)" if recommendation.model else ""))
+    embedded = embedded_installed()
+    if embedded:
+        models.append({"name": EMBEDDED_MODEL, "backend": "embedded"})
+    backend: str | None
+    try:
+        selection = await select_backend(None, ollama_running=version is not None)
+        backend = selection.name
+        reasons.append(f"backend {selection.name}: {selection.reason}")
+    except (NoBackend, UserError) as exc:  # UserError: a bad $LOCAL_LLM_BACKEND
+        backend = None
+        reasons.append(str(exc))
+    return {
+        "can_enable": backend is not None,
+        "gpus": gpus.as_list(),
+        "backend": backend,
+        "ollama": {"installed": installed is not None, "running": version is not None, "version": version,
+                   "url": ollama_base_url(), "path": installed},
+        "embedded": {"installed": embedded, "model": EMBEDDED_MODEL if embedded else None},
+        "models": models,
+        "recommended_model": recommendation.model,
+        "recommended_pulled": recommended_pulled,
+        "reasons": reasons,
+    }

@@ -1,0 +1,83 @@
+"""The store's schema, versioned by SQLite's `user_version`: migration N takes a database from version N-1 to N.
+
+Users upgrade with runs in flight, so every change to the tables or to the shape of persisted data comes as a new
+migration at the end of `MIGRATIONS` (never an edit of an old one), with a test that opens a database of the previous
+version holding an interrupted run and resumes it (tests/engine/store/test_schema.py). A migration is SQL, or a
+function of the connection for changes that need code (rewriting JSON data, for example); it runs inside the same
+transaction as the version bump.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from engine.errors import UserError
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "SchemaTooNew", "migrate"]
+
+Migration = str | Callable[[sqlite3.Connection], None]
+
+MIGRATIONS: tuple[Migration, ...] = (
+    """
+    CREATE TABLE machines (
+        id          TEXT PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        data        TEXT NOT NULL DEFAULT '{}',
+        owner       TEXT,
+        created_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL,
+        version     INTEGER NOT NULL
+    );
+    CREATE INDEX machines_kind_state ON machines (kind, state);
+    CREATE TABLE events (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        machine_id  TEXT NOT NULL REFERENCES machines (id),
+        version     INTEGER NOT NULL,
+        event       TEXT NOT NULL,
+        src         TEXT,
+        dst         TEXT NOT NULL,
+        payload     TEXT NOT NULL DEFAULT '{}',
+        at          REAL NOT NULL,
+        UNIQUE (machine_id, version)
+    );
+    """,
+    """
+    CREATE TABLE file_writes (
+        run_id      TEXT NOT NULL REFERENCES machines (id),
+        path        TEXT NOT NULL,
+        existed     INTEGER NOT NULL,
+        previous    BLOB,
+        content     BLOB,
+        attempt     INTEGER NOT NULL,
+        status      TEXT NOT NULL,
+        PRIMARY KEY (run_id, path)
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNew(UserError):
+    pass
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database to SCHEMA_VERSION inside the caller's transaction; returns the version it had."""
+    current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if current > SCHEMA_VERSION:
+        # Migrations only go forward: an older tool could misread what a newer one wrote.
+        raise SchemaTooNew(
+            f"this state.db has schema version {current}, newer than this version of local-llm understands "
+            f"({SCHEMA_VERSION}); upgrade workflow-local-llm (or move .claude/workflow/state.db aside to start afresh)"
+        )
+    for number, step in enumerate(MIGRATIONS[current:], start=current + 1):
+        if callable(step):
+            step(conn)
+        else:
+            for statement in filter(str.strip, step.split(";")):
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {number}")
+    return current
