@@ -113,7 +113,7 @@ async def serve_first_answer(project: Path) -> float:
 def open_and_scan(project: Path) -> tuple[float, int]:
     """In-process: Engine.open + the recovery scan; (seconds, interrupted runs found)."""
     from engine import Engine
-    from engine.store.recovery import interrupted_runs
+    from engine.delegation.recovery import interrupted_runs
 
     started = time.perf_counter()
     engine = Engine.open(project)

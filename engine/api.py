@@ -22,7 +22,7 @@ from engine.progress import Progress, no_progress
 from engine.project import Project
 from engine.session.lifecycle import Session
 from engine.store.db import Store
-from engine.store.recovery import DEFAULT_MAX_RECOVERIES, recover
+from engine.delegation.recovery import DEFAULT_MAX_RECOVERIES, recover
 from states import DELEGATION, MACHINES, OutputFile
 
 __all__ = ["Engine"]

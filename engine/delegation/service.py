@@ -22,7 +22,7 @@ from engine.progress import Progress, no_progress
 from engine.store.db import MachineRecord, StaleVersion
 from engine.store.machines import InvalidEvent, new_id
 from engine.store.ownership import current_token, token_alive
-from engine.store.recovery import claim
+from engine.delegation.recovery import claim
 from states import DELEGATION
 
 __all__ = ["Delegations"]

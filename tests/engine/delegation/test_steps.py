@@ -6,7 +6,3 @@ from states import DELEGATION
 
 def test_there_is_one_step_for_each_state_a_run_can_be_driven_from() -> None:
     assert set(STEPS) == set(DELEGATION.states) - DELEGATION.terminal
-
-
-def test_no_step_is_declared_for_a_terminal_state() -> None:
-    assert not set(STEPS) & DELEGATION.terminal

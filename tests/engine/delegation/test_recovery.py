@@ -8,7 +8,7 @@ import pytest
 
 from engine import Engine
 from engine.store.ownership import current_token, token_alive
-from engine.store.recovery import claim, interrupted_runs, recover
+from engine.delegation.recovery import claim, interrupted_runs, recover
 from engine.store.db import MachineRecord
 
 
