@@ -20,7 +20,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from engine import Engine, UserError
+from engine import BACKENDS, TASK_TYPES, Engine, UserError
 from engine.logs import configure_logging
 from engine.progress import Progress
 
@@ -33,10 +33,12 @@ Action = Literal[
 ]
 ACTIONS: tuple[str, ...] = Action.__args__  # type: ignore[attr-defined]
 
-DEFAULT_WAIT_S = float(os.environ.get("LOCAL_LLM_MCP_WAIT_S", "40"))
+WAIT_ENV = "LOCAL_LLM_MCP_WAIT_S"
+DEFAULT_WAIT_S = float(os.environ.get(WAIT_ENV, "40"))
 """How long `delegate` and `result` wait before answering with the run's id: clients drop calls after ~60 s."""
 
-WAIT_ENV = "LOCAL_LLM_MCP_WAIT_S"
+TaskType = Literal[TASK_TYPES]  # type: ignore[valid-type]  # the engine's list, so the schema never drifts from it
+Backend = Literal[BACKENDS]  # type: ignore[valid-type]
 
 INSTRUCTIONS = """\
 Delegate mechanical coding work (boilerplate, CRUD, unit tests, docstrings, mechanical refactors, translation between
@@ -147,7 +149,7 @@ def build_server(engine: Engine) -> MCPServer:
         ctx: Context,
         task: Annotated[str | None, Field(description="analyze, delegate: the task in plain words")] = None,
         task_type: Annotated[
-            Literal["generate", "test", "docs", "refactor", "translate"] | None,
+            TaskType | None,
             Field(description="analyze, delegate: kind of work"),
         ] = None,
         files: Annotated[list[str] | None, Field(description="analyze: context files (paths in the project)")] = None,
@@ -169,7 +171,7 @@ def build_server(engine: Engine) -> MCPServer:
             str | bool | None, Field(description="enable: true, MODEL or MODEL:persist (keep it loaded after the session)")
         ] = None,
         backend: Annotated[
-            Literal["ollama", "openai", "embedded"] | None, Field(description="enable: force a backend")
+            Backend | None, Field(description="enable: force a backend")
         ] = None,
         stop_server: Annotated[bool, Field(description="disable: stop the Ollama server too")] = False,
         run_id: Annotated[str | None, Field(description="result, cancel, diagram: the run")] = None,
