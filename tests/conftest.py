@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine import Engine, Project
-from tests.doubles.ollama_double import ollama_double  # noqa: F401  (fixture for every test)
+from engine.testing.ollama_double import FakeModel, OllamaDouble
 
 REAL_MARKERS = ("embedded", "graphviz")
 REQUIRE_REAL = os.environ.get("CI", "").lower() == "true" or os.environ.get("LOCAL_LLM_REQUIRE_REAL") == "1"
@@ -29,6 +29,26 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def ollama_double(monkeypatch: pytest.MonkeyPatch) -> Iterator[OllamaDouble]:
+    """A started double with one pulled model (`deepseek-coder:6.7b`) and a registry to pull others from;
+    OLLAMA_HOST points at it for the test."""
+    double = OllamaDouble(
+        models=[FakeModel("deepseek-coder:6.7b", context_length=16384)],
+        registry=[
+            FakeModel("deepseek-coder:6.7b", context_length=16384),
+            FakeModel("deepseek-coder-v2:16b", context_length=163840, family="deepseek2", parameter_size="15.7B",
+                      size=8_900_000_000),
+            FakeModel("deepseek-coder:33b", context_length=16384, parameter_size="33B", size=18_800_000_000),
+            FakeModel("deepseek-r1:32b", context_length=131072, family="qwen2", parameter_size="32.8B",
+                      size=19_900_000_000),
+        ],
+    )
+    with double:
+        monkeypatch.setenv("OLLAMA_HOST", double.host)
+        yield double
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ from engine.errors import InvalidArgument
 from engine.gpu import GIB, GpuInfo, GpuReport
 from engine.lifecycle import EnableFailed, SessionBusy, SessionFailed
 from engine.llm_spec import LlmSpec, parse_llm_spec
-from tests.doubles import Fault, FakeModel, OllamaDouble
-from tests.doubles.fake_ollama import free_port, write_fake_ollama
+from engine.testing.fake_ollama import free_port, write_fake_ollama
+from engine.testing.ollama_double import Fault, FakeModel, OllamaDouble
 
 SCHEMA = {"type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]}
 SHORT_SCHEMA = {  # bounded, so the tiny model always finishes inside max_tokens

@@ -25,8 +25,8 @@ from engine.files import (
 )
 from engine.project import Project
 from engine.store import Store
-from tests.doubles.ollama_double import OllamaDouble
-from tests.engine.fakes import ScriptedBackend, files_answer, use_backend
+from engine.testing.ollama_double import OllamaDouble
+from engine.testing.scripted import ScriptedBackend, files_answer, use_backend
 
 
 @pytest.mark.anyio

@@ -15,8 +15,8 @@ from engine.errors import InvalidArgument, UserError
 from engine.files import SecretFile
 from engine.metrics import read_log
 from engine.backends.embedded import embedded_installed
-from tests.doubles.ollama_double import OllamaDouble
-from tests.engine.fakes import ScriptedBackend, files_answer, use_backend
+from engine.testing.ollama_double import OllamaDouble
+from engine.testing.scripted import ScriptedBackend, files_answer, use_backend
 
 
 def _events(engine: Engine, run_id: str) -> list[str]:

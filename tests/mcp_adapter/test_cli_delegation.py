@@ -11,8 +11,8 @@ import pytest
 from engine import Engine, Project
 from engine.store import Store
 from engine.backends.embedded import embedded_installed
-from tests.doubles.ollama_double import OllamaDouble
-from tests.engine.fakes import files_answer
+from engine.testing.ollama_double import OllamaDouble
+from engine.testing.scripted import files_answer
 
 
 def _cli(cli_command: list[str], env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -15,8 +15,8 @@ import pytest
 
 from engine.backends.embedded import EMBEDDED_MODEL, embedded_installed
 from engine.lifecycle import _alive
-from tests.doubles import OllamaDouble
-from tests.doubles.fake_ollama import free_port, write_fake_ollama
+from engine.testing.fake_ollama import free_port, write_fake_ollama
+from engine.testing.ollama_double import OllamaDouble
 
 
 @pytest.fixture

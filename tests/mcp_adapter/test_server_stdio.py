@@ -1,6 +1,6 @@
 """A real MCP client (the SDK's stdio client) talking to `local-llm serve` started as a subprocess.
 
-Ollama cannot be installed here: the Ollama cases run against tests/doubles/ollama_double.py, a test double of Ollama's
+Ollama cannot be installed here: the Ollama cases run against engine/testing/ollama_double.py, a test double of Ollama's
 HTTP API built from its documented fields. The embedded cases use the real llama.cpp model.
 """
 
@@ -22,7 +22,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from mcp_adapter.server import ACTIONS
-from tests.doubles.ollama_double import OllamaDouble
+from engine.testing.ollama_double import OllamaDouble
 
 REPO = Path(__file__).resolve().parents[2]
 UNREACHABLE = "127.0.0.1:9"  # discard port: nothing answers, so no Ollama is found

@@ -18,7 +18,7 @@ from engine.backends.base import ChatMessage, GenerateRequest, ModelInfo, ModelM
 from engine.backends.embedded import embedded_installed, gguf_path
 from engine.backends.openai import OpenAIBackend, openai_base_url
 from engine.lifecycle import EnableFailed
-from tests.doubles.fake_ollama import free_port
+from engine.testing.fake_ollama import free_port
 
 SCHEMA = {
     "type": "object",

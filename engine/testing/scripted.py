@@ -1,7 +1,7 @@
 """In-process test helpers for the delegation pipeline: a scripted Backend and a way to hand it to an Engine.
 
-Also a tiny driver (`python -m tests.engine.fakes delegate|resume|cancel ...`) that runs the real engine in a
-subprocess against the Ollama test double at $OLLAMA_HOST, for the SIGKILL recovery tests.
+Also a tiny driver (`python -m engine.testing.scripted delegate|resume PROJECT [FIELDS_JSON]`) that runs the real
+engine in a subprocess against the Ollama test double at $OLLAMA_HOST, for recovery experiments that kill a process.
 """
 
 from __future__ import annotations
