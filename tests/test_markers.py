@@ -32,9 +32,9 @@ def _mentions_the_model(node: ast.AST) -> bool:
             return True
         if isinstance(child, ast.Attribute) and child.attr in _PROBES:
             return True
-        if isinstance(child, ast.Constant) and isinstance(child.value, str):
-            if any(word in child.value.lower() for word in _PROBE_WORDS):
-                return True
+        if isinstance(child, ast.Constant) and isinstance(child.value, str) and \
+                any(word in child.value.lower() for word in _PROBE_WORDS):
+            return True
     return False
 
 

@@ -49,7 +49,6 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-
 __all__ = [
     "DEFAULT_NUM_CTX",
     "Fault",

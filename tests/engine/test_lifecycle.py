@@ -24,7 +24,7 @@ from engine.gpu import GIB, GpuInfo, GpuReport
 from engine.lifecycle import EnableFailed, SessionBusy, SessionFailed
 from engine.llm_spec import LlmSpec, parse_llm_spec
 from engine.testing.fake_ollama import free_port, write_fake_ollama
-from engine.testing.ollama_double import Fault, FakeModel, OllamaDouble
+from engine.testing.ollama_double import FakeModel, Fault, OllamaDouble
 from tests.markers import needs_embedded
 
 SCHEMA = {"type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]}
