@@ -23,8 +23,8 @@ CYCLE = ("enable", "ready", "run_started", "runs_finished", "disable", "stopped"
 
 def engine_round(directory: Path, n: int) -> float:
     """Transitions per second over `n` fires on a fresh store."""
-    from engine.store.machines import PersistedMachines
     from engine.store.db import Store
+    from engine.store.machines import PersistedMachines
     from states import SESSION
 
     with Store(directory / "engine.db") as store:

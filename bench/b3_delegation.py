@@ -163,7 +163,7 @@ def run_llama(quick: bool) -> list[Figure]:
 
 
 def run_ollama(quick: bool) -> list[Figure]:
-    from tests.doubles.ollama_double import FakeModel, OllamaDouble
+    from engine.testing.ollama_double import FakeModel, OllamaDouble
 
     n = 5 if quick else 20
     double = OllamaDouble(models=[FakeModel("deepseek-coder:6.7b", context_length=16384)])

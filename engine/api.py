@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from engine.context import EngineContext
+from engine.delegation.recovery import DEFAULT_MAX_RECOVERIES, recover
 from engine.delegation.service import Delegations
 from engine.delegation.verify import DEFAULT_TIMEOUT_S
 from engine.delegation.views import list_row, run_view
@@ -22,7 +23,6 @@ from engine.progress import Progress, no_progress
 from engine.project import Project
 from engine.session.lifecycle import Session
 from engine.store.db import Store
-from engine.delegation.recovery import DEFAULT_MAX_RECOVERIES, recover
 from states import DELEGATION, MACHINES, OutputFile
 
 __all__ = ["Engine"]

@@ -1,5 +1,6 @@
 """Shared fixtures. Tests that need a real component (the embedded llama.cpp model, graphviz) are marked; when
-CI=true (or LOCAL_LLM_REQUIRE_REAL=1) a skip of such a test is turned into a failure, so CI cannot pass by skipping."""
+CI=true (or LOCAL_LLM_REQUIRE_REAL=1) a skip of such a test is turned into a failure, so CI cannot pass by skipping.
+A test marked `embedded` (tests.markers.needs_embedded) is skipped here when the model is missing."""
 
 from __future__ import annotations
 
@@ -11,10 +12,21 @@ from pathlib import Path
 import pytest
 
 from engine import Engine, Project
-from tests.doubles.ollama_double import ollama_double  # noqa: F401  (fixture for every test)
+from engine.testing.ollama_double import FakeModel, OllamaDouble
+from tests.markers import embedded_missing
+
+pytest_plugins = ["pytester"]  # tests/test_markers.py runs the hooks below on a generated test file
 
 REAL_MARKERS = ("embedded", "graphviz")
 REQUIRE_REAL = os.environ.get("CI", "").lower() == "true" or os.environ.get("LOCAL_LLM_REQUIRE_REAL") == "1"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # The only skip for a missing embedded model: tied to the marker, so the hook below sees every such skip.
+    # tryfirst: before the test's fixtures start anything that needs the model.
+    if item.get_closest_marker("embedded") is not None and (reason := embedded_missing()):
+        pytest.skip(reason)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -29,6 +41,26 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def ollama_double(monkeypatch: pytest.MonkeyPatch) -> Iterator[OllamaDouble]:
+    """A started double with one pulled model (`deepseek-coder:6.7b`) and a registry to pull others from;
+    OLLAMA_HOST points at it for the test."""
+    double = OllamaDouble(
+        models=[FakeModel("deepseek-coder:6.7b", context_length=16384)],
+        registry=[
+            FakeModel("deepseek-coder:6.7b", context_length=16384),
+            FakeModel("deepseek-coder-v2:16b", context_length=163840, family="deepseek2", parameter_size="15.7B",
+                      size=8_900_000_000),
+            FakeModel("deepseek-coder:33b", context_length=16384, parameter_size="33B", size=18_800_000_000),
+            FakeModel("deepseek-r1:32b", context_length=131072, family="qwen2", parameter_size="32.8B",
+                      size=19_900_000_000),
+        ],
+    )
+    with double:
+        monkeypatch.setenv("OLLAMA_HOST", double.host)
+        yield double
 
 
 @pytest.fixture

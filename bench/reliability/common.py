@@ -2,7 +2,7 @@
 journal checks.
 
 Everything runs against real components (the `local-llm` CLI or server in subprocesses, the SQLite journal) except
-Ollama, which cannot be installed here: tests/doubles/ollama_double.py stands in for its HTTP API.
+Ollama, which cannot be installed here: engine/testing/ollama_double.py stands in for its HTTP API.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 from engine.delegation.metrics import read_log
 from engine.project import Project
 from engine.store.db import EventRecord, MachineRecord, Store
-from tests.doubles.ollama_double import OllamaDouble
+from engine.testing.ollama_double import OllamaDouble
 
 __all__ = [
     "MODEL",

@@ -31,7 +31,7 @@ from bench.reliability.common import (
 )
 from engine import Engine, Project
 from engine.executor.backends.ollama import REQUEST_TIMEOUT_ENV
-from tests.doubles.ollama_double import Fault, OllamaDouble
+from engine.testing.ollama_double import Fault, OllamaDouble
 
 __all__ = ["FAULTS", "FaultCase", "make_cases", "run"]
 

@@ -34,8 +34,8 @@ from mcp import Client
 
 from bench.reliability.common import MODEL, ScenarioResult, started_double, temp_files
 from engine import Engine, Project
+from engine.testing.scripted import ScriptedBackend, use_backend
 from mcp_adapter.server import ACTIONS, build_server
-from tests.engine.fakes import ScriptedBackend, use_backend
 
 __all__ = ["arguments", "explicit_examples", "run"]
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import structlog
 
 from engine.progress import Progress, no_progress
+from engine.store.db import MachineRecord
 from engine.store.machines import PersistedMachines
 from engine.store.ownership import current_token, token_alive
-from engine.store.db import MachineRecord
 from states import RunData
 
 __all__ = ["DEFAULT_MAX_RECOVERIES", "RecoveryReport", "ResumeHook", "claim", "interrupted_runs", "recover"]

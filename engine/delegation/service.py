@@ -12,6 +12,7 @@ import structlog
 from engine.context import EngineContext
 from engine.delegation import metrics
 from engine.delegation.driver import Driver, Live
+from engine.delegation.recovery import claim
 from engine.delegation.requests import as_run_data, check_analyze, check_delegate, check_wait
 from engine.delegation.scoring import score_task
 from engine.delegation.steps import SessionLink
@@ -22,7 +23,6 @@ from engine.progress import Progress, no_progress
 from engine.store.db import MachineRecord, StaleVersion
 from engine.store.machines import InvalidEvent, new_id
 from engine.store.ownership import current_token, token_alive
-from engine.delegation.recovery import claim
 from states import DELEGATION
 
 __all__ = ["Delegations"]

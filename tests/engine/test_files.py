@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import InvalidArgument
 from engine.delegation.files import (
     SecretFile,
     apply_journal,
@@ -17,6 +16,7 @@ from engine.delegation.files import (
     resolve_inside,
     rollback_journal,
 )
+from engine.errors import InvalidArgument
 from engine.store.db import Store
 
 

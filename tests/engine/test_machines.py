@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from engine import Engine
-from engine.store.machines import InvalidEvent, TerminalState
 from engine.store.db import StaleVersion
+from engine.store.machines import InvalidEvent, TerminalState
 
 
 def test_a_transition_updates_the_row_and_appends_one_journal_entry(engine: Engine) -> None:

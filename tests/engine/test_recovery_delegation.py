@@ -20,8 +20,8 @@ import pytest
 from engine.delegation.metrics import read_log
 from engine.project import Project
 from engine.store.db import MachineRecord, Store
-from tests.doubles.ollama_double import Fault, OllamaDouble
-from tests.engine.fakes import files_answer
+from engine.testing.ollama_double import Fault, OllamaDouble
+from engine.testing.scripted import files_answer
 
 GOOD = {"a.txt": "good a\n", "b.txt": "good b\n"}
 BAD = {"a.txt": "bad a\n", "b.txt": "bad b\n"}

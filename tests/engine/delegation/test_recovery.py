@@ -7,9 +7,9 @@ import anyio
 import pytest
 
 from engine import Engine
-from engine.store.ownership import current_token, token_alive
 from engine.delegation.recovery import claim, interrupted_runs, recover
 from engine.store.db import MachineRecord
+from engine.store.ownership import current_token, token_alive
 
 
 def _runs_in(engine: Engine, states: dict[str, list[str]]) -> None:

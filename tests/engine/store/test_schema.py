@@ -18,7 +18,7 @@ import pytest
 from engine import Engine, Project
 from engine.store.db import Store
 from engine.store.schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew
-from tests.engine.fakes import ScriptedBackend, files_answer, use_backend
+from engine.testing.scripted import ScriptedBackend, files_answer, use_backend
 
 FIXTURE = Path(__file__).parent / "fixtures" / "state-v2.db"
 

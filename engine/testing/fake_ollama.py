@@ -18,7 +18,8 @@ from pathlib import Path
 
 __all__ = ["free_port", "main", "write_fake_ollama"]
 
-_REPO = Path(__file__).resolve().parents[2]
+_ROOT = Path(__file__).resolve().parents[2]
+"""The directory that holds the `engine` package: the script imports the double from there, whatever its cwd."""
 
 
 def free_port() -> int:
@@ -33,8 +34,8 @@ def write_fake_ollama(bin_dir: Path) -> Path:
     script.write_text(
         f"#!{sys.executable}\n"
         "import sys\n"
-        f"sys.path.insert(0, {str(_REPO)!r})\n"
-        "from tests.doubles.fake_ollama import main\n"
+        f"sys.path.insert(0, {str(_ROOT)!r})\n"
+        "from engine.testing.fake_ollama import main\n"
         "raise SystemExit(main(sys.argv[1:]))\n"
     )
     script.chmod(0o755)
@@ -63,7 +64,7 @@ def main(argv: list[str]) -> int:
     stop.wait(float(os.environ.get("FAKE_OLLAMA_DELAY") or 0))
     if stop.is_set():
         return 0
-    from tests.doubles.ollama_double import OllamaDouble
+    from engine.testing.ollama_double import OllamaDouble
 
     port = int(os.environ["OLLAMA_HOST"].rsplit(":", 1)[1])
     double = OllamaDouble(models=_names("FAKE_OLLAMA_MODELS"), registry=_names("FAKE_OLLAMA_REGISTRY"), port=port)

@@ -1,7 +1,8 @@
 """A test double of Ollama's HTTP API: a real HTTP server on 127.0.0.1 (ephemeral port) in a background thread.
 
-Ollama itself cannot be installed here, so this double is built from Ollama's documented API fields
-(/work/shared/ollama-api.md: `docs/api.md`, `api/types.go`, `server/sched.go` at v0.33.0-rc2). It follows them:
+Ollama itself cannot be installed where the tests run, so this double is built from Ollama's documented API fields:
+`docs/api.md`, `api/types.go`, `server/routes.go` and `server/sched.go` in github.com/ollama/ollama at tag
+v0.33.0-rc2. It follows them:
 
 - `GET /api/version` -> `{"version"}`; `GET /api/tags` -> `models[{name, model, modified_at, size, digest, details}]`;
   `GET /api/ps` -> `models[{name, model, size, digest, details, expires_at, size_vram, context_length}]`.
@@ -28,7 +29,8 @@ Scripting from tests::
         ... double.url, double.host, double.requests, double.loaded, double.load_count ...
 
 Without a scripted reply, `double.responder(body)` answers (default: a JSON value that fits the request's `format`
-schema, or "ok"). The pytest fixture `ollama_double` yields a started double and points OLLAMA_HOST at it.
+schema, or "ok"). The test suite's fixture `ollama_double` (tests/conftest.py) yields a started double and points
+OLLAMA_HOST at it.
 """
 
 from __future__ import annotations
@@ -47,8 +49,6 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import pytest
-
 __all__ = [
     "DEFAULT_NUM_CTX",
     "Fault",
@@ -56,7 +56,6 @@ __all__ = [
     "LoadedModel",
     "OllamaDouble",
     "RecordedRequest",
-    "ollama_double",
     "parse_keep_alive",
     "schema_example",
 ]
@@ -724,22 +723,3 @@ class _Handler(BaseHTTPRequestHandler):
             lines.append(final)
             self._stream(lines, fault)
 
-
-@pytest.fixture
-def ollama_double(monkeypatch: pytest.MonkeyPatch) -> Iterator[OllamaDouble]:
-    """A started double with one pulled model (`deepseek-coder:6.7b`) and a registry to pull others from;
-    OLLAMA_HOST points at it for the test."""
-    double = OllamaDouble(
-        models=[FakeModel("deepseek-coder:6.7b", context_length=16384)],
-        registry=[
-            FakeModel("deepseek-coder:6.7b", context_length=16384),
-            FakeModel("deepseek-coder-v2:16b", context_length=163840, family="deepseek2", parameter_size="15.7B",
-                      size=8_900_000_000),
-            FakeModel("deepseek-coder:33b", context_length=16384, parameter_size="33B", size=18_800_000_000),
-            FakeModel("deepseek-r1:32b", context_length=131072, family="qwen2", parameter_size="32.8B",
-                      size=19_900_000_000),
-        ],
-    )
-    with double:
-        monkeypatch.setenv("OLLAMA_HOST", double.host)
-        yield double

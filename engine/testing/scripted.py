@@ -1,7 +1,7 @@
 """In-process test helpers for the delegation pipeline: a scripted Backend and a way to hand it to an Engine.
 
-Also a tiny driver (`python -m tests.engine.fakes delegate|resume|cancel ...`) that runs the real engine in a
-subprocess against the Ollama test double at $OLLAMA_HOST, for the SIGKILL recovery tests.
+Also a tiny driver (`python -m engine.testing.scripted delegate|resume PROJECT [FIELDS_JSON]`) that runs the real
+engine in a subprocess against the Ollama test double at $OLLAMA_HOST, for recovery experiments that kill a process.
 """
 
 from __future__ import annotations
@@ -37,8 +37,24 @@ class ScriptedBackend:
     block: anyio.Event | None = None
     """When set, generate waits for it (to test cancellation and concurrency)."""
     started: list[anyio.Event] = field(default_factory=list)
+    """Set when a generation starts (every one of them, at the first generation)."""
     active: int = 0
     max_active: int = 0
+    _active_changed: anyio.Event | None = field(default=None, init=False, repr=False)
+
+    async def wait_active(self, count: int) -> None:
+        """Return once `count` generations are in flight at the same time (with `block` unset they stay there)."""
+        while self.active < count:
+            if self._active_changed is None:
+                self._active_changed = anyio.Event()
+            await self._active_changed.wait()
+
+    def _set_active(self, delta: int) -> None:
+        self.active += delta
+        self.max_active = max(self.max_active, self.active)
+        if self._active_changed is not None:
+            self._active_changed.set()
+            self._active_changed = None
 
     def reply(self, *items: Any) -> ScriptedBackend:
         self.replies.extend(items)
@@ -67,8 +83,7 @@ class ScriptedBackend:
 
     async def generate(self, request: GenerateRequest, *, on_token: TokenCallback | None = None) -> GenerateResult:
         self.requests.append(request)
-        self.active += 1
-        self.max_active = max(self.max_active, self.active)
+        self._set_active(+1)
         try:
             for event in self.started:
                 event.set()
@@ -86,7 +101,7 @@ class ScriptedBackend:
             return GenerateResult(text=item, prompt_tokens=prompt, completion_tokens=self.count_tokens(item),
                                   done_reason="stop", total_seconds=0.01, model=request.model)
         finally:
-            self.active -= 1
+            self._set_active(-1)
 
     @staticmethod
     def default_answer(request: GenerateRequest) -> str:

@@ -1,0 +1,215 @@
+"""The `local_llm` tool through the SDK's in-process client: `Client(build_server(engine))`.
+
+The calls go through the SDK's argument validation and the adapter as they do for a client over stdio, without a
+process: delegations are answered by a ScriptedBackend (engine.testing.scripted), enable/disable by the Ollama
+double. What needs a real `local-llm serve` process (stdout, signals, the session ending with the client, a restart)
+is in test_server_stdio.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from engine import Engine
+from engine.testing.ollama_double import OllamaDouble
+from engine.testing.scripted import ScriptedBackend, files_answer, use_backend
+from mcp_adapter.server import ACTIONS, build_server
+
+__all__: list[str] = []
+
+pytestmark = pytest.mark.anyio
+
+DEADLINE_S = 30.0
+"""Every test is in-process and scripted: anything slower than this is a hang."""
+
+Progress = list[tuple[float, float | None, str | None]]
+
+
+@asynccontextmanager
+async def _client(engine: Engine) -> AsyncIterator[Client]:
+    # engine.background() as `serve` has it: a delegate that returns early keeps running there.
+    async with engine.background(), Client(build_server(engine)) as client:
+        yield client
+
+
+async def _call(client: Client, progress: Progress | None = None, **arguments: Any) -> dict[str, Any]:
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        assert progress is not None
+        progress.append((done, total, message))
+
+    result = await client.call_tool("local_llm", arguments,
+                                    progress_callback=on_progress if progress is not None else None)
+    assert not result.is_error, result.content[0].text  # type: ignore[union-attr]
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def _error(client: Client, **arguments: Any) -> str:
+    result = await client.call_tool("local_llm", arguments)
+    assert result.is_error, result.structured_content
+    return result.content[0].text  # type: ignore[union-attr]
+
+
+def _scripted(engine: Engine, *replies: Any) -> ScriptedBackend:
+    backend = ScriptedBackend().reply(*replies)
+    use_backend(engine, backend)
+    return backend
+
+
+async def test_the_server_lists_exactly_one_tool_with_every_action_in_its_schema(engine: Engine) -> None:
+    with anyio.fail_after(DEADLINE_S):
+        async with _client(engine) as client:
+            tools = (await client.list_tools()).tools
+    assert [t.name for t in tools] == ["local_llm"]
+    schema = tools[0].input_schema
+    assert schema["type"] == "object" and schema["required"] == ["action"]
+    assert schema["properties"]["action"]["enum"] == list(ACTIONS)
+    assert {"task", "output_files", "context_files", "verify", "run_id", "wait", "llm"} <= set(schema["properties"])
+
+
+async def test_bad_arguments_get_errors_that_name_the_field_and_change_nothing(
+    engine: Engine, project_dir: Path
+) -> None:
+    backend = _scripted(engine)
+    with anyio.fail_after(DEADLINE_S):
+        async with _client(engine) as client:
+            unknown = await _error(client, action="explode")
+            wrong_type = await _error(client, action="delegate", task="x", output_files=[{"path": "a.py"}],
+                                      max_attempts="many")
+            missing = await _error(client, action="delegate", task="write it")
+            no_run = await _error(client, action="result")
+            outside = await _error(client, action="delegate", task="x", output_files=[{"path": "../escape.py"}])
+            absolute = await _error(client, action="analyze", task="x", files=["/etc/passwd"], output_files=["a.py"])
+            unknown_run = await _error(client, action="result", run_id="run-nope", wait=0)
+            bad_machine = await _error(client, action="diagram", machine="toaster")
+            status = await _call(client, action="status")
+    assert "action" in unknown and "'capability'" in unknown
+    assert "max_attempts" in wrong_type and "integer" in wrong_type
+    assert "output_files: required for action 'delegate'" in missing
+    assert "run_id: required for action 'result'" in no_run
+    assert "output_files[0].path" in outside
+    assert "files[0]" in absolute
+    assert "run-nope" in unknown_run
+    assert "machine" in bad_machine
+    assert status["state"] == "idle"
+    assert backend.requests == [] and engine.list_runs() == []
+    assert not (project_dir.parent / "escape.py").exists()
+
+
+async def test_capability_enable_status_and_disable_drive_the_session_on_ollama(
+    engine: Engine, ollama_double: OllamaDouble
+) -> None:
+    with anyio.fail_after(DEADLINE_S):
+        async with _client(engine) as client:
+            capability = await _call(client, action="capability")
+            enabled = await _call(client, action="enable", llm="deepseek-coder:6.7b", backend="ollama")
+            status = await _call(client, action="status")
+            loaded = dict(ollama_double.loaded)
+            disabled = await _call(client, action="disable")
+    assert capability["can_enable"] is True and capability["ollama"]["running"] is True
+    assert (enabled["state"], enabled["backend"], enabled["model"]) == ("loaded", "ollama", "deepseek-coder:6.7b")
+    assert status["state"] == "loaded" and "deepseek-coder:6.7b" in loaded
+    assert disabled["state"] == "idle" and ollama_double.loaded == {}
+
+
+async def test_enable_reports_pull_and_load_progress(engine: Engine, ollama_double: OllamaDouble) -> None:
+    progress: Progress = []
+    with anyio.fail_after(DEADLINE_S):
+        async with _client(engine) as client:
+            enabled = await _call(client, progress, action="enable", llm="deepseek-coder:33b", backend="ollama")
+    messages = [m or "" for _, _, m in progress]
+    assert enabled["state"] == "loaded"
+    assert any("pull" in m.lower() for m in messages), messages
+    assert any("load" in m.lower() for m in messages), messages
+
+
+async def test_analyze_recommends_delegating_mechanical_work(engine: Engine) -> None:
+    with anyio.fail_after(DEADLINE_S):
+        async with _client(engine) as client:
+            analysis = await _call(client, action="analyze", task="Generate Express CRUD routes for User model",
+                                   files=[], output_files=["routes/user.js"])
+    assert analysis["recommendation"] == "delegate"
+
+
+async def test_delegate_writes_verifies_and_reports_progress_per_attempt(engine: Engine, project_dir: Path) -> None:
+    backend = _scripted(engine, files_answer({"greeting.txt": "hello\n"}))
+    progress: Progress = []
+    with anyio.fail_after(DEADLINE_S):
+        async with _client(engine) as client:
+            run = await _call(client, progress, action="delegate", task="Write a greeting", task_type="docs",
+                              output_files=[{"path": "greeting.txt", "description": "one friendly sentence"}],
+                              verify="test -s greeting.txt")
+    assert run["state"] == "done" and run["verification"]["passed"] is True, run
+    assert (project_dir / "greeting.txt").read_text() == "hello\n"
+    assert "greeting.txt: one friendly sentence" in backend.requests[0].messages[1].content
+    messages = [m or "" for _, _, m in progress]
+    assert "attempt 1: generating" in messages and "attempt 1: verifying" in messages
+    assert [done for done, _, _ in progress] == sorted(done for done, _, _ in progress)
+
+
+async def test_a_long_run_returns_its_id_and_is_collected_with_result(engine: Engine, project_dir: Path) -> None:
+    backend = _scripted(engine, files_answer({"config.json": "{}\n"}))
+    backend.block = anyio.Event()
+    with anyio.fail_after(DEADLINE_S):
+        async with _client(engine) as client:
+            started = await _call(client, action="delegate", task="Write the config", wait=0,
+                                  output_files=[{"path": "config.json", "description": "a JSON object"}])
+            still = await _call(client, action="result", run_id=started["run_id"], wait=0)
+            backend.block.set()
+            finished = await _call(client, action="result", run_id=started["run_id"], wait=DEADLINE_S)
+    assert started["state"] not in ("done", "failed", "cancelled")
+    assert still["state"] not in ("done", "failed", "cancelled")
+    assert finished["state"] == "done" and finished["run_id"] == started["run_id"]
+    assert (project_dir / "config.json").read_text() == "{}\n"
+
+
+async def test_cancel_stops_a_run_in_flight_and_a_finished_run_cannot_be_cancelled(
+    engine: Engine, project_dir: Path
+) -> None:
+    (project_dir / "a.txt").write_text("original\n")
+    backend = _scripted(engine)
+    backend.block = anyio.Event()
+    generating = anyio.Event()
+    backend.started.append(generating)
+    with anyio.fail_after(DEADLINE_S):
+        async with _client(engine) as client:
+            run = await _call(client, action="delegate", task="x", output_files=["a.txt"], wait=0)
+            await generating.wait()
+            cancelled = await _call(client, action="cancel", run_id=run["run_id"])
+            again = await _error(client, action="cancel", run_id=run["run_id"])
+    assert cancelled["state"] == "cancelled" and cancelled["cancel_requested"] is True
+    assert "finished" in again
+    assert (project_dir / "a.txt").read_text() == "original\n"
+
+
+async def test_runs_lists_the_runs_newest_first_and_stats_counts_them(engine: Engine) -> None:
+    _scripted(engine)
+    with anyio.fail_after(DEADLINE_S):
+        async with _client(engine) as client:
+            first = await _call(client, action="delegate", task="one", output_files=["one.txt"])
+            second = await _call(client, action="delegate", task="two", output_files=["two.txt"])
+            runs = await _call(client, action="runs")
+            newest = await _call(client, action="runs", limit=1)
+            stats = await _call(client, action="stats")
+    assert [r["run_id"] for r in runs["runs"]] == [second["run_id"], first["run_id"]]
+    assert [r["run_id"] for r in newest["runs"]] == [second["run_id"]]
+    assert stats["total"] >= 2
+
+
+async def test_diagram_draws_the_path_a_run_took_and_the_session_machine(engine: Engine) -> None:
+    _scripted(engine)
+    with anyio.fail_after(DEADLINE_S):
+        async with _client(engine) as client:
+            run = await _call(client, action="delegate", task="x", output_files=["x.txt"])
+            of_run = await _call(client, action="diagram", run_id=run["run_id"])
+            session = await _call(client, action="diagram", format="dot")
+    assert (of_run["machine"], of_run["run_id"], of_run["format"]) == ("delegation", run["run_id"], "mermaid")
+    assert "class done current" in of_run["diagram"]
+    assert session["machine"] == "session" and session["diagram"].lstrip().startswith("digraph")
