@@ -9,14 +9,15 @@ import anyio
 import pytest
 
 from engine import Engine, Project
-from engine.store import Store
 from engine.backends.embedded import embedded_installed
+from engine.store import Store
 from tests.doubles.ollama_double import OllamaDouble
 from tests.engine.fakes import files_answer
 
 
 def _cli(cli_command: list[str], env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*cli_command, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*cli_command, *args], env=env, capture_output=True, text=True, timeout=timeout,
+                          check=False)
 
 
 @pytest.fixture
@@ -137,7 +138,7 @@ async def test_cancel_from_another_process_stops_a_running_verify_and_rolls_back
             store.close()
             cancelled = await anyio.to_thread.run_sync(
                 lambda: _cli(cli_command, ollama_env, "cancel", run_id, "--json"))
-            out, err = await anyio.to_thread.run_sync(lambda: proc.communicate(timeout=20))
+            out, _ = await anyio.to_thread.run_sync(lambda: proc.communicate(timeout=20))
     finally:
         if proc.poll() is None:
             proc.kill()
