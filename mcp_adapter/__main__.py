@@ -1,5 +1,7 @@
+"""`python -m mcp_adapter`: the same as the `local-llm` console script."""
+
 from __future__ import annotations
 
-from mcp_adapter.cli import main
+from mcp_adapter.entry import main
 
 raise SystemExit(main())

@@ -1,33 +1,19 @@
-"""CLI commands of the delegation pipeline: analyze, delegate, stats, demo."""
+"""CLI commands of the delegation pipeline: analyze, delegate, stats (demo is in demo.py)."""
 
 from __future__ import annotations
 
-import argparse
-import sys
-import tempfile
-from pathlib import Path
-from typing import Any
+from functools import partial
+from typing import Annotated, Any, Literal
 
-from engine import TASK_TYPES, Engine, InvalidArgument, Project
-from mcp_adapter.cli.output import Result, end_progress_line, terminal_progress
+import typer
 
-__all__ = ["DEMO_TASK", "register"]
+from engine import TASK_TYPES, Engine, InvalidArgument
+from mcp_adapter.cli.common import JsonOption, ProjectOption, VerboseOption, execute
+from mcp_adapter.cli.output import Result, progress_bar
 
-DEMO_TASK = "Write a short Markdown reference for the functions in calc.py: one section per function"
-DEMO_CONTEXT = "calc.py"
-DEMO_SOURCE = '''def add(a: float, b: float) -> float:
-    return a + b
+__all__ = ["TaskType", "register", "result_text"]
 
-
-def mean(values: list[float]) -> float:
-    if not values:
-        raise ValueError("mean of no values")
-    return sum(values) / len(values)
-'''
-DEMO_OUTPUT = "docs/calc.md"
-# A check the pipeline can pass with a tiny model: the file exists and is not empty. The demo shows the pipeline
-# (pack context -> generate -> journal -> atomic write -> verify), not the model's cleverness.
-DEMO_VERIFY = f"test -s {DEMO_OUTPUT} && echo \"{DEMO_OUTPUT}: $(wc -w < {DEMO_OUTPUT}) words\""
+TaskType = Literal[TASK_TYPES]  # type: ignore[valid-type]  # the engine's tuple is the one list of choices
 
 
 def _analysis_text(a: dict[str, Any]) -> str:
@@ -36,7 +22,8 @@ def _analysis_text(a: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _result_text(r: dict[str, Any]) -> str:
+def result_text(r: dict[str, Any]) -> str:
+    """A delegation's result for people: files, verification, tokens, and the error of a run that did not finish."""
     lines = [f"run {r['run_id']}: {r['state']} after {r['attempts']} attempt(s)"]
     for f in r.get("files", []):
         lines.append(f"  {f['status']:<12} {f['path']} ({f['bytes']} bytes)")
@@ -82,94 +69,90 @@ def _output_spec(text: str) -> dict[str, str]:
     return {"path": path, "description": description}
 
 
-async def analyze_cmd(engine: Engine, args: argparse.Namespace) -> Result:
-    result = engine.analyze(task=args.task, files=args.file, output_files=args.output_file, task_type=args.type)
+async def _analyze(
+    engine: Engine, *, task: str, files: list[str], output_files: list[str], task_type: str | None
+) -> Result:
+    result = engine.analyze(task=task, files=files, output_files=output_files, task_type=task_type)
     return Result(result, _analysis_text)
 
 
-async def delegate_cmd(engine: Engine, args: argparse.Namespace) -> Result:
-    progress = terminal_progress()
-    try:
+async def _delegate(
+    engine: Engine, *, task: str, task_type: str, context: list[str], output: list[str], verify: str | None,
+    max_attempts: int, verify_timeout: float, model: str | None, allow_secrets: bool,
+) -> Result:
+    # Parsed inside the handler so that a bad --output is a UserError (exit 2, message on stderr) like the engine's.
+    output_files = [_output_spec(o) for o in output]
+    with progress_bar() as progress:
         result = await engine.delegate(
-            progress=progress, task=args.task, task_type=args.type, context_files=args.context,
-            output_files=[_output_spec(o) for o in args.output], verify=args.verify,
-            max_attempts=args.max_attempts, model=args.model, allow_secrets=args.allow_secrets,
-            verify_timeout=args.verify_timeout,
+            task=task, task_type=task_type, context_files=context, output_files=output_files, verify=verify,
+            max_attempts=max_attempts, model=model, allow_secrets=allow_secrets, verify_timeout=verify_timeout,
+            progress=progress,
         )
-    finally:
-        end_progress_line()
-    return Result(result, _result_text, exit_code=0 if result["state"] == "done" else 1)
+    return Result(result, result_text, exit_code=0 if result["state"] == "done" else 1)
 
 
-async def stats_cmd(engine: Engine, args: argparse.Namespace) -> Result:
+async def _stats(engine: Engine) -> Result:
     return Result(engine.stats(), _stats_text)
 
 
-async def demo_cmd(engine: Engine, args: argparse.Namespace) -> Result:
-    """An end-to-end delegation on the embedded default, in a scratch project (kept, so it can be inspected)."""
-    scratch = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="local-llm-demo-"))
-    scratch.mkdir(parents=True, exist_ok=True)
-    source = scratch / DEMO_CONTEXT
-    if not source.exists():
-        source.write_text(DEMO_SOURCE, encoding="utf-8")
-    demo = Engine(Project.resolve(scratch))
-    progress = terminal_progress()
-    try:
-        await demo.enable(llm=True, backend=args.backend, progress=progress)
-        result = await demo.delegate(
-            progress=progress, task=DEMO_TASK, task_type="docs", context_files=[DEMO_CONTEXT],
-            output_files=[{"path": DEMO_OUTPUT, "description": "Markdown: a heading and a sentence per function"}],
-            verify=DEMO_VERIFY, max_attempts=3,
-        )
-        path = [f"{e['from']} -{e['event']}-> {e['to']}" for e in demo.run_view(result["run_id"])["events"]
-                if e["from"] and e["from"] != e["to"]]
-    finally:
-        end_progress_line()
-        demo.close()
-    written = scratch / DEMO_OUTPUT
-    preview = written.read_text(encoding="utf-8", errors="replace") if written.exists() else ""
-    result = {**result, "project": str(scratch), "path": path, "preview": preview}
-
-    def text(r: dict[str, Any]) -> str:
-        lines = [f"demo project: {r['project']}", f"task: {DEMO_TASK} (context: {DEMO_CONTEXT})", _result_text(r)]
-        lines.append(f"verify command: {DEMO_VERIFY}")
-        lines.append(f"verify output: {((r.get('verification') or {}).get('output_tail') or '').strip()}")
-        lines.append("run path: " + ", ".join(r["path"]))
-        if r["preview"]:
-            shown = r["preview"].splitlines()[:12]
-            lines += [f"--- {DEMO_OUTPUT} (first {len(shown)} lines) ---", *shown, "---"]
-        prog = sys.argv[0] if sys.argv[0].endswith("local-llm") else "local-llm"
-        lines.append(f"inspect: {prog} --project {r['project']} run {r['run_id']}")
-        return "\n".join(lines)
-
-    return Result(result, text, exit_code=0 if result["state"] == "done" else 1)
+def analyze(
+    ctx: typer.Context,
+    task: Annotated[str, typer.Argument(metavar="TASK", help="what the task asks for, in words")],
+    *,
+    file: Annotated[list[str] | None, typer.Option(
+        "--file", metavar="F", show_default=False, help="a file the task is about (repeatable)")] = None,
+    output_file: Annotated[list[str] | None, typer.Option(
+        "--output-file", metavar="P", show_default=False, help="a file it would write (repeatable)")] = None,
+    task_type: Annotated[TaskType | None, typer.Option("--type", show_default=False, help="task type")] = None,
+    project: ProjectOption = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Score a task for delegation (threshold 0.6)."""
+    handler = partial(_analyze, task=task, files=list(file or []), output_files=list(output_file or []),
+                      task_type=task_type)
+    execute(ctx, handler, project=project, as_json=as_json, verbose=verbose)
 
 
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("analyze", parents=[common], help="score a task for delegation (threshold 0.6)")
-    p.add_argument("task")
-    p.add_argument("--file", action="append", default=[], metavar="F", help="a file the task is about (repeatable)")
-    p.add_argument("--output-file", action="append", default=[], metavar="P", help="a file it would write")
-    p.add_argument("--type", choices=TASK_TYPES, default=None, help="task type")
-    p.set_defaults(handler=analyze_cmd)
+def delegate(
+    ctx: typer.Context,
+    task: Annotated[str, typer.Argument(metavar="TASK", help="what the model must do")],
+    *,
+    output: Annotated[list[str], typer.Option(
+        "--output", metavar="P[=DESCRIPTION]", show_default=False,
+        help="file to write, with an optional description (repeatable)")],
+    task_type: Annotated[TaskType, typer.Option("--type", help="task type")] = "generate",
+    context: Annotated[list[str] | None, typer.Option(
+        "--context", metavar="F", show_default=False, help="context file (repeatable)")] = None,
+    verify: Annotated[str | None, typer.Option(
+        "--verify", metavar="CMD", show_default=False,
+        help="shell command run in the project root; exit 0 = passed")] = None,
+    max_attempts: Annotated[int, typer.Option("--max-attempts", metavar="N", help="attempts before giving up")] = 3,
+    verify_timeout: Annotated[float, typer.Option(
+        "--verify-timeout", metavar="S", help="seconds the verify command may run")] = 300.0,
+    model: Annotated[str | None, typer.Option(
+        "--model", show_default=False, help="model to use (default: the session's)")] = None,
+    allow_secrets: Annotated[bool, typer.Option(
+        "--allow-secrets", help="send context files that look like secrets")] = False,
+    project: ProjectOption = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Delegate a task to the local model, write its files and verify them."""
+    handler = partial(
+        _delegate, task=task, task_type=task_type, context=list(context or []), output=list(output), verify=verify,
+        max_attempts=max_attempts, verify_timeout=verify_timeout, model=model, allow_secrets=allow_secrets,
+    )
+    execute(ctx, handler, project=project, as_json=as_json, verbose=verbose)
 
-    p = sub.add_parser("delegate", parents=[common], help="delegate a task to the local model, write and verify")
-    p.add_argument("task")
-    p.add_argument("--type", choices=TASK_TYPES, default="generate")
-    p.add_argument("--context", action="append", default=[], metavar="F", help="context file (repeatable)")
-    p.add_argument("--output", action="append", required=True, metavar="P[=DESCRIPTION]",
-                   help="file to write, with an optional description (repeatable)")
-    p.add_argument("--verify", metavar="CMD", help="shell command run in the project root; exit 0 = passed")
-    p.add_argument("--max-attempts", type=int, default=3, metavar="N")
-    p.add_argument("--verify-timeout", type=float, default=300.0, metavar="S")
-    p.add_argument("--model", default=None, help="model to use (default: the session's)")
-    p.add_argument("--allow-secrets", action="store_true", help="send context files that look like secrets")
-    p.set_defaults(handler=delegate_cmd)
 
-    p = sub.add_parser("stats", parents=[common], help="aggregate the delegation log")
-    p.set_defaults(handler=stats_cmd)
+def stats(
+    ctx: typer.Context, *, project: ProjectOption = None, as_json: JsonOption = False, verbose: VerboseOption = False
+) -> None:
+    """Aggregate the delegation log: rates, tokens, time, by task type and by model."""
+    execute(ctx, _stats, project=project, as_json=as_json, verbose=verbose)
 
-    p = sub.add_parser("demo", parents=[common], help="end-to-end delegation on the embedded default, in a scratch project")
-    p.add_argument("--dir", metavar="DIR", help="scratch project directory (default: a new temporary one)")
-    p.add_argument("--backend", default="embedded", choices=["embedded", "ollama", "openai"])
-    p.set_defaults(handler=demo_cmd)
+
+def register(app: typer.Typer) -> None:
+    for command in (analyze, delegate, stats):
+        app.command()(command)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
+from functools import partial
+from typing import Annotated, Any, Literal
+
+import typer
 
 from engine import BACKENDS, EnableFailed, Engine
-from mcp_adapter.cli.output import Result, end_progress_line, terminal_progress
+from mcp_adapter.cli.common import JsonOption, ProjectOption, VerboseOption, execute
+from mcp_adapter.cli.output import Result, progress_bar
 
 __all__ = ["register"]
+
+Backend = Literal[BACKENDS]  # type: ignore[valid-type]  # the engine's tuple is the one list of choices
 
 
 def _gb(value: Any) -> str:
@@ -54,48 +59,74 @@ def _capability_text(c: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def status_cmd(engine: Engine, args: argparse.Namespace) -> Result:
+async def _status(engine: Engine) -> Result:
     return Result(await engine.status(), _status_text)
 
 
-async def capability_cmd(engine: Engine, args: argparse.Namespace) -> Result:
+async def _capability(engine: Engine) -> Result:
     return Result(await engine.capability(), _capability_text)
 
 
-async def enable_cmd(engine: Engine, args: argparse.Namespace) -> Result:
+async def _enable(engine: Engine, *, llm: str, backend: str | None) -> Result:
     try:
-        status = await engine.enable(llm=args.llm, backend=args.backend, progress=terminal_progress())
+        with progress_bar() as progress:
+            status = await engine.enable(llm=llm, backend=backend, progress=progress)
     except EnableFailed as exc:
-        end_progress_line()
         # The status (state failed, reason) is still the result; the exit code says it failed.
         return Result({**exc.status, "error": exc.reason},
                       lambda s: f"enable failed: {s['error']}\n{_status_text(s)}", exit_code=1)
-    end_progress_line()
     return Result(status, _status_text)
 
 
-async def disable_cmd(engine: Engine, args: argparse.Namespace) -> Result:
-    status = await engine.disable(stop_server=args.stop_server, progress=terminal_progress())
-    end_progress_line()
+async def _disable(engine: Engine, *, stop_server: bool) -> Result:
+    with progress_bar() as progress:
+        status = await engine.disable(stop_server=stop_server, progress=progress)
     return Result(status, _status_text)
 
 
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("status", parents=[common], help="session state, backend, loaded model, runs in flight")
-    p.set_defaults(handler=status_cmd)
+def status(
+    ctx: typer.Context, *, project: ProjectOption = None, as_json: JsonOption = False, verbose: VerboseOption = False
+) -> None:
+    """Session state, backend, loaded model, runs in flight."""
+    execute(ctx, _status, project=project, as_json=as_json, verbose=verbose)
 
-    p = sub.add_parser("capability", parents=[common],
-                       help="GPUs and VRAM, Ollama installed/running, models present, the recommended model")
-    p.set_defaults(handler=capability_cmd)
 
-    p = sub.add_parser("enable", parents=[common],
-                       help="start the backend if needed, pull and load the model, mark the session loaded")
-    p.add_argument("--llm", metavar="SPEC", default="true",
-                   help="`true` (default model), MODEL, or MODEL:persist (keep it loaded after disable)")
-    p.add_argument("--backend", choices=BACKENDS, default=None,
-                   help="default: $LOCAL_LLM_BACKEND, else Ollama when reachable or installed, else embedded")
-    p.set_defaults(handler=enable_cmd)
+def capability(
+    ctx: typer.Context, *, project: ProjectOption = None, as_json: JsonOption = False, verbose: VerboseOption = False
+) -> None:
+    """GPUs and VRAM, Ollama installed/running, models present, the recommended model."""
+    execute(ctx, _capability, project=project, as_json=as_json, verbose=verbose)
 
-    p = sub.add_parser("disable", parents=[common], help="unload the model (unless persist), back to idle")
-    p.add_argument("--stop-server", action="store_true", help="stop `ollama serve` too")
-    p.set_defaults(handler=disable_cmd)
+
+def enable(
+    ctx: typer.Context,
+    *,
+    llm: Annotated[str, typer.Option(
+        "--llm", metavar="SPEC",
+        help="`true` (default model), MODEL, or MODEL:persist (keep it loaded after disable)")] = "true",
+    backend: Annotated[Backend | None, typer.Option(
+        "--backend", show_default=False,
+        help="default: $LOCAL_LLM_BACKEND, else Ollama when reachable or installed, else embedded")] = None,
+    project: ProjectOption = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Start the backend if needed, pull and load the model, mark the session loaded."""
+    execute(ctx, partial(_enable, llm=llm, backend=backend), project=project, as_json=as_json, verbose=verbose)
+
+
+def disable(
+    ctx: typer.Context,
+    *,
+    stop_server: Annotated[bool, typer.Option("--stop-server", help="stop `ollama serve` too")] = False,
+    project: ProjectOption = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Unload the model (unless persist), back to idle."""
+    execute(ctx, partial(_disable, stop_server=stop_server), project=project, as_json=as_json, verbose=verbose)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (status, capability, enable, disable):
+        app.command()(command)

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import typer
 
 from engine import Engine
-from mcp_adapter.cli.output import Result, table
+from mcp_adapter.cli.common import JsonOption, ProjectOption, VerboseOption, execute
+from mcp_adapter.cli.output import Result, progress_bar, table
 
-__all__ = ["register"]
+__all__ = ["RUN_COLUMNS", "register"]
+
+RUN_COLUMNS = ("run_id", "state", "task_type", "attempts", "task")
+
+Machine = Literal["session", "delegation"]
+DiagramFormat = Literal["mermaid", "dot", "svg"]
 
 
 def _run_text(view: dict[str, Any]) -> str:
@@ -21,58 +29,104 @@ def _run_text(view: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def runs_cmd(engine: Engine, args: argparse.Namespace) -> Result:
-    rows = engine.list_runs(limit=args.limit)
-    return Result(rows, lambda r: table(r, ["run_id", "state", "task_type", "attempts", "task"]))
+def _resume_text(r: dict[str, Any]) -> str:
+    if not (r["resumed"] or r["aborted"] or r["errors"] or r["skipped"]):
+        return "no interrupted runs"
+    lines = [(f"resumed {len(r['resumed'])}, aborted {len(r['aborted'])}, skipped {len(r['skipped'])} "
+              "(owned by a live process)")]
+    lines += [f"  {i}: {msg}" for i, msg in r["errors"].items()]
+    return "\n".join(lines)
 
 
-async def run_cmd(engine: Engine, args: argparse.Namespace) -> Result:
-    return Result(engine.run_view(args.run_id), _run_text)
+async def _runs(engine: Engine, *, limit: int) -> Result:
+    return Result(engine.list_runs(limit=limit), lambda rows: table(rows, RUN_COLUMNS))
 
 
-async def resume_cmd(engine: Engine, args: argparse.Namespace) -> Result:
-    report = await engine.resume()
-    def text(r: dict[str, Any]) -> str:
-        if not (r["resumed"] or r["aborted"] or r["errors"] or r["skipped"]):
-            return "no interrupted runs"
-        lines = [f"resumed {len(r['resumed'])}, aborted {len(r['aborted'])}, skipped {len(r['skipped'])} (owned by a live process)"]
-        lines += [f"  {i}: {msg}" for i, msg in r["errors"].items()]
-        return "\n".join(lines)
-    return Result(report, text, exit_code=1 if report["errors"] else 0)
+async def _run(engine: Engine, *, run_id: str) -> Result:
+    return Result(engine.run_view(run_id), _run_text)
 
 
-async def cancel_cmd(engine: Engine, args: argparse.Namespace) -> Result:
-    view = await engine.cancel(args.run_id)
+async def _resume(engine: Engine) -> Result:
+    with progress_bar() as progress:
+        report = await engine.resume(progress=progress)
+    return Result(report, _resume_text, exit_code=1 if report["errors"] else 0)
+
+
+async def _cancel(engine: Engine, *, run_id: str) -> Result:
+    view = await engine.cancel(run_id)
     return Result(view, lambda v: f"{v['run_id']}: {v['state']}")
 
 
-async def diagram_cmd(engine: Engine, args: argparse.Namespace) -> Result:
-    text = engine.diagram(args.machine, run_id=args.run, fmt=args.format)
-    if args.output:
-        Path(args.output).write_text(text)
-        return Result({"written": str(args.output), "format": args.format}, f"wrote {args.output}")
+async def _diagram(engine: Engine, *, machine: str, run: str | None, fmt: str, output: Path | None) -> Result:
+    text = engine.diagram(machine, run_id=run, fmt=fmt)
+    if output is not None:
+        output.write_text(text)
+        return Result({"written": str(output), "format": fmt}, f"wrote {output}")
     return Result(text, text)
 
 
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("runs", parents=[common], help="list delegation runs, newest first")
-    p.add_argument("--limit", type=int, default=50)
-    p.set_defaults(handler=runs_cmd)
+def runs(
+    ctx: typer.Context,
+    *,
+    limit: Annotated[int, typer.Option("--limit", metavar="N", help="how many runs to list")] = 50,
+    project: ProjectOption = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """List delegation runs, newest first."""
+    execute(ctx, partial(_runs, limit=limit), project=project, as_json=as_json, verbose=verbose)
 
-    p = sub.add_parser("run", parents=[common], help="one run with its journal")
-    p.add_argument("run_id")
-    p.set_defaults(handler=run_cmd)
 
-    p = sub.add_parser("resume", parents=[common], help="resume runs interrupted by a crash")
-    p.set_defaults(handler=resume_cmd, background=True)
+def run(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="the run's id (see `local-llm runs`)")],
+    *,
+    project: ProjectOption = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """One run with its journal."""
+    execute(ctx, partial(_run, run_id=run_id), project=project, as_json=as_json, verbose=verbose)
 
-    p = sub.add_parser("cancel", parents=[common], help="cancel a run and roll its files back")
-    p.add_argument("run_id")
-    p.set_defaults(handler=cancel_cmd)
 
-    p = sub.add_parser("diagram", parents=[common], help="render a state machine (and a run's path through it)")
-    p.add_argument("machine", choices=["session", "delegation"])
-    p.add_argument("--run", metavar="ID", help="highlight this machine's current state and journaled path")
-    p.add_argument("--format", choices=["mermaid", "dot", "svg"], default="mermaid")
-    p.add_argument("-o", "--output", metavar="FILE")
-    p.set_defaults(handler=diagram_cmd)
+def resume(
+    ctx: typer.Context, *, project: ProjectOption = None, as_json: JsonOption = False, verbose: VerboseOption = False
+) -> None:
+    """Resume runs interrupted by a crash."""
+    execute(ctx, _resume, project=project, as_json=as_json, verbose=verbose, background=True)
+
+
+def cancel(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="the run to cancel")],
+    *,
+    project: ProjectOption = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Cancel a run and roll its files back."""
+    execute(ctx, partial(_cancel, run_id=run_id), project=project, as_json=as_json, verbose=verbose)
+
+
+def diagram(
+    ctx: typer.Context,
+    machine: Annotated[Machine, typer.Argument(metavar="MACHINE", help="which state machine: session or delegation")],
+    *,
+    run: Annotated[str | None, typer.Option(
+        "--run", metavar="ID", show_default=False,
+        help="highlight this machine's current state and journaled path")] = None,
+    fmt: Annotated[DiagramFormat, typer.Option("--format", help="output format")] = "mermaid",
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="FILE", show_default=False, help="write to FILE instead of stdout")] = None,
+    project: ProjectOption = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Render a state machine (and a run's path through it)."""
+    handler = partial(_diagram, machine=machine, run=run, fmt=fmt, output=output)
+    execute(ctx, handler, project=project, as_json=as_json, verbose=verbose)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (runs, run, resume, cancel, diagram):
+        app.command()(command)

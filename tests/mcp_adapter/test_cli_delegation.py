@@ -16,7 +16,8 @@ from tests.markers import needs_embedded
 
 
 def _cli(cli_command: list[str], env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*cli_command, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*cli_command, *args], env=env, capture_output=True, text=True, timeout=timeout,
+                          check=False)
 
 
 @pytest.fixture
@@ -135,7 +136,7 @@ async def test_cancel_from_another_process_stops_a_running_verify_and_rolls_back
             store.close()
             cancelled = await anyio.to_thread.run_sync(
                 lambda: _cli(cli_command, ollama_env, "cancel", run_id, "--json"))
-            out, err = await anyio.to_thread.run_sync(lambda: proc.communicate(timeout=20))
+            out, _ = await anyio.to_thread.run_sync(lambda: proc.communicate(timeout=20))
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -33,7 +33,7 @@ def env(cli_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
 
 def run(cli_command: list[str], env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*cli_command, *args], env=env, capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parents[2])
+                          cwd=Path(__file__).resolve().parents[2], check=False)
 
 
 def as_json(proc: subprocess.CompletedProcess[str]) -> Any:

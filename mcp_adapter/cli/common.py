@@ -1,0 +1,79 @@
+"""What every command shares: the global options (before or after the command), the engine's lifetime, exit codes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+import anyio
+import typer
+
+from engine import Engine, Project, UserError
+from engine.logs import configure_logging
+from mcp_adapter.cli.output import Result, emit
+
+__all__ = ["Globals", "Handler", "JsonOption", "ProjectOption", "VerboseOption", "execute"]
+
+Handler = Callable[[Engine], Awaitable[Result]]
+"""A command's body: gets the project's engine, returns what to print and the exit code."""
+
+# Declared again on every command (not only on the app's callback) because click parses a group's options only
+# before the subcommand; `local-llm status --json --project X` must work as it did with argparse's parents.
+ProjectOption = Annotated[
+    str | None,
+    typer.Option("--project", metavar="DIR", show_default=False,
+                 help="project directory (default: $LOCAL_LLM_PROJECT or the current directory)"),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="print the result as JSON")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="log debug lines to stderr")]
+
+
+@dataclass(frozen=True)
+class Globals:
+    project: str | None = None
+    as_json: bool = False
+    verbose: bool = False
+
+    def merged(self, *, project: str | None, as_json: bool, verbose: bool) -> Globals:
+        """The command's own options win over the ones given before it, as argparse's SUPPRESS defaults did."""
+        return Globals(project=project if project is not None else self.project,
+                       as_json=as_json or self.as_json, verbose=verbose or self.verbose)
+
+
+async def _run(project: Project, handler: Handler, background: bool) -> Result:
+    engine = Engine(project)
+    try:
+        if background:
+            async with engine.background():
+                return await handler(engine)
+        return await handler(engine)
+    finally:
+        engine.close()
+
+
+def execute(
+    ctx: typer.Context, handler: Handler, *, project: str | None, as_json: bool, verbose: bool,
+    background: bool = False,
+) -> None:
+    """Run `handler` against the project's engine, print its result, and leave with the command's exit code.
+
+    `background`: the handler starts engine tasks that must finish before the engine closes (resume).
+    """
+    parent = ctx.obj if isinstance(ctx.obj, Globals) else Globals()
+    options = parent.merged(project=project, as_json=as_json, verbose=verbose)
+    try:
+        root = Project.resolve(options.project)
+        configure_logging(log_file=root.engine_log, verbose=options.verbose)
+        result = anyio.run(_run, root, handler, background)
+    except UserError as exc:
+        # The caller's mistake, not a crash: one line naming the command, no traceback, nothing on stdout.
+        sys.stderr.write(f"local-llm {ctx.info_name}: {exc}\n")
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        raise typer.Exit(130) from None
+    emit(result, as_json=options.as_json)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
