@@ -20,10 +20,10 @@ from rich.console import Console
 from rich.progress import Progress as Bar
 
 from engine import Engine
+from engine.testing.ollama_double import OllamaDouble
+from engine.testing.scripted import files_answer
 from mcp_adapter.cli.progress import AmountColumn, BarReporter
 from mcp_adapter.entry import ServeOptions, serve_options
-from tests.doubles import OllamaDouble
-from tests.engine.fakes import files_answer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -149,7 +149,7 @@ def test_the_top_level_help_lists_every_command(cli_command: list[str], cli_env:
 def test_json_after_the_command_prints_the_same_result_as_before_it(
     engine: Engine, project_dir: Path, cli_command: list[str], cli_env: dict[str, str]
 ) -> None:
-    engine.runs.create("run-a", {"task": "write [docs]", "task_type": "docs", "verify": None, "attempt": 1})
+    engine.ctx.runs.create("run-a", {"task": "write [docs]", "task_type": "docs", "verify": None, "attempt": 1})
     env = {k: v for k, v in cli_env.items() if k != "LOCAL_LLM_PROJECT"}
     after = _cli(cli_command, env, "runs", "--json", "--project", str(project_dir))
     before = _cli(cli_command, env, "--json", "--project", str(project_dir), "runs")
@@ -161,7 +161,7 @@ def test_json_after_the_command_prints_the_same_result_as_before_it(
 def test_runs_prints_a_table_with_one_row_per_run(
     engine: Engine, cli_command: list[str], cli_env: dict[str, str]
 ) -> None:
-    engine.runs.create("run-a", {"task": "write [bold]docs[/bold]", "task_type": "docs", "verify": None,
+    engine.ctx.runs.create("run-a", {"task": "write [bold]docs[/bold]", "task_type": "docs", "verify": None,
                                  "attempt": 1})
     proc = _cli(cli_command, cli_env, "runs")
     assert proc.returncode == 0, proc.stderr
