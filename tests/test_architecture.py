@@ -1,12 +1,15 @@
 """The architecture holds: arrows one way (mcp_adapter -> engine -> states), no import circle anywhere (imports inside
-functions counted too), nothing inside engine/ imports the facade, every engine/ file stays about 400 lines or less,
-and persisted data is read through its typed declaration, never with `data.get(`."""
+functions counted too), nothing inside engine/ imports the facade, the package and the benchmarks never import the
+test suite, every engine/ file stays about 400 lines or less, and persisted data is read through its typed
+declaration, never with `data.get(`."""
 
 from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("engine", "states", "mcp_adapter")
@@ -127,3 +130,20 @@ def test_persisted_data_is_read_through_its_declaration() -> None:
     untyped = [f"{p.relative_to(REPO)}:{i}" for package in ("engine", "states") for p in (REPO / package).rglob("*.py")
                for i, line in enumerate(p.read_text().splitlines(), 1) if "data.get(" in line]
     assert untyped == []
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    tops: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            tops.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            tops.add(node.module.split(".")[0])
+    return tops
+
+
+@pytest.mark.parametrize(("folder", "forbidden"), [("bench", {"tests"}), ("engine", {"tests", "pytest", "_pytest"})])
+def test_the_package_and_the_benchmarks_never_import_the_test_suite(folder: str, forbidden: set[str]) -> None:
+    offenders = sorted(f"{p.relative_to(REPO)}: {sorted(found)}" for p in (REPO / folder).rglob("*.py")
+                       if (found := _top_level_imports(p) & forbidden))
+    assert offenders == []

@@ -440,7 +440,7 @@ async def test_a_session_left_by_a_killed_owner_is_unloaded_at_the_next_start(
     ollama_double: OllamaDouble, project_dir: Path
 ) -> None:
     owner = subprocess.Popen([sys.executable, "-c", _OWNER, str(project_dir), "deepseek-coder:6.7b"],
-                             stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+                             stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[3])
     try:
         assert owner.stdout is not None
         with anyio.fail_after(60):

@@ -13,7 +13,7 @@ from engine.store.machines import PersistedMachines
 from engine.store.schema import SCHEMA_VERSION
 from states import DELEGATION
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
