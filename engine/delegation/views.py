@@ -82,7 +82,7 @@ def _verification_passed(record: MachineRecord, data: RunData) -> bool | None:
 
 
 def log_line(record: MachineRecord) -> dict[str, Any]:
-    """The delegation-log record of a finished run (DESIGN.md's seed fields first)."""
+    """The delegation-log record of a finished run (the seed fields first: timestamp, task, task_type, score, decision, verification_passed, tokens, time)."""
     data = RunData.from_json(record.data)
     return {
         "event": "run", "timestamp": metrics.now_iso(), "task": data.task, "task_type": data.task_type,
