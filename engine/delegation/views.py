@@ -82,7 +82,8 @@ def _verification_passed(record: MachineRecord, data: RunData) -> bool | None:
 
 
 def log_line(record: MachineRecord) -> dict[str, Any]:
-    """The delegation-log record of a finished run (the seed fields first: timestamp, task, task_type, score, decision, verification_passed, tokens, time)."""
+    """The delegation-log record of a finished run; the seed fields first (timestamp, task, task_type, score,
+    decision, verification_passed, tokens_generated, time_seconds), which `stats` and older readers rely on."""
     data = RunData.from_json(record.data)
     return {
         "event": "run", "timestamp": metrics.now_iso(), "task": data.task, "task_type": data.task_type,
