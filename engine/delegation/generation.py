@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import structlog
 
-from engine.delegation.files import read_text_file
+from engine.delegation.context_files import read_text_file
 from engine.errors import UserError
 from engine.executor.backends.base import Backend, ChatMessage, GenerateRequest, GenerateResult
 from engine.executor.prompting import ContextFile, OutputSpec, attempt_messages, base_messages, pack_context

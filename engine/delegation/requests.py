@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.delegation.files import read_text_file, resolve_inside, writable_target
+from engine.delegation.context_files import read_text_file
+from engine.delegation.paths import resolve_inside, writable_target
 from engine.delegation.verify import DEFAULT_TIMEOUT_S
 from engine.errors import InvalidArgument
 from engine.executor.prompting import OutputSpec

@@ -29,10 +29,10 @@ import anyio
 import structlog
 
 from engine.context import EngineContext
-from engine.delegation.files import apply_journal, journal_writes, rollback_journal
 from engine.delegation.generation import Slots, answer_room, fit_history, generate, pack, safe_progress
 from engine.delegation.moves import RunMoves, mark_writes
 from engine.delegation.verify import run_verify
+from engine.delegation.writes import apply_journal, journal_writes, rollback_journal
 from engine.errors import UserError
 from engine.executor import Executor
 from engine.executor.answers import AnswerError, answer_schema, parse_answer

@@ -6,16 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.delegation.files import (
-    SecretFile,
-    apply_journal,
-    atomic_write,
-    journal_writes,
-    looks_secret,
-    read_text_file,
-    resolve_inside,
-    rollback_journal,
-)
+from engine.delegation.context_files import SecretFile, looks_secret, read_text_file
+from engine.delegation.paths import resolve_inside
+from engine.delegation.writes import apply_journal, atomic_write, journal_writes, rollback_journal
 from engine.errors import InvalidArgument
 from engine.store.db import Store
 

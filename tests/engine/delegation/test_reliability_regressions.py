@@ -14,13 +14,9 @@ import pytest
 
 from engine import Engine
 from engine.delegation import metrics
-from engine.delegation.files import (
-    apply_journal,
-    read_text_file,
-    resolve_inside,
-    rollback_journal,
-    writable_target,
-)
+from engine.delegation.context_files import read_text_file
+from engine.delegation.paths import resolve_inside, writable_target
+from engine.delegation.writes import apply_journal, rollback_journal
 from engine.errors import InvalidArgument
 from engine.executor.backends.base import BackendError, BackendUnavailable, ModelMissing
 from engine.project import Project

@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from engine import Engine
-from engine.delegation.files import SecretFile
+from engine.delegation.context_files import SecretFile
 from engine.delegation.metrics import read_log
 from engine.errors import InvalidArgument, UserError
 from engine.executor.backends.base import GenerateResult
