@@ -32,11 +32,16 @@ class MachineData:
 
     @classmethod
     def field_names(cls) -> frozenset[str]:
-        return frozenset(f.name for f in dataclasses.fields(cls))
+        # Asked on every persisted move: computed once per class.
+        names: frozenset[str] | None = cls.__dict__.get("_field_names")
+        if names is None:
+            names = frozenset(f.name for f in dataclasses.fields(cls))
+            cls._field_names = names  # type: ignore[attr-defined]
+        return names
 
     @classmethod
     def check_changes(cls, changes: Mapping[str, Any]) -> None:
-        if unknown := set(changes) - cls.field_names():
+        if changes and (unknown := changes.keys() - cls.field_names()):
             raise UnknownField(f"{cls.__name__} has no field(s) {sorted(unknown)}")
 
     def to_json(self) -> dict[str, Any]:
