@@ -1,7 +1,9 @@
 """Run a delegation's verify command: `sh -c CMD` in the project root, with a timeout, keeping the output's tail.
 
 The command runs in its own process group so a timeout or a cancellation kills everything it started (a test runner's
-children included), not only the shell.
+children included), not only the shell. The result is decided when the shell exits: a background child that keeps the
+output pipe open (`server & pytest; exit 0`) gets EXIT_GRACE_S to finish writing, then its output is dropped and the
+group is killed, so a pass is never turned into a timeout by a process the command left behind.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import structlog
 
-__all__ = ["DEFAULT_TIMEOUT_S", "TAIL_BYTES", "VerifyResult", "run_verify", "tail"]
+__all__ = ["DEFAULT_TIMEOUT_S", "EXIT_GRACE_S", "TAIL_BYTES", "VerifyResult", "run_verify", "tail"]
 
 DEFAULT_TIMEOUT_S = 300.0
 TAIL_BYTES = 4000
+EXIT_GRACE_S = 1.0
+"""After the shell exits, how long output still held open by a background child is read before it is dropped."""
 
 log = structlog.get_logger(__name__)
 
@@ -57,46 +62,74 @@ def _kill_group(pid: int) -> None:
         pass
 
 
+class _Output:
+    """The command's output as it is read, bounded (only the tail is reported); `ended` once the pipe closes."""
+
+    def __init__(self, tail_bytes: int) -> None:
+        self.buffer = bytearray()
+        self.ended = anyio.Event()
+        self._tail_bytes = tail_bytes
+
+    async def read(self, stream: anyio.abc.ByteReceiveStream) -> None:
+        try:
+            async for chunk in stream:
+                self.buffer.extend(chunk)
+                if len(self.buffer) > 4 * self._tail_bytes:
+                    del self.buffer[: len(self.buffer) - 2 * self._tail_bytes]
+        finally:
+            self.ended.set()
+
+
+async def _run(process: anyio.abc.Process, output: _Output, timeout: float) -> tuple[bool, bool]:
+    """Wait for the shell (killing its group past `timeout`), then read what is left for EXIT_GRACE_S at most;
+    (timed out, output dropped)."""
+    assert process.stdout is not None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(output.read, process.stdout)
+        with anyio.move_on_after(timeout) as scope:
+            await process.wait()
+        if scope.cancelled_caught:
+            _kill_group(process.pid)
+            with anyio.CancelScope(shield=True):
+                await process.wait()
+        with anyio.move_on_after(EXIT_GRACE_S):
+            await output.ended.wait()
+        dropped = not output.ended.is_set()
+        tg.cancel_scope.cancel()
+    return scope.cancelled_caught, dropped
+
+
 async def run_verify(
     command: str, *, cwd: Path, timeout: float = DEFAULT_TIMEOUT_S, tail_bytes: int = TAIL_BYTES,
     env: dict[str, str] | None = None,
 ) -> VerifyResult:
-    """Run `command`; passed means exit status 0 within `timeout`. Cancelling the caller kills the process group."""
+    """Run `command`; passed means the shell exited with status 0 within `timeout`. Whatever the command started is
+    killed when it ends, times out, or the caller is cancelled."""
     started = time.monotonic()
-    buffer = bytearray()
-    timed_out = False
+    output = _Output(tail_bytes)
     process = await anyio.open_process(
         ["sh", "-c", command], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, start_new_session=True, env=env,
     )
     try:
-        with anyio.move_on_after(timeout) as scope:
-            assert process.stdout is not None
-            async for chunk in process.stdout:
-                buffer.extend(chunk)
-                if len(buffer) > 4 * tail_bytes:  # keep memory bounded; only the tail is reported
-                    del buffer[: len(buffer) - 2 * tail_bytes]
-            await process.wait()
-        if scope.cancelled_caught:
-            timed_out = True
-            _kill_group(process.pid)
-            with anyio.CancelScope(shield=True):
-                await process.wait()
-    except BaseException:
-        # Cancelled (or failed): never leave the command running behind us.
+        timed_out, dropped = await _run(process, output, timeout)
+    finally:
+        # Ended, timed out, cancelled or failed: nothing the command started outlives it.
         _kill_group(process.pid)
         with anyio.CancelScope(shield=True):
             await process.wait()
             await process.aclose()
-        raise
-    await process.aclose()
-    output = tail(bytes(buffer), tail_bytes)
+    text = tail(bytes(output.buffer), tail_bytes)
+    if dropped:
+        text += (f"\n[the command exited; processes it left running kept its output open: their output after "
+                 f"{EXIT_GRACE_S:g} s was dropped and they were killed]")
     if timed_out:
-        output += f"\n[verify command timed out after {timeout:g} s and was killed]"
+        text += f"\n[verify command timed out after {timeout:g} s and was killed]"
     code = process.returncode
     result = VerifyResult(
-        passed=not timed_out and code == 0, exit_code=code, output_tail=output, timed_out=timed_out,
+        passed=not timed_out and code == 0, exit_code=code, output_tail=text, timed_out=timed_out,
         seconds=time.monotonic() - started,
     )
-    log.info("verify finished", command=command, passed=result.passed, exit_code=code, timed_out=timed_out)
+    log.info("verify finished", command=command, passed=result.passed, exit_code=code, timed_out=timed_out,
+             background_killed=dropped)
     return result

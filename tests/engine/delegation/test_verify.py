@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import anyio
 import pytest
 
-from engine.delegation.verify import run_verify, tail
+from engine.delegation.verify import EXIT_GRACE_S, run_verify, tail
 
 
 @pytest.mark.anyio
@@ -61,3 +62,47 @@ async def test_cancelling_the_caller_kills_the_command(project_dir: Path) -> Non
 def test_tail_keeps_short_output_whole() -> None:
     assert tail(b"ok\n") == "ok\n"
     assert tail(b"x" * 10, 4) == "[... output cut ...]\nxxxx"
+
+
+async def _gone(pid: int) -> None:
+    """Until `pid` no longer runs (a zombie left for its reaper counts as gone)."""
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            return
+        await anyio.sleep(0.05)
+
+
+@pytest.mark.anyio
+async def test_a_pass_is_decided_when_the_shell_exits_even_if_a_background_child_holds_the_output(
+    project_dir: Path,
+) -> None:
+    pidfile = project_dir / "child.pid"
+    started = time.monotonic()
+    with anyio.fail_after(10):
+        result = await run_verify(f"sleep 30 & echo $! > {pidfile}; echo ok; exit 0", cwd=project_dir, timeout=20)
+    assert result.passed and result.exit_code == 0 and not result.timed_out
+    assert time.monotonic() - started < EXIT_GRACE_S + 3
+    assert result.output_tail.startswith("ok\n")
+    assert "were killed" in result.output_tail
+    with anyio.fail_after(5):
+        await _gone(int(pidfile.read_text()))  # the process group is still cleaned up
+
+
+@pytest.mark.anyio
+async def test_a_failure_with_a_background_child_keeps_its_exit_code_and_ends_fast(project_dir: Path) -> None:
+    with anyio.fail_after(10):
+        result = await run_verify("sleep 30 & echo broken; exit 3", cwd=project_dir, timeout=20)
+    assert not result.passed and result.exit_code == 3 and not result.timed_out
+    assert result.seconds < EXIT_GRACE_S + 3
+
+
+@pytest.mark.anyio
+async def test_output_a_background_child_writes_within_the_grace_period_is_kept(project_dir: Path) -> None:
+    with anyio.fail_after(10):
+        result = await run_verify("(sleep 0.2; echo late) & echo early", cwd=project_dir)
+    assert result.passed
+    assert result.output_tail == "early\nlate\n"
