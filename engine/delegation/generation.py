@@ -11,8 +11,9 @@ import anyio
 import structlog
 
 from engine.delegation.context_files import read_text_file
+from engine.delegation.pace import Pace, PaceLimits
 from engine.errors import UserError
-from engine.executor.backends.base import Backend, ChatMessage, GenerateRequest, GenerateResult
+from engine.executor.backends.base import Backend, BackendError, ChatMessage, GenerateRequest, GenerateResult
 from engine.executor.prompting import ContextFile, OutputSpec, attempt_messages, base_messages, pack_context
 from engine.progress import Progress
 from states import RunData, Turn
@@ -93,9 +94,13 @@ def fit_history(
 
 
 async def generate(
-    backend: Backend, request: GenerateRequest, *, slots: Slots, progress: Progress, attempt: int, total: int
+    backend: Backend, request: GenerateRequest, *, slots: Slots, progress: Progress, attempt: int, total: int,
+    limits: PaceLimits | None = None,
 ) -> GenerateResult:
-    """One streamed generation in a slot of its backend, reporting the tokens written every PROGRESS_EVERY_S."""
+    """One streamed generation in a slot of its backend, reporting the tokens written every PROGRESS_EVERY_S; ended
+    with a retryable BackendError when the first token or the tokens after it are too slow (engine/delegation/
+    pace.py; `limits` default to the environment's)."""
+    limits = limits or PaceLimits.from_env()
     pieces = [0]
 
     def on_token(_piece: str) -> None:
@@ -112,9 +117,21 @@ async def generate(
     # The backend's error is kept out of the task group: raised inside it, it would leave wrapped in an
     # ExceptionGroup, which `except BackendError` misses (a retryable fault would abort the run).
     outcome: dict[str, Any] = {}
+
+    async def watch(scope: anyio.CancelScope) -> None:
+        pace = Pace(limits, anyio.current_time())
+        while True:
+            await anyio.sleep(limits.tick_s)
+            if (problem := pace.observe(anyio.current_time(), pieces[0])) is not None:
+                log.warning("generation ended by its time limits", problem=problem, tokens=pieces[0])
+                outcome["error"] = BackendError(f"{backend.name}: {problem}", retryable=True)
+                scope.cancel()
+                return
+
     async with slots.of(backend):
         async with anyio.create_task_group() as tg:
             tg.start_soon(report)
+            tg.start_soon(watch, tg.cancel_scope)
             try:
                 outcome["result"] = await backend.generate(request, on_token=on_token)
             except Exception as exc:

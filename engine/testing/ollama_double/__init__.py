@@ -25,7 +25,8 @@ Scripting from tests::
     with OllamaDouble(models=["deepseek-coder:6.7b"], registry=["deepseek-coder:33b"]) as double:
         double.reply("def f(): ...")              # next chat/generate answer (text content)
         double.fault(Fault.http(500))             # or Fault.queue_full(), Fault.reset_mid_stream(),
-                                                  # Fault.delay(0.5), Fault.malformed_json()
+                                                  # Fault.delay(0.5), Fault.malformed_json(),
+                                                  # Fault.trickle(2.0, after_chunks=3, blank=True)
         ... double.url, double.host, double.requests, double.loaded, double.load_count ...
 
 Without a scripted reply, `double.responder(body)` answers (default: a JSON value that fits the request's `format`

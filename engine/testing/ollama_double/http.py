@@ -84,12 +84,23 @@ class _Handler(BaseHTTPRequestHandler):
             if fault is not None and fault.kind == "reset" and index >= fault.after_chunks:
                 self._reset()
                 raise _Aborted
-            line = (obj if isinstance(obj, str) else json.dumps(obj)) + "\n"
-            data = line.encode()
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
+            if fault is not None and fault.kind == "trickle" and index >= fault.after_chunks:
+                while fault.blank:
+                    self._pause(fault.seconds)
+                    self._chunk("\n")
+                self._pause(fault.seconds)
+            self._chunk((obj if isinstance(obj, str) else json.dumps(obj)) + "\n")
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+    def _chunk(self, line: str) -> None:
+        data = line.encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _pause(self, seconds: float) -> None:
+        if self.double._stopping.wait(seconds):
+            raise _Aborted
 
     def _reset(self) -> None:
         # SO_LINGER 0 makes close() send RST: the client sees a connection reset, not a clean end.

@@ -72,11 +72,13 @@ class Fault:
     """Something to go wrong on the next request to one of `paths`."""
 
     kind: str
-    """`http`, `reset`, `delay`, `malformed`."""
+    """`http`, `reset`, `delay`, `malformed`, `trickle`."""
     status: int = 500
     error: str = "llama runner process has terminated: exit status 2"
     after_chunks: int = 1
     seconds: float = 0.0
+    blank: bool = False
+    """trickle: blank lines (bytes but no token) instead of the answer's pieces."""
     paths: tuple[str, ...] = ("/api/chat", "/api/generate")
 
     @classmethod
@@ -97,6 +99,15 @@ class Fault:
     def delay(cls, seconds: float, *, paths: Iterable[str] | None = None) -> Fault:
         """Wait `seconds` before the first byte of the response (then answer normally)."""
         return cls("delay", seconds=seconds, paths=tuple(paths or cls.paths))
+
+    @classmethod
+    def trickle(
+        cls, every: float, *, after_chunks: int = 0, blank: bool = False, paths: Iterable[str] | None = None
+    ) -> Fault:
+        """After `after_chunks` lines at full speed, one line every `every` seconds: the rest of the answer (a model
+        too slow to be of use) or, with `blank`, empty lines until the client hangs up (a stalled runner whose
+        connection stays alive, so no read timeout ever fires)."""
+        return cls("trickle", seconds=every, after_chunks=after_chunks, blank=blank, paths=tuple(paths or cls.paths))
 
     @classmethod
     def malformed_json(cls, *, paths: Iterable[str] | None = None) -> Fault:
