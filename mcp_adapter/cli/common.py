@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
+import anyio.abc
 import typer
 
 from engine import Engine, Project, UserError
@@ -42,31 +44,79 @@ class Globals:
                        as_json=as_json or self.as_json, verbose=verbose or self.verbose)
 
 
-async def _run(project: Project, handler: Handler, background: bool) -> Result:
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+"""What ends a command that drives runs (`delegate`, `resume`) the way `serve` ends: its work is cancelled (a verify
+command's process group is killed), its runs keep their persisted state for `local-llm resume`."""
+
+
+class _Stopped(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+async def _on_signals(
+    scope: anyio.CancelScope, received: list[int], *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        task_status.started()
+        async for signum in signals:
+            received.append(signum)
+            scope.cancel()
+            return
+
+
+async def _handle(engine: Engine, handler: Handler, background: bool) -> Result:
+    if background:
+        async with engine.background():
+            return await handler(engine)
+    return await handler(engine)
+
+
+async def _run(project: Project, handler: Handler, background: bool, stop_on_signals: bool) -> Result:
     engine = Engine(project)
     try:
-        if background:
-            async with engine.background():
-                return await handler(engine)
-        return await handler(engine)
+        if not stop_on_signals:
+            return await _handle(engine, handler, background)
+        received: list[int] = []
+        outcome: dict[str, Any] = {}
+        async with anyio.create_task_group() as tg:
+            await tg.start(_on_signals, tg.cancel_scope, received)
+            try:
+                outcome["result"] = await _handle(engine, handler, background)
+            except Exception as exc:  # kept out of the group: a UserError must leave as itself, not in a group
+                outcome["error"] = exc
+            finally:
+                tg.cancel_scope.cancel()
+        if received:
+            raise _Stopped(received[0])
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]  # type: ignore[no-any-return]
     finally:
         engine.close()
 
 
 def execute(
     ctx: typer.Context, handler: Handler, *, project: str | None, as_json: bool, verbose: bool,
-    background: bool = False,
+    background: bool = False, stop_on_signals: bool = False,
 ) -> None:
     """Run `handler` against the project's engine, print its result, and leave with the command's exit code.
 
     `background`: the handler starts engine tasks that must finish before the engine closes (resume).
+    `stop_on_signals`: SIGTERM, SIGHUP and SIGINT cancel the handler (see STOP_SIGNALS); exit code 128 + the signal.
     """
     parent = ctx.obj if isinstance(ctx.obj, Globals) else Globals()
     options = parent.merged(project=project, as_json=as_json, verbose=verbose)
     try:
         root = Project.resolve(options.project)
         configure_logging(log_file=root.engine_log, verbose=options.verbose)
-        result = anyio.run(_run, root, handler, background)
+        result = anyio.run(_run, root, handler, background, stop_on_signals)
+    except _Stopped as stopped:
+        sys.stderr.write(f"local-llm {ctx.info_name}: stopped by {stopped}; runs in flight keep their state, "
+                         "`local-llm resume` continues them\n")
+        raise typer.Exit(128 + stopped.signum) from None
     except UserError as exc:
         # The caller's mistake, not a crash: one line naming the command, no traceback, nothing on stdout.
         sys.stderr.write(f"local-llm {ctx.info_name}: {exc}\n")

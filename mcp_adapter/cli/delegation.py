@@ -143,7 +143,7 @@ def delegate(
         _delegate, task=task, task_type=task_type, context=list(context or []), output=list(output), verify=verify,
         max_attempts=max_attempts, verify_timeout=verify_timeout, model=model, allow_secrets=allow_secrets,
     )
-    execute(ctx, handler, project=project, as_json=as_json, verbose=verbose)
+    execute(ctx, handler, project=project, as_json=as_json, verbose=verbose, stop_on_signals=True)
 
 
 def stats(

@@ -93,7 +93,7 @@ def resume(
     ctx: typer.Context, *, project: ProjectOption = None, as_json: JsonOption = False, verbose: VerboseOption = False
 ) -> None:
     """Resume runs interrupted by a crash."""
-    execute(ctx, _resume, project=project, as_json=as_json, verbose=verbose, background=True)
+    execute(ctx, _resume, project=project, as_json=as_json, verbose=verbose, background=True, stop_on_signals=True)
 
 
 def cancel(

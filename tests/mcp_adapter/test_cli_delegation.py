@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -145,3 +146,47 @@ async def test_cancel_from_another_process_stops_a_running_verify_and_rolls_back
     assert json.loads(cancelled.stdout)["state"] == "cancelled"
     assert proc.returncode == 1 and json.loads(out)["state"] == "cancelled"
     assert (project_dir / "cfg.txt").read_bytes() == b"v0\n"
+
+
+async def _file_appears(path: Path) -> None:
+    while not path.exists() or not path.read_text().strip():
+        await anyio.sleep(0.02)  # written by another process: nothing in-process to wait on
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+async def test_a_signal_kills_the_verify_group_and_leaves_the_run_for_resume(
+    cli_command: list[str], ollama_env: dict[str, str], ollama_double: OllamaDouble, project_dir: Path,
+    signum: signal.Signals,
+) -> None:
+    ollama_double.responder = lambda body: files_answer({"x.txt": "new\n"})
+    (project_dir / "x.txt").write_text("old\n")
+    pidfile = project_dir / "verify.pid"
+    verify = f"test -e release || {{ sleep 60 & echo $! > {pidfile.name}; wait; }}"
+    process = subprocess.Popen([*cli_command, "delegate", "x", "--output", "x.txt", "--verify", verify, "--json"],
+                               env=ollama_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with anyio.fail_after(30):
+            await _file_appears(pidfile)
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signum, stderr
+    assert stdout == "" and "Traceback" not in stderr and "local-llm resume" in stderr
+    sleeper = int(pidfile.read_text())
+    with anyio.fail_after(5):
+        while Path(f"/proc/{sleeper}").exists() and Path(f"/proc/{sleeper}/stat").read_text().split()[2] != "Z":
+            await anyio.sleep(0.02)
+    with Store(Project.resolve(project_dir).state_db) as store:
+        [run] = store.machines(kind="delegation")
+        events = [e.event for e in store.events(run.id)]
+    assert run.state == "verifying" and "cancel" not in events and "rolled_back" not in events
+    assert (project_dir / "x.txt").read_text() == "new\n"  # written, not rolled back
+    (project_dir / "release").touch()
+    resumed = _cli(cli_command, ollama_env, "resume", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["resumed"] == [run.id]
+    with Store(Project.resolve(project_dir).state_db) as store:
+        assert store.get(run.id).state == "done"
