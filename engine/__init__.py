@@ -17,10 +17,14 @@ from engine.executor.backends import BACKENDS
 from engine.progress import Progress, no_progress
 from engine.project import Project
 from engine.session.lifecycle import EnableFailed, SessionBusy, SessionFailed
+from engine.store.health import DamagedRow, DatabaseDamaged, DatabaseUnavailable
 
 __all__ = [
     "BACKENDS",
     "TASK_TYPES",
+    "DamagedRow",
+    "DatabaseDamaged",
+    "DatabaseUnavailable",
     "EnableFailed",
     "Engine",
     "InvalidArgument",

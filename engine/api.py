@@ -22,17 +22,28 @@ from engine.logs import default_to_stderr
 from engine.progress import Progress, no_progress
 from engine.project import Project
 from engine.session.lifecycle import Session
+from engine.store import repair
 from engine.store.db import Store
+from engine.store.health import DamagedRow, DatabaseUnavailable
 from states import DELEGATION, MACHINES, OutputFile
 
 __all__ = ["Engine"]
+
+
+def _damaged_row(row: DamagedRow) -> dict[str, Any]:
+    """A run whose row cannot be read, in the columns of `runs` (views.list_row), its problem and fix in `error`."""
+    return {"run_id": row.machine_id, "state": row.state, "task": None, "task_type": None, "attempts": None,
+            "max_attempts": None, "files": [], "error": str(row), "created_at": row.created_at,
+            "updated_at": row.updated_at, "damaged": True}
 
 
 class Engine:
     def __init__(self, project: Project, *, store: Store | None = None) -> None:
         default_to_stderr()  # library use before any configure_logging: never print logs to stdout
         self.project = project
-        self.ctx = EngineContext(project=project, store=store or Store(project.state_db))
+        # Opened at the first call, not here: a damaged database fails that call with what to do, and the MCP
+        # server still starts to say so (engine/store/health.py).
+        self.ctx = EngineContext(project=project, store=store or Store(project.state_db, open_now=False))
         self.session = Session(self.ctx)
         self.delegations = Delegations(self.ctx, self.session)
 
@@ -71,7 +82,14 @@ class Engine:
         return await self.session.disable(stop_server=stop_server, progress=progress)
 
     async def status(self) -> dict[str, Any]:
-        return await self.session.status()
+        """The session's status; `{"state": "unavailable", "problem", "fix"}` while the database (or the session's
+        row) cannot be read, so a client polling status learns what to do instead of getting an error."""
+        try:
+            return await self.session.status()
+        except DatabaseUnavailable as exc:
+            return exc.as_status()
+        except DamagedRow as exc:
+            return {"state": "unavailable", "database": str(self.store.path), "problem": str(exc), "fix": exc.fix}
 
     async def claim_session(self) -> dict[str, Any] | None:
         """A long-lived owner (the MCP server) starts: it owns the sessions it enables from now on, and a session
@@ -114,7 +132,17 @@ class Engine:
         return self.delegations.stats()
 
     def list_runs(self, *, limit: int = 50, states: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        return [list_row(r) for r in self.ctx.store.machines(kind=DELEGATION.kind, states=states, limit=limit)]
+        """Runs, newest first; a row that cannot be read is listed with its problem in `error` (`damaged: true`)."""
+        records, damaged = self.ctx.store.scan(kind=DELEGATION.kind, states=states, limit=limit)
+        rows = [(r.created_at, r.id, list_row(r)) for r in records]
+        rows += [(d.created_at, d.machine_id, _damaged_row(d)) for d in damaged]
+        return [row for *_, row in sorted(rows, key=lambda r: (r[0], r[1]), reverse=True)]
+
+    def _row(self, run_id: str) -> dict[str, Any]:
+        try:
+            return list_row(self.ctx.store.get(run_id))
+        except DamagedRow as exc:
+            return _damaged_row(exc)
 
     def run_view(self, run_id: str) -> dict[str, Any]:
         record = self.delegations.record(run_id)
@@ -131,8 +159,23 @@ class Engine:
             "aborted": report.aborted,
             "skipped": report.skipped,
             "errors": report.errors,
-            "runs": [list_row(self.ctx.store.get(i)) for i in [*report.resumed, *report.aborted, *report.errors]],
+            "runs": [self._row(i) for i in [*report.resumed, *report.aborted, *report.errors]],
         }
+
+    # -- the database (engine/store/repair.py) -----------------------------------------------------------------
+
+    def db_check(self) -> dict[str, Any]:
+        """Read every page (PRAGMA quick_check) and every row: what is damaged and what to do."""
+        return repair.check(self.ctx.store)
+
+    def db_move_aside(self, *, force: bool = False) -> dict[str, Any]:
+        """Rename a damaged state.db (+ -wal, -shm) to state.db.damaged-<UTC time>; the next call starts afresh.
+        A database that is not damaged is moved only with `force`."""
+        return repair.move_aside(self.ctx.store, force=force)
+
+    def db_forget(self, machine_id: str) -> dict[str, Any]:
+        """Remove one row that cannot be read (and its journal), after keeping a copy of the database."""
+        return repair.forget(self.ctx.store, machine_id)
 
     # -- diagrams -----------------------------------------------------------------------------------------------
 

@@ -207,15 +207,24 @@ async def serve(engine: Engine, *, run_transport: Callable[[MCPServer], Awaitabl
     server = build_server(engine)
     transport = run_transport or (lambda s: s.run_stdio_async())
     try:
-        await engine.claim_session()
+        await _quietly("claim the session", engine.claim_session)
         async with engine.background():
             async with anyio.create_task_group() as tg:
                 await tg.start(_cancel_on_signals, tg.cancel_scope)
-                tg.start_soon(engine.resume)
+                tg.start_soon(_quietly, "resume interrupted runs", engine.resume)
                 await transport(server)
                 log.info("client closed the connection")
                 tg.cancel_scope.cancel()
             engine.cancel_background()
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(30):
-            await engine.end_session()
+            await _quietly("end the session", engine.end_session)
+
+
+async def _quietly(what: str, work: Callable[[], Awaitable[object]]) -> None:
+    """Start-up and shut-down work that must not take the server down: a damaged database (or session row) is
+    logged in one line here, and `status` tells the client what to do."""
+    try:
+        await work()
+    except UserError as exc:
+        log.warning(f"could not {what}", problem=str(exc))

@@ -11,13 +11,17 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from engine.errors import UserError
 from engine.progress import Progress, no_progress
 from engine.store.db import MachineRecord
+from engine.store.health import DamagedRow
 from engine.store.machines import PersistedMachines
 from engine.store.ownership import current_token, token_alive
 from states import RunData
 
-__all__ = ["DEFAULT_MAX_RECOVERIES", "RecoveryReport", "ResumeHook", "claim", "interrupted_runs", "recover"]
+__all__ = [
+    "DEFAULT_MAX_RECOVERIES", "RecoveryReport", "ResumeHook", "claim", "interrupted", "interrupted_runs", "recover",
+]
 
 ResumeHook = Callable[[MachineRecord], Awaitable[None]]
 
@@ -35,9 +39,15 @@ class RecoveryReport:
 
 
 def interrupted_runs(runs: PersistedMachines) -> list[MachineRecord]:
-    """Non-terminal runs, oldest first; finished runs are never returned."""
-    live = [s for s in runs.spec.states if s not in runs.spec.terminal]
-    return sorted(runs.store.machines(kind=runs.spec.kind, states=live), key=lambda r: (r.created_at, r.id))
+    """Non-terminal runs, oldest first; finished runs are never returned (nor rows that cannot be read)."""
+    return interrupted(runs)[0]
+
+
+def interrupted(runs: PersistedMachines) -> tuple[list[MachineRecord], list[DamagedRow]]:
+    """Non-terminal runs, oldest first, and the rows that are not finished but cannot be read (bad data, or a state
+    the machine does not declare: the query asks for every state but the terminal ones, so those are found too)."""
+    records, damaged = runs.store.scan(kind=runs.spec.kind, not_states=sorted(runs.spec.terminal))
+    return sorted(records, key=lambda r: (r.created_at, r.id)), damaged
 
 
 def claim(runs: PersistedMachines, run_id: str, *, token: str | None = None) -> MachineRecord | None:
@@ -60,33 +70,46 @@ async def recover(
     progress: Progress = no_progress,
 ) -> RecoveryReport:
     report = RecoveryReport()
-    pending = interrupted_runs(runs)
+    pending, damaged = interrupted(runs)
+    for bad in damaged:
+        log.warning("a run's row cannot be read; it is not resumed", run_id=bad.machine_id, problem=bad.problem)
+        report.errors[bad.machine_id] = str(bad)
     for n, record in enumerate(pending):
         await progress(n, len(pending), f"run {record.id} ({record.state})")
-        claimed = claim(runs, record.id, token=token)
-        if claimed is None:
-            report.skipped.append(record.id)
-            continue
-        count = RunData.from_json(claimed.data).recoveries + 1
-        noted = runs.note(
-            record.id, "recover", data={"recoveries": count}, payload={"state": claimed.state, "recovery": count}
-        )
-        if count > max_recoveries and noted.state != "rolling_back":
-            reason = (
-                f"interrupted {count} times (last in state {noted.state!r}); gave up after {max_recoveries} "
-                "recoveries. Check engine.log for the crash, then delegate again"
-            )
-            noted = runs.fire(record.id, "abort", data={"error": reason}, payload={"reason": reason})
-            report.aborted.append(record.id)
-        log.info("recovering run", run_id=record.id, state=noted.state, recovery=count)
-        try:
-            await resume(noted)
-        except Exception as exc:  # one broken run must not stop the others from recovering
+        try:  # one broken run must not stop the others from recovering
+            outcome = await _recover_one(runs, record, resume, max_recoveries=max_recoveries, token=token)
+        except UserError as exc:  # the row or the database: its message says what to do
+            log.error("resume failed", run_id=record.id, error=str(exc))
+            report.errors[record.id] = str(exc)
+        except Exception as exc:
             log.exception("resume failed", run_id=record.id)
             report.errors[record.id] = f"{type(exc).__name__}: {exc}"
         else:
-            if record.id not in report.aborted:
-                report.resumed.append(record.id)
+            getattr(report, outcome).append(record.id)
     if pending:
         await progress(len(pending), len(pending), f"{len(report.resumed)} resumed, {len(report.aborted)} aborted")
     return report
+
+
+async def _recover_one(
+    runs: PersistedMachines, record: MachineRecord, resume: ResumeHook, *, max_recoveries: int, token: str | None
+) -> str:
+    """Claim, journal the recovery, resume; which list of the report the run belongs to."""
+    claimed = claim(runs, record.id, token=token)
+    if claimed is None:
+        return "skipped"
+    count = RunData.from_json(claimed.data).recoveries + 1
+    noted = runs.note(
+        record.id, "recover", data={"recoveries": count}, payload={"state": claimed.state, "recovery": count}
+    )
+    outcome = "resumed"
+    if count > max_recoveries and noted.state != "rolling_back":
+        reason = (
+            f"interrupted {count} times (last in state {noted.state!r}); gave up after {max_recoveries} "
+            "recoveries. Check engine.log for the crash, then delegate again"
+        )
+        noted = runs.fire(record.id, "abort", data={"error": reason}, payload={"reason": reason})
+        outcome = "aborted"
+    log.info("recovering run", run_id=record.id, state=noted.state, recovery=count)
+    await resume(noted)
+    return outcome

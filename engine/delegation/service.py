@@ -96,6 +96,8 @@ class Delegations:
         # An error here would cancel the whole task group (the MCP server's lifetime): log it, keep the others going.
         try:
             await self.driver.drive(run_id, progress, live)
+        except UserError as exc:  # the database or the run's row: the message says what to do, no traceback
+            log.error("background delegation stopped", run_id=run_id, error=str(exc))
         except Exception:
             log.exception("background delegation stopped", run_id=run_id)
 

@@ -11,13 +11,16 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from engine.errors import UserError
+from engine.store.health import DamagedRow, DatabaseUnavailable, payload_data, row_data, unusable
 from engine.store.schema import migrate
 
 __all__ = [
@@ -30,6 +33,9 @@ __all__ = [
     "StoreError",
     "Transaction",
 ]
+
+log = structlog.get_logger(__name__)
+
 
 class StoreError(UserError):
     """Base class of the store's errors."""
@@ -86,12 +92,13 @@ class FileWrite:
     status: str
 
 
-def _machine(row: sqlite3.Row) -> MachineRecord:
+def _machine(row: sqlite3.Row, declared: Mapping[str, frozenset[str]]) -> MachineRecord:
+    """The row as a record; DamagedRow when it cannot be read (engine/store/health.py: row_data)."""
     return MachineRecord(
         id=row["id"],
         kind=row["kind"],
         state=row["state"],
-        data=json.loads(row["data"]),
+        data=row_data(row, declared),
         owner=row["owner"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
@@ -107,7 +114,7 @@ def _event(row: sqlite3.Row) -> EventRecord:
         event=row["event"],
         src=row["src"],
         dst=row["dst"],
-        payload=json.loads(row["payload"]),
+        payload=payload_data(row["payload"]),
         at=row["at"],
     )
 
@@ -127,8 +134,9 @@ def _dumps(value: dict[str, Any]) -> str:
 class Transaction:
     """Reads and writes inside one BEGIN IMMEDIATE transaction; obtained from `Store.transaction()`."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, declared: Mapping[str, frozenset[str]]) -> None:
         self._conn = conn
+        self._declared = declared
         self.now = time.time()
 
     def get(self, machine_id: str) -> MachineRecord:
@@ -138,7 +146,7 @@ class Transaction:
 
     def find(self, machine_id: str) -> MachineRecord | None:
         row = self._conn.execute("SELECT * FROM machines WHERE id = ?", (machine_id,)).fetchone()
-        return None if row is None else _machine(row)
+        return None if row is None else _machine(row, self._declared)
 
     def create(
         self, machine_id: str, *, kind: str, state: str, data: dict[str, Any], event: str = "create"
@@ -221,48 +229,107 @@ class Transaction:
 
 
 class Store:
-    """A project's `state.db`. Safe to share between threads; several processes may open the same file."""
+    """A project's `state.db`. Safe to share between threads; several processes may open the same file.
 
-    def __init__(self, path: Path | str, *, busy_timeout_s: float = 30.0) -> None:
+    A SQLite error about the file itself (damaged, unreadable, disk full) leaves every method as one
+    `DatabaseUnavailable` (engine/store/health.py) naming the file, the problem and the fix. After one, the
+    connection is dropped and the next call opens the file again, so a process that outlives the problem (the MCP
+    server, after `local-llm db move-aside`) works again without a restart. `open_now=False` defers the first open
+    to the first call: a damaged database then fails that call, not the construction (the engine's choice, so the
+    server can start and report the problem).
+    """
+
+    def __init__(self, path: Path | str, *, busy_timeout_s: float = 30.0, open_now: bool = True) -> None:
         self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._memory = str(path) == ":memory:"
+        self._busy_timeout_s = busy_timeout_s
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
-            str(path), isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
-        )
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        # FULL: a committed transition survives power loss too (NORMAL in WAL mode may lose the last commits).
-        self._conn.execute("PRAGMA synchronous = FULL")
-        self._conn.execute("PRAGMA foreign_keys = ON")
-        self._migrate()
+        self._conn: sqlite3.Connection | None = None
+        self._declared: dict[str, frozenset[str]] = {}
+        if open_now:
+            with self._use():
+                pass
 
-    def _migrate(self) -> None:
-        with self.transaction() as tx:
-            migrate(tx._conn)  # same module: the transaction's connection, not a public escape hatch
+    def declare(self, kind: str, states: Iterable[str]) -> None:
+        """Rows of `kind` whose state is not one of `states` are read as DamagedRow."""
+        self._declared[kind] = frozenset(states)
+
+    def _open(self) -> sqlite3.Connection:
+        if not self._memory:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseUnavailable(self.path, f"cannot be created ({exc})",
+                                          f"check that {self.path.parent} can be a directory of yours") from exc
+        conn = sqlite3.connect(
+            ":memory:" if self._memory else str(self.path), isolation_level=None, check_same_thread=False,
+            timeout=self._busy_timeout_s,
+        )
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode = WAL")
+            # FULL: a committed transition survives power loss too (NORMAL in WAL mode may lose the last commits).
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                migrate(conn)
+            except BaseException:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @contextmanager
+    def _use(self) -> Iterator[sqlite3.Connection]:
+        """The connection (opened if needed), under the lock; SQLite errors about the file become
+        DatabaseUnavailable and drop the connection."""
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = self._open()
+                yield self._conn
+            except sqlite3.Error as exc:
+                problem = None if self._memory else unusable(self.path, exc)
+                if problem is None:
+                    raise
+                # The error says it to the user; the log keeps it for later (stderr shows it with -v).
+                log.info("database unavailable", path=str(self.path), problem=problem.problem)
+                self._drop()
+                raise problem from exc
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
 
     def settings(self) -> dict[str, Any]:
         """The durability settings and schema version in force (2 for synchronous is FULL)."""
-        with self._lock:
-            return {name: self._conn.execute(f"PRAGMA {name}").fetchone()[0]
+        with self._use() as conn:
+            return {name: conn.execute(f"PRAGMA {name}").fetchone()[0]
                     for name in ("journal_mode", "synchronous", "user_version")}
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+        with self._use() as conn:
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield Transaction(self._conn)
+                yield Transaction(conn, self._declared)
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                with suppress(sqlite3.Error):  # SQLite may have rolled back already (a damaged page, a full disk)
+                    conn.execute("ROLLBACK")
                 raise
             else:
-                self._conn.execute("COMMIT")
+                conn.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            self._drop()
 
     def __enter__(self) -> Store:
         return self
@@ -273,11 +340,11 @@ class Store:
     # Reads run outside explicit transactions: WAL gives each statement a consistent snapshot.
 
     def get(self, machine_id: str) -> MachineRecord:
-        with self._lock:
-            row = self._conn.execute("SELECT * FROM machines WHERE id = ?", (machine_id,)).fetchone()
+        with self._use() as conn:
+            row = conn.execute("SELECT * FROM machines WHERE id = ?", (machine_id,)).fetchone()
         if row is None:
             raise MachineNotFound(machine_id)
-        return _machine(row)
+        return _machine(row, self._declared)
 
     def find(self, machine_id: str) -> MachineRecord | None:
         try:
@@ -288,32 +355,52 @@ class Store:
     def machines(
         self, *, kind: str | None = None, states: Sequence[str] | None = None, limit: int | None = None
     ) -> list[MachineRecord]:
+        """Machines, newest first; raises DamagedRow at a row that cannot be read (`scan` reports it instead)."""
+        records, damaged = self.scan(kind=kind, states=states, limit=limit)
+        if damaged:
+            raise damaged[0]
+        return records
+
+    def scan(
+        self, *, kind: str | None = None, states: Sequence[str] | None = None,
+        not_states: Sequence[str] | None = None, limit: int | None = None,
+    ) -> tuple[list[MachineRecord], list[DamagedRow]]:
+        """Machines, newest first, and apart the rows that cannot be read (so one bad row hides no other)."""
         sql, args = "SELECT * FROM machines WHERE 1 = 1", []
         if kind is not None:
             sql += " AND kind = ?"
             args.append(kind)
-        if states is not None:
-            sql += f" AND state IN ({','.join('?' * len(states))})"
-            args.extend(states)
+        for values, op in ((states, "IN"), (not_states, "NOT IN")):
+            if values is not None:
+                sql += f" AND state {op} ({','.join('?' * len(values))})"
+                args.extend(values)
         sql += " ORDER BY created_at DESC, id DESC"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
-        with self._lock:
-            return [_machine(r) for r in self._conn.execute(sql, args).fetchall()]
+        with self._use() as conn:
+            rows = conn.execute(sql, args).fetchall()
+        records: list[MachineRecord] = []
+        damaged: list[DamagedRow] = []
+        for row in rows:
+            try:
+                records.append(_machine(row, self._declared))
+            except DamagedRow as bad:
+                damaged.append(bad)
+        return records, damaged
 
     def count(self, *, kind: str, states: Sequence[str]) -> int:
         sql = f"SELECT COUNT(*) FROM machines WHERE kind = ? AND state IN ({','.join('?' * len(states))})"
-        with self._lock:
-            return int(self._conn.execute(sql, (kind, *states)).fetchone()[0])
+        with self._use() as conn:
+            return int(conn.execute(sql, (kind, *states)).fetchone()[0])
 
     def file_writes(self, run_id: str) -> list[FileWrite]:
-        with self._lock:
-            return _file_writes(self._conn, run_id)
+        with self._use() as conn:
+            return _file_writes(conn, run_id)
 
     def events(self, machine_id: str) -> list[EventRecord]:
-        with self._lock:
-            rows = self._conn.execute(
+        with self._use() as conn:
+            rows = conn.execute(
                 "SELECT * FROM events WHERE machine_id = ? ORDER BY version", (machine_id,)
             ).fetchall()
         return [_event(r) for r in rows]

@@ -63,6 +63,7 @@ class PersistedMachines:
     def __init__(self, store: Store, spec: MachineSpec) -> None:
         self.store = store
         self.spec = spec
+        store.declare(spec.kind, spec.states)  # a row in any other state is reported as damaged, never driven
         self._validator = build_machine(spec)
         self._direct = _unguarded_moves(spec)
 

@@ -114,12 +114,12 @@ def execute(
         configure_logging(log_file=root.engine_log, verbose=options.verbose)
         result = anyio.run(_run, root, handler, background, stop_on_signals)
     except _Stopped as stopped:
-        sys.stderr.write(f"local-llm {ctx.info_name}: stopped by {stopped}; runs in flight keep their state, "
+        sys.stderr.write(f"{ctx.command_path}: stopped by {stopped}; runs in flight keep their state, "
                          "`local-llm resume` continues them\n")
         raise typer.Exit(128 + stopped.signum) from None
     except UserError as exc:
         # The caller's mistake, not a crash: one line naming the command, no traceback, nothing on stdout.
-        sys.stderr.write(f"local-llm {ctx.info_name}: {exc}\n")
+        sys.stderr.write(f"{ctx.command_path}: {exc}\n")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

@@ -21,6 +21,8 @@ def _gb(value: Any) -> str:
 
 
 def _status_text(s: dict[str, Any]) -> str:
+    if s["state"] == "unavailable":
+        return f"session: unavailable\nproblem: {s['problem']}\nfix: {s['fix']}"
     model = f"{s['model']}{' (persist)' if s.get('persist') else ''}" if s.get("model") else "none"
     lines = [
         f"session: {s['state']}",
@@ -60,7 +62,9 @@ def _capability_text(c: dict[str, Any]) -> str:
 
 
 async def _status(engine: Engine) -> Result:
-    return Result(await engine.status(), _status_text)
+    status = await engine.status()
+    # Unavailable (a damaged database): the status says what to do; the exit code tells a script it cannot go on.
+    return Result(status, _status_text, exit_code=2 if status["state"] == "unavailable" else 0)
 
 
 async def _capability(engine: Engine) -> Result:

@@ -17,7 +17,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from engine import Engine
+from engine import Engine, Project
 from engine.testing.ollama_double import OllamaDouble
 from engine.testing.scripted import ScriptedBackend, files_answer, use_backend
 from mcp_adapter.server import ACTIONS, build_server
@@ -213,3 +213,27 @@ async def test_diagram_draws_the_path_a_run_took_and_the_session_machine(engine:
     assert (of_run["machine"], of_run["run_id"], of_run["format"]) == ("delegation", run["run_id"], "mermaid")
     assert "class done current" in of_run["diagram"]
     assert session["machine"] == "session" and session["diagram"].lstrip().startswith("digraph")
+
+
+async def test_with_a_damaged_database_status_answers_the_problem_and_other_actions_are_tool_errors(
+    project_dir: Path,
+) -> None:
+    project = Project.resolve(project_dir)
+    project.state_db.parent.mkdir(parents=True)
+    project.state_db.write_bytes(b"this is no database\n" * 200)
+    engine = Engine(project)
+    try:
+        with anyio.fail_after(DEADLINE_S):
+            async with _client(engine) as client:
+                status = await _call(client, action="status")
+                runs = await _error(client, action="runs")
+                delegate = await _error(client, action="delegate", task="x", output_files=["a.txt"])
+                analysis = await _call(client, action="analyze", task="write docstrings", output_files=["a.py"])
+                again = await _call(client, action="status")
+    finally:
+        engine.close()
+    assert status == again and status["state"] == "unavailable"
+    assert "damaged" in status["problem"] and "local-llm db move-aside" in status["fix"]
+    for error in (runs, delegate):
+        assert str(project.state_db) in error and "local-llm db move-aside" in error
+    assert analysis["recommendation"] in ("delegate", "keep")  # what needs no database still works

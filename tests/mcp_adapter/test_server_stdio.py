@@ -217,3 +217,32 @@ async def test_a_run_in_flight_when_the_server_stops_finishes_after_the_next_sta
             finished = await _call(client, action="result", run_id=started["run_id"], wait=60)
     assert finished["state"] == "done", finished
     assert (project_dir / "config.json").exists()
+
+
+@pytest.mark.anyio
+async def test_serve_stays_up_on_a_damaged_database_and_recovers_once_it_is_moved_aside(
+    project_dir: Path, cli_command: list[str], tmp_path: Path
+) -> None:
+    from mcp.client.stdio import stdio_client
+
+    state_db = project_dir / ".claude" / "workflow" / "state.db"
+    state_db.parent.mkdir(parents=True)
+    state_db.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 20)  # a header that lies
+    params = StdioServerParameters(command=sys.executable, args=["-m", "mcp_adapter", "serve"],
+                                   env=_env(project_dir), cwd=str(REPO))
+    with (tmp_path / "stderr.txt").open("w+") as errlog:
+        with anyio.fail_after(60):
+            async with Client(stdio_client(params, errlog=errlog), read_timeout_seconds=30) as client:
+                status = await _call(client, action="status")
+                runs = await client.call_tool("local_llm", {"action": "runs"})
+                moved = subprocess.run([*cli_command, "db", "move-aside", "--json"], capture_output=True, text=True,
+                                       env={**os.environ, **_env(project_dir)}, timeout=60, check=False)
+                after = await _call(client, action="status")
+        errlog.seek(0)
+        stderr = errlog.read()
+    assert status["state"] == "unavailable" and "damaged" in status["problem"]
+    assert runs.is_error and "local-llm db move-aside" in runs.content[0].text  # type: ignore[union-attr]
+    assert moved.returncode == 0, moved.stderr
+    assert json.loads(moved.stdout)["moved"][0]["to"].startswith(str(state_db) + ".damaged-")
+    assert after["state"] == "idle"  # the server opened a fresh database without a restart
+    assert "Traceback" not in stderr and "could not claim the session" in stderr

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 
 import anyio
 import pytest
 
-from engine import Engine
+from engine import Engine, UserError
 from engine.delegation.recovery import claim, interrupted_runs, recover
 from engine.store.db import MachineRecord
 from engine.store.ownership import current_token, token_alive
@@ -107,3 +108,37 @@ async def test_a_run_owned_by_a_live_process_is_left_alone(engine: Engine) -> No
 
     assert claim(engine.ctx.runs, "run-a") is not None
     assert engine.store.get("run-a").owner == current_token()
+
+
+@pytest.mark.anyio
+async def test_a_row_that_cannot_be_read_is_reported_with_its_id_and_the_others_resume(engine: Engine) -> None:
+    _runs_in(engine, {"run-a": ["start"], "run-bad-json": ["start"], "run-bad-state": [], "run-z": ["start"]})
+    with sqlite3.connect(engine.project.state_db) as conn:
+        conn.execute("UPDATE machines SET data = '{\"task\": ' WHERE id = 'run-bad-json'")
+        conn.execute("UPDATE machines SET state = 'teleporting' WHERE id = 'run-bad-state'")
+    seen: list[str] = []
+
+    async def hook(record: MachineRecord) -> None:
+        seen.append(record.id)
+
+    with anyio.fail_after(10):
+        report = await recover(engine.ctx.runs, hook)
+    assert seen == ["run-a", "run-z"] and report.resumed == ["run-a", "run-z"]
+    assert set(report.errors) == {"run-bad-json", "run-bad-state"}
+    assert "not valid JSON" in report.errors["run-bad-json"]
+    assert "'teleporting'" in report.errors["run-bad-state"] and "db forget run-bad-state" in report.errors[
+        "run-bad-state"]
+    assert [e.event for e in engine.store.events("run-bad-json")] == ["create", "start"]  # left alone
+
+
+@pytest.mark.anyio
+async def test_a_run_whose_recovery_fails_does_not_stop_the_next_one(engine: Engine) -> None:
+    _runs_in(engine, {"run-a": ["start"], "run-b": ["start"]})
+
+    async def hook(record: MachineRecord) -> None:
+        if record.id == "run-a":
+            raise UserError("run-a cannot go on: its files are locked")
+
+    with anyio.fail_after(10):
+        report = await recover(engine.ctx.runs, hook)
+    assert report.errors == {"run-a": "run-a cannot go on: its files are locked"} and report.resumed == ["run-b"]
