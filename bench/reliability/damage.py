@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["DAMAGES", "FILE_DAMAGES", "ROW_DAMAGES", "checkpoint", "table_pages"]
+__all__ = ["DAMAGES", "FILE_DAMAGES", "HEADER_FIELDS", "ROW_DAMAGES", "checkpoint", "table_pages"]
 
 PAGE = 4096
 
@@ -58,11 +58,16 @@ def truncated(path: Path, rng: random.Random) -> str:
     return f"cut to {keep} of {size} bytes"
 
 
+HEADER_FIELDS = (("magic string", 0, 16), ("page size", 16, 18), ("file format", 18, 20),
+                 ("schema version", 60, 64), ("whole header", 0, 100))
+"""Fields of SQLite's 100-byte header (https://www.sqlite.org/fileformat.html) whose damage SQLite notices."""
+
+
 def header(path: Path, rng: random.Random) -> str:
     checkpoint(path)
-    offset = rng.randrange(0, 60)
-    _overwrite(path, offset, 100 - offset, rng)
-    return f"random bytes over the header from byte {offset}"
+    name, start, end = rng.choice(HEADER_FIELDS)
+    _overwrite(path, start, end - start, rng)
+    return f"random bytes over the header's {name}"
 
 
 def machine_pages(path: Path, rng: random.Random) -> str:

@@ -20,8 +20,8 @@ from typing import Any
 import structlog
 
 from engine.errors import UserError
-from engine.store.health import DamagedRow, DatabaseUnavailable, payload_data, row_data, unusable
-from engine.store.schema import migrate
+from engine.store.connect import open_database
+from engine.store.health import DamagedRow, payload_data, row_data, unusable
 
 __all__ = [
     "EventRecord",
@@ -254,36 +254,6 @@ class Store:
         """Rows of `kind` whose state is not one of `states` are read as DamagedRow."""
         self._declared[kind] = frozenset(states)
 
-    def _open(self) -> sqlite3.Connection:
-        if not self._memory:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise DatabaseUnavailable(self.path, f"cannot be created ({exc})",
-                                          f"check that {self.path.parent} can be a directory of yours") from exc
-        conn = sqlite3.connect(
-            ":memory:" if self._memory else str(self.path), isolation_level=None, check_same_thread=False,
-            timeout=self._busy_timeout_s,
-        )
-        try:
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode = WAL")
-            # FULL: a committed transition survives power loss too (NORMAL in WAL mode may lose the last commits).
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                migrate(conn)
-            except BaseException:
-                with suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
     @contextmanager
     def _use(self) -> Iterator[sqlite3.Connection]:
         """The connection (opened if needed), under the lock; SQLite errors about the file become
@@ -291,7 +261,8 @@ class Store:
         with self._lock:
             try:
                 if self._conn is None:
-                    self._conn = self._open()
+                    self._conn = open_database(self.path, memory=self._memory,
+                                               busy_timeout_s=self._busy_timeout_s)
                 yield self._conn
             except sqlite3.Error as exc:
                 problem = None if self._memory else unusable(self.path, exc)

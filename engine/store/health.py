@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
+from engine.store.schema import SCHEMA_VERSION, SchemaTooNew
 
 __all__ = [
     "SIDE_FILES",
     "DamagedRow",
     "DatabaseDamaged",
+    "DatabaseTooNew",
     "DatabaseUnavailable",
     "MovedAside",
     "backup_copy",
@@ -44,7 +46,7 @@ __all__ = [
 SIDE_FILES = ("", "-wal", "-shm")
 """The files of one SQLite database in WAL mode: they move together or the database is not what it was."""
 
-_CORRUPT, _NOTADB, _CANTOPEN, _PERM, _READONLY, _FULL, _IOERR = 11, 26, 14, 3, 8, 13, 10
+_ERROR, _CORRUPT, _NOTADB, _CANTOPEN, _PERM, _READONLY, _FULL, _IOERR = 1, 11, 26, 14, 3, 8, 13, 10
 
 MOVE_ASIDE = "`local-llm db move-aside`"
 
@@ -71,6 +73,18 @@ class DatabaseDamaged(DatabaseUnavailable):
             f"move it aside to start afresh: {MOVE_ASIDE} (run for this project) renames it (with its -wal and -shm "
             f"files) to "
             f"{path.name}.damaged-<UTC time> and keeps it; runs it held are not resumed",
+        )
+
+
+class DatabaseTooNew(DatabaseUnavailable, SchemaTooNew):
+    """Its schema version is newer than this code's: written by a newer local-llm, or a damaged header (the version
+    is one of the header's bytes)."""
+
+    def __init__(self, path: Path, version: int) -> None:
+        super().__init__(
+            path, f"has schema version {version}, newer than this local-llm understands ({SCHEMA_VERSION})",
+            "upgrade workflow-local-llm; if no newer version wrote it (a damaged header), "
+            f"{MOVE_ASIDE[:-1]} --force` sets it aside (kept) and starts afresh",
         )
 
 
@@ -124,7 +138,8 @@ def unusable(path: Path, exc: sqlite3.Error) -> DatabaseUnavailable | None:
     if code is None:
         return None
     primary = code & 0xFF  # extended codes (SQLITE_CORRUPT_INDEX, SQLITE_IOERR_SHORT_READ, ...) keep it in the low byte
-    if primary in (_CORRUPT, _NOTADB):
+    if primary in (_CORRUPT, _NOTADB) or (primary == _ERROR and str(exc) == "unsupported file format"):
+        # The last: a header whose file-format bytes (18, 19) are not SQLite's, a plain SQLITE_ERROR by its code.
         return DatabaseDamaged(path, str(exc))
     if primary in (_CANTOPEN, _PERM, _READONLY):
         return DatabaseUnavailable(path, f"cannot be opened for writing ({exc})",

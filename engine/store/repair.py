@@ -56,8 +56,10 @@ def move_aside(store: Store, *, force: bool = False) -> dict[str, Any]:
         try:
             pages = quick_check(store.path) if store.path.exists() else []
             store.settings()  # opening reads the header and the schema
-        except DatabaseUnavailable:
+        except DatabaseDamaged:
             pass
+        except DatabaseUnavailable as exc:  # newer than this code, or not ours to write: moving it is no fix
+            raise UserError(f"{exc}. Not moved without --force") from exc
         else:
             if not pages:
                 raise UserError(

@@ -9,11 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from bench.reliability.damage import FILE_DAMAGES, bad_json, checkpoint, machine_pages, unknown_state
+from bench.reliability.damage import (
+    FILE_DAMAGES,
+    HEADER_FIELDS,
+    bad_json,
+    checkpoint,
+    header,
+    machine_pages,
+    unknown_state,
+)
 from engine.errors import UserError
 from engine.store import repair
 from engine.store.db import MachineRecord, Store
-from engine.store.health import DamagedRow, DatabaseDamaged, DatabaseUnavailable, move_aside
+from engine.store.health import DamagedRow, DatabaseDamaged, DatabaseTooNew, DatabaseUnavailable, move_aside
 from engine.store.machines import PersistedMachines
 from states import DELEGATION, SESSION
 
@@ -179,3 +187,35 @@ def test_checkpoint_helper_leaves_one_file(tmp_path: Path) -> None:
     _filled(db, runs=1)
     checkpoint(db)
     assert not Path(f"{db}-wal").exists()
+
+
+@pytest.mark.parametrize(("version", "error", "says"), [
+    (-3, DatabaseDamaged, "schema version is -3"),
+    (123456, DatabaseTooNew, "--force"),
+])
+def test_a_schema_version_no_version_of_the_tool_wrote_is_reported_with_the_file(
+    tmp_path: Path, version: int, error: type[Exception], says: str
+) -> None:
+    db = tmp_path / "state.db"
+    _filled(db, runs=1)
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"PRAGMA user_version = {version}")
+    with pytest.raises(error) as caught:
+        Store(db)
+    assert str(db) in str(caught.value) and says in str(caught.value)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == version  # nothing migrated over it
+
+
+@pytest.mark.parametrize("field", [name for name, _, _ in HEADER_FIELDS])
+def test_random_bytes_over_any_field_of_the_header_read_as_one_clear_error(tmp_path: Path, field: str) -> None:
+    db = tmp_path / "state.db"
+    _filled(db, runs=3)
+    for seed in range(200):  # the seed that damages this field
+        rng = random.Random(seed)
+        if rng.choice(HEADER_FIELDS)[0] == field:
+            break
+    header(db, random.Random(seed))
+    with pytest.raises(DatabaseUnavailable) as caught:
+        _store(db).scan()
+    assert str(db) in str(caught.value) and "local-llm db move-aside" in str(caught.value)
