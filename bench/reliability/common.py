@@ -67,8 +67,9 @@ class ScenarioResult:
 
 
 @contextmanager
-def started_double() -> Iterator[OllamaDouble]:
-    with OllamaDouble(models=[MODEL]) as double:
+def started_double(*, pullable: bool = False) -> Iterator[OllamaDouble]:
+    """The double with MODEL pulled; `pullable`: also in its registry, so a removed MODEL can be pulled again."""
+    with OllamaDouble(models=[MODEL], registry=[MODEL] if pullable else ()) as double:
         yield double
 
 

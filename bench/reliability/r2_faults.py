@@ -1,13 +1,17 @@
 """R2: backend faults during a delegation, through the real runner and the real Ollama backend (HTTP to the double).
 
 Each fault is tried twice over: once (the next attempt succeeds: the run must end `done` after a retry) and on every
-attempt (the run must end `failed` with an error that says what happened). "No first byte" uses a 1 s read timeout
+attempt (the run must end `failed` with an error that says what happened). The faults that can hit a plain request
+are also injected during `enable`: into the pull of a model that is missing, and into the load; enable must fail with
+a reason that says what happened, leave the session `failed` (not stuck in `starting`), and the next enable must
+load the model. "No first byte" uses a 1 s read timeout
 (LOCAL_LLM_REQUEST_TIMEOUT); "model missing" deletes the session's model from the double (Ollama's 404), which is not
 retried and must tell the user to pull it. Every case runs under a deadline: a hang is a loss, and so is a crash.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import tempfile
@@ -29,11 +33,11 @@ from bench.reliability.common import (
     started_double,
     temp_files,
 )
-from engine import Engine, Project
+from engine import EnableFailed, Engine, Project
 from engine.executor.backends.ollama import REQUEST_TIMEOUT_ENV
 from engine.testing.ollama_double import Fault, OllamaDouble
 
-__all__ = ["FAULTS", "FaultCase", "make_cases", "run"]
+__all__ = ["ENABLE_FAULTS", "FAULTS", "EnableCase", "FaultCase", "make_cases", "make_enable_cases", "run"]
 
 REQUEST_TIMEOUT_S = 1.0
 CASE_DEADLINE_S = 30.0
@@ -56,8 +60,14 @@ FAULTS: tuple[FaultKind, ...] = (
     FaultKind("reset mid-stream", lambda rng: Fault.reset_mid_stream(after_chunks=rng.randint(0, 3)), "connection"),
     FaultKind("no first byte", lambda rng: Fault.delay(REQUEST_TIMEOUT_S * 4), "timeout"),
     FaultKind("malformed JSON", lambda rng: Fault.malformed_json(), "malformed"),
+    FaultKind("stalled stream", lambda rng: Fault.trickle(0.2, after_chunks=rng.randint(0, 2), blank=True), "token"),
     FaultKind("model missing", None, "pull", retryable=False),
 )
+ENABLE_FAULTS = ("HTTP 500", "reset mid-stream", "no first byte", "malformed JSON")
+"""The faults that hit enable's pull and load (the others are about a generation's stream)."""
+ENABLE_PATHS = {"pull": ("/api/pull",), "load": ("/api/generate",)}
+PACE_ENV = {"LOCAL_LLM_FIRST_TOKEN_S": "1", "LOCAL_LLM_RATE_WINDOW_S": "1"}
+"""Short time limits for the stalled stream (engine/delegation/pace.py); the double answers at once otherwise."""
 
 
 @dataclass(frozen=True)
@@ -93,11 +103,31 @@ def _good_answer(body: Mapping[str, Any]) -> str:
     return answer_for({p: "good\n" for p in paths})
 
 
+@dataclass(frozen=True)
+class EnableCase:
+    index: int
+    kind: FaultKind
+    phase: str
+    """`pull` (the model is missing and must be pulled) or `load`."""
+    seed: int
+
+    def label(self) -> str:
+        return f"enable case {self.index}: {self.kind.name} during the {self.phase}"
+
+
+def make_enable_cases(short: bool, seed: int) -> list[EnableCase]:
+    rng = random.Random(seed + 1)
+    kinds = [k for k in FAULTS if k.name in ENABLE_FAULTS]
+    return [EnableCase(n, kind, phase, rng.randrange(1 << 30))
+            for n, (kind, phase) in enumerate((k, p) for _ in range(1 if short else 2) for k in kinds
+                                              for p in ENABLE_PATHS)]
+
+
 @contextmanager
 def _environment(double: OllamaDouble) -> Iterator[None]:
     """The in-process backend reads these when the session's backend is built."""
-    saved = {k: os.environ.get(k) for k in ("OLLAMA_HOST", REQUEST_TIMEOUT_ENV)}
-    os.environ.update({"OLLAMA_HOST": double.host, REQUEST_TIMEOUT_ENV: str(REQUEST_TIMEOUT_S)})
+    saved = {k: os.environ.get(k) for k in ("OLLAMA_HOST", REQUEST_TIMEOUT_ENV, *PACE_ENV)}
+    os.environ.update({"OLLAMA_HOST": double.host, REQUEST_TIMEOUT_ENV: str(REQUEST_TIMEOUT_S), **PACE_ENV})
     try:
         yield
     finally:
@@ -157,8 +187,45 @@ async def _one(case: FaultCase, engine: Engine, double: OllamaDouble, root: Path
     return problems
 
 
-async def _run(cases: list[FaultCase], result: ScenarioResult) -> None:
-    with started_double() as double, _environment(double), tempfile.TemporaryDirectory(prefix="rel-r2-") as tmp:
+async def _enable_once(case: EnableCase, engine: Engine, double: OllamaDouble) -> list[str]:
+    """Enable with the fault in the way: a clear failure, then a clean enable."""
+    with anyio.fail_after(CASE_DEADLINE_S):
+        await engine.disable()
+    removed = double.remove_model(MODEL) if case.phase == "pull" else None
+    make = case.kind.make
+    assert make is not None
+    double.fault(dataclasses.replace(make(random.Random(case.seed)), paths=ENABLE_PATHS[case.phase]))
+    problems: list[str] = []
+    try:
+        with anyio.fail_after(CASE_DEADLINE_S):
+            await engine.enable(llm=MODEL, backend="ollama")
+        problems.append("enable succeeded through the fault")
+    except EnableFailed as exc:
+        if case.kind.says not in exc.reason.lower():
+            problems.append(f"the reason does not say {case.kind.says!r}: {exc.reason[:300]}")
+        if exc.status.get("state") != "failed":
+            problems.append(f"session left {exc.status.get('state')}, expected failed")
+    except TimeoutError:
+        return [f"enable hung: no end within {CASE_DEADLINE_S}s"]
+    except Exception as exc:  # anything but EnableFailed is a crash
+        problems.append(f"enable raised {type(exc).__name__}: {exc}")
+    finally:
+        double.clear_faults()
+    if removed is not None and MODEL in double.models:
+        problems.append("the model was pulled through the fault")
+    try:
+        with anyio.fail_after(CASE_DEADLINE_S):
+            status = await engine.enable(llm=MODEL, backend="ollama")
+        if status["state"] != "loaded" or MODEL not in double.loaded:
+            problems.append(f"the next enable left the session {status['state']}")
+    except Exception as exc:
+        problems.append(f"the next enable failed: {type(exc).__name__}: {exc}"[:300])
+    return problems
+
+
+async def _run(cases: list[FaultCase], enable_cases: list[EnableCase], result: ScenarioResult) -> None:
+    with started_double(pullable=True) as double, _environment(double), \
+            tempfile.TemporaryDirectory(prefix="rel-r2-") as tmp:
         double.responder = _good_answer
         root = Path(tmp) / "project"
         root.mkdir()
@@ -168,6 +235,8 @@ async def _run(cases: list[FaultCase], result: ScenarioResult) -> None:
                 await engine.enable(llm=MODEL, backend="ollama")
             for case in cases:
                 result.record(await _one(case, engine, double, root), case.label())
+            for enable_case in enable_cases:
+                result.record(await _enable_once(enable_case, engine, double), enable_case.label())
             with anyio.fail_after(CASE_DEADLINE_S):
                 status = await engine.status()
             if status.get("state") not in ("loaded", "delegating"):
@@ -179,9 +248,10 @@ async def _run(cases: list[FaultCase], result: ScenarioResult) -> None:
 
 
 def run(*, short: bool, seed: int) -> ScenarioResult:
-    result = ScenarioResult("R2", "backend faults: 500, 503, reset, no first byte, bad JSON, model missing")
+    result = ScenarioResult("R2", "backend faults: 500, 503, reset, no first byte, bad JSON, stall, model missing; "
+                                  "in enable's pull and load")
     cases = make_cases(short, seed)
     started = time.monotonic()
-    anyio.run(_run, cases, result)
+    anyio.run(_run, cases, make_enable_cases(short, seed), result)
     result.seconds = time.monotonic() - started
     return result

@@ -127,8 +127,13 @@ class OllamaBackend:
     async def _request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         try:
             response = await self._client.request(method, path, json=body)
-        except httpx.TransportError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise self._unavailable(exc) from exc
+        except httpx.TransportError as exc:  # it answered the connection, then the request failed (reset, timeout)
+            raise BackendUnavailable(
+                f"the connection to Ollama at {self.base_url} failed during {path} ({type(exc).__name__}: {exc}); "
+                "check that `ollama serve` is still running, then retry"
+            ) from exc
         if response.status_code == 404:
             raise ModelMissing(f"Ollama: {_error_text(response)}; pull it with `ollama pull MODEL` or `local-llm enable "
                                "--llm MODEL`")

@@ -251,7 +251,12 @@ class _Handler(BaseHTTPRequestHandler):
                 reason = "load"
             done: dict[str, Any] = {**stamp, "done": True, "done_reason": reason}
             done.update({"message": {"role": "assistant", "content": ""}} if chat else {"response": ""})
-            self._json(200, done)
+            if self._fault is not None and self._fault.kind == "reset":
+                self._reset()
+            elif self._fault is not None and self._fault.kind == "malformed":
+                self._raw(200, b'{"model": "' + name.encode() + b'", "done": tr')
+            else:
+                self._json(200, done)
             return
 
         started = time.perf_counter()
