@@ -123,3 +123,14 @@ def test_reopening_an_existing_database_keeps_its_schema_and_rows(tmp_path: Path
     with Store(db) as store:
         assert store.get("run-1").state == "pending"
         assert store.machines(kind="delegation")[0].id == "run-1"
+
+
+def test_a_scan_without_some_states_finds_every_other_state_known_or_not(tmp_path: Path) -> None:
+    with Store(tmp_path / "state.db") as store:
+        with store.transaction() as tx:
+            for n, state in enumerate(["aardvark", "cancelled", "delegating", "done", "e", "failed", "zebra", "done"]):
+                tx.create(f"m-{n}", kind="delegation", state=state, data={})
+        records, damaged = store.scan(kind="delegation", not_states=["done", "failed", "cancelled"])
+        assert damaged == []
+        assert sorted(r.state for r in records) == ["aardvark", "delegating", "e", "zebra"]
+        assert [r.id for r in store.scan(kind="delegation", not_states=["done"], limit=2)[0]] == ["m-6", "m-5"]
