@@ -12,7 +12,7 @@ import anyio
 import anyio.abc
 import typer
 
-from engine import Engine, Project, UserError
+from engine import DatabaseDamaged, Engine, Project, UserError
 from engine.logs import configure_logging
 from mcp_adapter.cli.output import Result, emit
 
@@ -98,6 +98,23 @@ async def _run(project: Project, handler: Handler, background: bool, stop_on_sig
         engine.close()
 
 
+def _offer_move_aside(root: Project) -> None:
+    """On a terminal, the fix of a damaged database is one keypress away (`local-llm db move-aside`, files kept)."""
+    if not typer.confirm("Move it aside now (it is kept) and start afresh?", default=False, err=True):
+        return
+    engine = Engine(root)
+    try:
+        moved = engine.db_move_aside()
+    except UserError as exc:
+        sys.stderr.write(f"not moved: {exc}\n")
+        return
+    finally:
+        engine.close()
+    for m in moved["moved"]:
+        sys.stderr.write(f"moved {m['from']} -> {m['to']}\n")
+    sys.stderr.write("run the command again: it starts with a fresh database\n")
+
+
 def execute(
     ctx: typer.Context, handler: Handler, *, project: str | None, as_json: bool, verbose: bool,
     background: bool = False, stop_on_signals: bool = False,
@@ -120,6 +137,9 @@ def execute(
     except UserError as exc:
         # The caller's mistake, not a crash: one line naming the command, no traceback, nothing on stdout.
         sys.stderr.write(f"{ctx.command_path}: {exc}\n")
+        if isinstance(exc, DatabaseDamaged) and not options.as_json and not ctx.command_path.startswith(
+                "local-llm db") and sys.stdin.isatty() and sys.stderr.isatty():
+            _offer_move_aside(root)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

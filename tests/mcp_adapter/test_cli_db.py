@@ -4,6 +4,9 @@ names the file, the problem and the fix, exit code 2, no traceback (real `local-
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -76,3 +79,42 @@ async def test_a_row_that_cannot_be_read_is_listed_checked_and_forgotten(
     assert forgotten.returncode == 0, forgotten.stderr
     assert Path(json.loads(forgotten.stdout)["backup"]).exists()
     assert _cli(cli_command, cli_env, "db", "check").returncode == 0
+
+
+def _on_a_terminal(cli_command: list[str], env: dict[str, str], answer: bytes, *args: str) -> tuple[int, str]:
+    """Run with stdin and stderr on a pseudo-terminal (stdout a pipe), answering the first question with `answer`."""
+    main, child = pty.openpty()
+    process = subprocess.Popen([*cli_command, *args], env=env, stdin=child, stderr=child, stdout=subprocess.PIPE)
+    os.close(child)
+    said = b""
+    try:
+        while b"[y/N]" not in said and process.poll() is None:
+            ready, _, _ = select.select([main], [], [], 30)
+            assert ready, f"no question within 30 s: {said!r}"
+            said += os.read(main, 4096)
+        os.write(main, answer)
+        process.wait(timeout=30)
+        while select.select([main], [], [], 0.2)[0]:
+            try:
+                said += os.read(main, 4096)
+            except OSError:  # the child closed the terminal
+                break
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(main)
+    return process.returncode, said.decode(errors="replace")
+
+
+@pytest.mark.parametrize(("answer", "moved"), [(b"y\n", True), (b"\n", False)], ids=["yes", "no"])
+def test_on_a_terminal_a_command_offers_to_move_a_damaged_database_aside(
+    cli_command: list[str], cli_env: dict[str, str], state_db: Path, answer: bytes, moved: bool
+) -> None:
+    state_db.parent.mkdir(parents=True)
+    state_db.write_bytes(b"not a database\n" * 100)
+    code, said = _on_a_terminal(cli_command, cli_env, answer, "runs")
+    assert code == 2 and "Traceback" not in said and "Move it aside now" in said
+    kept = list(state_db.parent.glob("state.db.damaged-*"))
+    assert bool(kept) is moved and state_db.exists() is not moved
+    if moved:
+        assert kept[0].read_bytes() == b"not a database\n" * 100 and "run the command again" in said
