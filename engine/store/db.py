@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -353,7 +354,7 @@ class Store:
             bounds: list[str | None] = [None, *sorted(set(not_states)), None]
             branches = [(where + (" AND state > ?" if lo is not None else "") + (" AND state < ?" if hi is not None
                          else ""), [*args, *(b for b in (lo, hi) if b is not None)])
-                        for lo, hi in zip(bounds, bounds[1:])]
+                        for lo, hi in pairwise(bounds)]
         sql = " UNION ALL ".join(f"SELECT * FROM machines {w}" for w, _ in branches)
         args = [a for _, branch_args in branches for a in branch_args]
         sql += " ORDER BY created_at DESC, id DESC"
