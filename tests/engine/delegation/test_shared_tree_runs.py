@@ -110,3 +110,28 @@ async def test_a_rollback_removes_the_directories_its_run_created(engine: Engine
     assert result["state"] == "failed" and result["conflicts"] == []
     assert sorted(p.name for p in project_dir.iterdir() if p.name != ".claude") == ["src"]
     assert list((project_dir / "src").iterdir()) == []
+
+
+@pytest.mark.anyio
+async def test_a_file_created_at_an_output_path_after_a_kill_survives_the_resume(
+    engine: Engine, project_dir: Path
+) -> None:
+    # The run was killed in `writing`: contents journaled, nothing renamed into place yet.
+    engine.ctx.runs.create("run-killed", {"task": "t", "task_type": "generate", "max_attempts": 2,
+                                          "output_files": [{"path": "new.py", "description": ""},
+                                                           {"path": "other.py", "description": ""}]})
+    engine.ctx.runs.fire("run-killed", "start", data={"attempt": 1})
+    with engine.store.transaction() as tx:
+        for path in ("new.py", "other.py"):
+            tx.journal_base("run-killed", path, previous=None)
+            tx.journal_content("run-killed", path, content=b"the run's\n", attempt=1)
+    engine.ctx.runs.fire("run-killed", "generated")
+    (project_dir / "new.py").write_text("the user's new file\n")  # between the kill and the resume
+    with anyio.fail_after(10):
+        report = await engine.resume()
+    [run] = report["runs"]
+    assert run["state"] == "failed"
+    view = await engine.result("run-killed")
+    assert [(c["path"], c["found"]) for c in view["conflicts"]] == [("new.py", "created")]
+    assert (project_dir / "new.py").read_text() == "the user's new file\n"
+    assert not (project_dir / "other.py").exists()  # nothing of the attempt was written
