@@ -9,8 +9,10 @@ import logging
 import logging.handlers
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import structlog
+from structlog.typing import ExcInfo
 
 __all__ = ["configure_logging", "default_to_stderr"]
 
@@ -21,6 +23,12 @@ def default_to_stderr() -> None:
         structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
 _configured: Path | None | bool = False
+
+
+def _one_line_exception(sio: TextIO, exc_info: ExcInfo) -> None:
+    """On a terminal, an exception is one line; its traceback goes to engine.log (and to stderr with -v): users
+    read stderr, and a page of frames there hides the line that says what to do."""
+    sio.write(f"\n{exc_info[0].__name__}: {exc_info[1]} (traceback in engine.log; -v shows it here)")
 
 
 def configure_logging(*, log_file: Path | None, verbose: bool = False, console: bool | None = None) -> None:
@@ -58,7 +66,10 @@ def configure_logging(*, log_file: Path | None, verbose: bool = False, console: 
             foreign_pre_chain=shared,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+                structlog.dev.ConsoleRenderer(
+                    colors=sys.stderr.isatty(),
+                    exception_formatter=structlog.dev.plain_traceback if verbose else _one_line_exception,
+                ),
             ],
         )
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from states.data import MachineData, UnknownField
-from states.delegation import DELEGATION, OutputFile, RunData, Turn, Verification
+from states.delegation import DELEGATION, Conflict, OutputFile, RunData, Turn, Verification
 from states.session import SESSION, SESSION_ID, SessionData
 from states.spec import MachineModel, MachineSpec, TransitionSpec, build_machine
 
@@ -12,6 +12,7 @@ __all__ = [
     "MACHINES",
     "SESSION",
     "SESSION_ID",
+    "Conflict",
     "MachineData",
     "MachineModel",
     "MachineSpec",

@@ -18,6 +18,7 @@ from states.spec import MachineSpec, TransitionSpec
 
 __all__ = [
     "DELEGATION",
+    "Conflict",
     "OutputFile",
     "PromptText",
     "RunData",
@@ -54,6 +55,18 @@ class SkippedFile(TypedDict):
     reason: str
     tokens: int
     kept_tokens: int
+
+
+class Conflict(TypedDict):
+    """An output the run left alone because someone else changed it (the shared-tree rule)."""
+
+    path: str
+    found: str
+    """`changed`, `deleted` or `created`: what the run found instead of a version it started from or wrote."""
+    during: str
+    """`writing` or `rolling_back`."""
+    kept_at: str | None
+    """Where the run's version is kept (`.claude/workflow/conflicts/<run_id>/<path>`), if it had one."""
 
 
 class Verification(TypedDict):
@@ -94,6 +107,7 @@ class RunData(MachineData):
     files_written: list[str] = field(default_factory=list)
     verification: Verification | None = None
     error: str | None = None
+    conflicts: list[Conflict] = field(default_factory=list)
     cancel_requested: bool = False
     recoveries: int = 0
 
@@ -152,11 +166,13 @@ DELEGATION = MachineSpec(
         TransitionSpec("generation_failed", ("delegating", "writing"), "retrying", conditions=(has_attempts_left,)),
         TransitionSpec("generation_failed", ("delegating", "writing"), "rolling_back", unless=(has_attempts_left,)),
         TransitionSpec("regenerate", ("retrying",), "delegating"),
+        TransitionSpec("conflict", ("writing",), "rolling_back"),
         TransitionSpec("cancel", ("pending",), "cancelled"),
         TransitionSpec("cancel", _WORKING, "rolling_back"),
         TransitionSpec("abort", ("pending", *_WORKING), "rolling_back"),
         TransitionSpec("rolled_back", ("rolling_back",), "cancelled", conditions=(is_cancelling,)),
         TransitionSpec("rolled_back", ("rolling_back",), "failed", unless=(is_cancelling,)),
+        TransitionSpec("rollback_failed", ("rolling_back",), "failed"),
     ),
     descriptions={
         "pending": "accepted, waiting for a generation slot and its output files",
@@ -166,7 +182,7 @@ DELEGATION = MachineSpec(
         "retrying": "verification or generation failed; the next attempt carries the error",
         "rolling_back": "restoring every written file to what it was before the run",
         "done": "files written (and verified, when a verify command was given)",
-        "failed": "out of attempts or aborted; files rolled back",
+        "failed": "out of attempts, aborted, or in conflict with someone else's edit; the run's files rolled back",
         "cancelled": "cancelled by the caller; files rolled back",
     },
 )

@@ -15,6 +15,7 @@ from engine.context import EngineContext
 from engine.delegation.generation import Slots, safe_progress
 from engine.delegation.locks import PathLocks
 from engine.delegation.moves import RunMoves, StateMoved
+from engine.delegation.paths import resolve_inside
 from engine.delegation.steps import STEPS, Attempt, SessionLink, StepTools, test_pause
 from engine.errors import UserError
 from engine.progress import Progress
@@ -103,9 +104,12 @@ class Driver:
                 continue
             except Exception as exc:
                 if record.state == "rolling_back":
-                    # Never spin on a rollback that cannot finish: the run stays in rolling_back for `resume`.
+                    # Never spin on a rollback that cannot finish: the run stays in rolling_back for `resume`, which
+                    # counts it toward the recovery limit and ends it there (delegation/recovery.py).
                     log.exception("rollback failed", run_id=run_id)
-                    raise
+                    self.ctx.runs.note(run_id, "rollback_error", data={"last_error": f"{type(exc).__name__}: {exc}"},
+                                       payload={"error": f"{type(exc).__name__}: {exc}"[:500]})
+                    return
                 if isinstance(exc, UserError):
                     reason = str(exc)
                 else:  # a bug must not leave files half-done: roll back and say what happened
@@ -114,9 +118,11 @@ class Driver:
                 self.moves.abort(run_id, reason)
 
     async def _lock(self, stack: AsyncExitStack, data: RunData) -> None:
-        # Data that is not a delegate's (see RunData.incomplete) names no paths to lock.
+        # Keyed on the real file, so `out.py`, `./out.py` and a symlink to it take one lock. Data that is not a
+        # delegate's (see RunData.incomplete) names no paths to lock.
         paths = data.output_paths if data.incomplete() is None else []
-        await stack.enter_async_context(self._locks.hold(paths))
+        keys = [str(resolve_inside(self.ctx.project.root, p, field="output_files.path")) for p in paths]
+        await stack.enter_async_context(self._locks.hold(keys))
 
     async def _cancellable(self, run_id: str, live: Live, work: Callable[[], Awaitable[None]]) -> bool:
         """Run `work`; True if a cancel request (this process or another) stopped it."""

@@ -17,7 +17,9 @@ RETRY_S = 0.05
 
 
 class PathLocks:
-    """Exclusive locks on output paths, across processes (flock on lock files; released by the OS on a crash)."""
+    """Exclusive locks on output files, across processes and within one (flock on lock files, one per resolved path,
+    reused and never unlinked: unlinking one another process may be opening would let two holders in; released by
+    the OS on a crash). Callers pass the resolved real path, so aliases of one file take one lock."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory

@@ -30,7 +30,10 @@ def now_iso() -> str:
 
 
 def append_record(path: Path, record: Mapping[str, Any]) -> None:
-    line = (json.dumps(dict(record), ensure_ascii=False, sort_keys=False, default=str) + "\n").encode("utf-8")
+    try:
+        line = (json.dumps(dict(record), ensure_ascii=False, default=str) + "\n").encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (JSON input allows "\ud800"): JSON's escapes keep the line valid
+        line = (json.dumps(dict(record), ensure_ascii=True, default=str) + "\n").encode("ascii")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -150,6 +153,11 @@ def saved_tokens_estimate(runs: Iterable[Mapping[str, Any]]) -> int:
     return max(0, int(saved))
 
 
+def _conflicts(record: Mapping[str, Any]) -> list[Any]:
+    found = record.get("conflicts")
+    return found if isinstance(found, list) else []
+
+
 def _group(runs: list[dict[str, Any]]) -> dict[str, Any]:
     verified = [r for r in runs if r.get("verification_passed") is not None]
     passed = [r for r in verified if r.get("verification_passed") is True]
@@ -184,6 +192,8 @@ def aggregate(contents: LogContents) -> dict[str, Any]:
         "done": done,
         "failed": sum(1 for r in runs if r.get("state") == "failed"),
         "cancelled": sum(1 for r in runs if r.get("state") == "cancelled"),
+        "runs_with_conflicts": sum(1 for r in runs if _conflicts(r)),
+        "conflicts": sum(len(_conflicts(r)) for r in runs),
         "success_rate": _rate(done, len(runs)),
         "verification_pass_rate": _rate(len(passed), len(verified)),
         "first_attempt_pass_rate": _rate(len(first), len(verified)),

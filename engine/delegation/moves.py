@@ -3,7 +3,7 @@ on, end a run (its delegation-log line in the same transaction), abort, and mark
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -24,10 +24,11 @@ class StateMoved(Exception):
     """Someone else (a cancel from another process) moved the run; re-read it."""
 
 
-def mark_writes(run_id: str, status: str) -> AfterMove:
-    """An `after=` hook: the run's journaled writes take `status` in the same transaction as the move."""
+def mark_writes(run_id: str, status: str, *, paths: Sequence[str] | None = None) -> AfterMove:
+    """An `after=` hook: the run's journaled writes (or those of `paths`) take `status` in the same transaction as
+    the move."""
     def mark(tx: Transaction, moved: MachineRecord) -> None:
-        tx.mark_file_writes(run_id, status)
+        tx.mark_file_writes(run_id, status, paths=paths)
     return mark
 
 
@@ -87,6 +88,6 @@ class RunMoves:
             return
         try:
             metrics.append_record(path, log_line(record))
-        except OSError:  # the log is derived from the journal: a full disk must not keep a run from ending
+        except Exception:  # the log is derived from the journal: nothing in it (a full disk) may keep a run from ending
             log.exception("could not append to the delegation log", run_id=record.id)
         log.info("delegation finished", run_id=record.id, state=record.state, seconds=elapsed(record))

@@ -61,6 +61,24 @@ def claim(runs: PersistedMachines, run_id: str, *, token: str | None = None) -> 
         return tx.get(run_id)
 
 
+def _give_up(runs: PersistedMachines, record: MachineRecord, count: int, max_recoveries: int) -> MachineRecord:
+    """A run interrupted too often ends: rolled back when it got as far as writing, or failed where it stands when
+    even its rollback keeps failing (rolling_back counts toward the limit too: a rollback that cannot finish must
+    not be retried at every start)."""
+    data = RunData.from_json(record.data)
+    if record.state == "rolling_back":
+        reason = (
+            f"could not finish rolling back after {count} tries ({data.last_error or 'interrupted'}); the run's "
+            "files were left as they are: check them with `local-llm run ID`"
+        )
+        return runs.fire(record.id, "rollback_failed", data={"error": reason}, payload={"reason": reason[:500]})
+    reason = (
+        f"interrupted {count} times (last in state {record.state!r}); gave up after {max_recoveries} recoveries. "
+        "Check engine.log for the crash, then delegate again"
+    )
+    return runs.fire(record.id, "abort", data={"error": reason}, payload={"reason": reason[:500]})
+
+
 async def recover(
     runs: PersistedMachines,
     resume: ResumeHook,
@@ -103,12 +121,8 @@ async def _recover_one(
         record.id, "recover", data={"recoveries": count}, payload={"state": claimed.state, "recovery": count}
     )
     outcome = "resumed"
-    if count > max_recoveries and noted.state != "rolling_back":
-        reason = (
-            f"interrupted {count} times (last in state {noted.state!r}); gave up after {max_recoveries} "
-            "recoveries. Check engine.log for the crash, then delegate again"
-        )
-        noted = runs.fire(record.id, "abort", data={"error": reason}, payload={"reason": reason})
+    if count > max_recoveries:
+        noted = _give_up(runs, noted, count, max_recoveries)
         outcome = "aborted"
     log.info("recovering run", run_id=record.id, state=noted.state, recovery=count)
     await resume(noted)

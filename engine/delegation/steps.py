@@ -31,14 +31,17 @@ import structlog
 from engine.context import EngineContext
 from engine.delegation.generation import Slots, answer_room, fit_history, generate, pack, safe_progress
 from engine.delegation.moves import RunMoves, mark_writes
+from engine.delegation.paths import resolve_inside
+from engine.delegation.shared_tree import Action, apply_action, apply_file, conflict_message, read_bases, rollback_file
+from engine.delegation.shared_tree import Step as ShareStep
 from engine.delegation.verify import run_verify
-from engine.delegation.writes import apply_journal, journal_writes, rollback_journal
+from engine.delegation.writes import on_disk
 from engine.errors import UserError
 from engine.executor import Executor
 from engine.executor.answers import AnswerError, answer_schema, parse_answer
 from engine.executor.backends.base import BackendError, ChatMessage, GenerateRequest
 from engine.progress import Progress
-from engine.store.db import FileWrite, MachineRecord, Transaction
+from engine.store.db import MachineRecord, Transaction
 from states import RunData, Turn
 
 __all__ = ["STEPS", "Attempt", "SessionLink", "Step", "StepTools", "test_pause"]
@@ -115,8 +118,14 @@ async def _delegating(tools: StepTools, record: MachineRecord, attempt: Attempt)
     data = RunData.from_json(record.data)
     if data.prompt is None:
         changes, skipped, tokens = pack(tools.root, data, backend, num_ctx)
+        bases = read_bases(tools.root, data.output_paths)  # what the model sees is what later writes compare with
+
+        def journal_bases(tx: Transaction, moved: MachineRecord) -> None:
+            for path, previous in bases.items():
+                tx.journal_base(moved.id, path, previous=previous)
+
         record = tools.ctx.runs.note(record.id, "packed", data=changes, payload={
-            "context_tokens": tokens, "files_skipped": [s["path"] for s in skipped]})
+            "context_tokens": tokens, "files_skipped": [s["path"] for s in skipped]}, after=journal_bases)
         data = RunData.from_json(record.data)
     assert data.prompt is not None
     model = data.model or executor.model
@@ -160,7 +169,11 @@ async def _delegating(tools: StepTools, record: MachineRecord, attempt: Attempt)
     number, root = data.attempt, tools.root
 
     def journal(tx: Transaction, moved: MachineRecord) -> None:
-        journal_writes(tx, record.id, root, contents, attempt=number)
+        journaled = {w.path for w in tx.file_writes(record.id)}
+        for path, content in contents:
+            if path not in journaled:  # packed by a version that journaled no bases: the base is what is there now
+                tx.journal_base(record.id, path, previous=read_bases(root, [path])[path])
+            tx.journal_content(record.id, path, content=content, attempt=number)
 
     tools.moves.fire(
         record, "generated", data={**counters, "last_answer": result.text},
@@ -186,10 +199,37 @@ def _generation_failed(
 
 
 async def _writing(tools: StepTools, record: MachineRecord, attempt: Attempt) -> None:
-    writes = [w for w in tools.ctx.store.file_writes(record.id) if w.status != "rolled_back"]
-    written = await _replay(tools.root, writes, apply_journal, pause_in="writing")
+    writes = [w for w in tools.ctx.store.file_writes(record.id) if w.content is not None and w.status != "conflict"]
+    workflow = tools.ctx.project.workflow_dir
+    # Look at every file before touching any: a file someone else changed ends the run with nothing of this attempt
+    # written. Each write checks its file again right before its rename.
+    for w in writes:
+        if apply_action(on_disk(resolve_inside(tools.root, w.path, field="output_files.path")), w) is Action.CONFLICT:
+            _conflicted(tools, record, [apply_file(tools.root, workflow, record.id, w)])
+            return
+    written: list[str] = []
+    for n, w in enumerate(writes):
+        step = apply_file(tools.root, workflow, record.id, w)
+        if step.conflict is not None:
+            _conflicted(tools, record, [step])
+            return
+        with tools.ctx.store.transaction() as tx:
+            tx.journal_applied(record.id, w.path, applied_hash=str(step.applied_hash), created_dirs=step.created)
+        written.append(w.path)
+        if n == 0:
+            await test_pause("writing")
     tools.moves.fire(record, "written", data={"files_written": written}, payload={"files": written},
                      after=mark_writes(record.id, "written"))
+
+
+def _conflicted(tools: StepTools, record: MachineRecord, steps: Sequence[ShareStep]) -> None:
+    conflicts = [s.conflict for s in steps if s.conflict is not None]
+    data = RunData.from_json(record.data)
+    log.warning("conflict with another writer", run_id=record.id, conflicts=conflicts)
+    tools.moves.fire(record, "conflict", data={"conflicts": [*data.conflicts, *conflicts],
+                                                 "error": conflict_message(conflicts)},
+                     payload={"conflicts": [c["path"] for c in conflicts]},
+                     after=mark_writes(record.id, "conflict", paths=[c["path"] for c in conflicts]))
 
 
 async def _verifying(tools: StepTools, record: MachineRecord, attempt: Attempt) -> None:
@@ -213,24 +253,29 @@ async def _verifying(tools: StepTools, record: MachineRecord, attempt: Attempt) 
 
 
 async def _rolling_back(tools: StepTools, record: MachineRecord, attempt: Attempt) -> None:
-    writes = tools.ctx.store.file_writes(record.id)
-    restored = await _replay(tools.root, writes, rollback_journal, pause_in="rolling_back")
-    tools.ctx.runs.fire(record.id, "rolled_back", payload={"files": restored},
-                        after=tools.moves.ended(mark_writes(record.id, "rolled_back")))
-
-
-async def _replay(
-    root: Path, writes: Sequence[FileWrite], step: Callable[[Sequence[FileWrite], Path], list[str]], *,
-    pause_in: str,
-) -> list[str]:
-    """Apply `step` (write or roll back) to each journaled file; one at a time so the test-only pause can stop the
-    run between two files."""
-    done: list[str] = []
+    writes = [w for w in tools.ctx.store.file_writes(record.id) if w.status != "conflict"]
+    workflow = tools.ctx.project.workflow_dir
+    steps: list[ShareStep] = []
     for n, w in enumerate(writes):
-        done += step([w], root)
+        steps.append(rollback_file(tools.root, workflow, record.id, w))
         if n == 0:
-            await test_pause(pause_in)
-    return done
+            await test_pause("rolling_back")
+    restored = [s.path for s in steps if s.done]
+    conflicts = [s.conflict for s in steps if s.conflict is not None]
+    data = RunData.from_json(record.data)
+    changes: dict[str, Any] = {}
+    if conflicts:
+        log.warning("conflict with another writer while rolling back", run_id=record.id, conflicts=conflicts)
+        changes = {"conflicts": [*data.conflicts, *conflicts],
+                   "error": (data.error + "; " if data.error else "") + conflict_message(conflicts)}
+
+    def mark(tx: Transaction, moved: MachineRecord) -> None:
+        tx.mark_file_writes(record.id, "rolled_back", paths=restored)
+        tx.mark_file_writes(record.id, "conflict", paths=[c["path"] for c in conflicts])
+
+    tools.ctx.runs.fire(record.id, "rolled_back", data=changes,
+                        payload={"files": restored, "conflicts": [c["path"] for c in conflicts]},
+                        after=tools.moves.ended(mark))
 
 
 STEPS: dict[str, Step] = {

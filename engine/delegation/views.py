@@ -30,6 +30,7 @@ def list_row(record: MachineRecord) -> dict[str, Any]:
         "max_attempts": data.max_attempts,
         "files": data.output_paths,
         "error": data.error,
+        "conflicts": len(data.conflicts),
         "created_at": record.created_at,
         "updated_at": record.updated_at,
     }
@@ -69,6 +70,7 @@ def result_view(record: MachineRecord, writes: Sequence[FileWrite]) -> dict[str,
         "prompt_tokens": data.prompt_tokens,
         "time_seconds": elapsed(record),
         "error": data.error,
+        "conflicts": data.conflicts,
         "cancel_requested": data.cancel_requested,
     }
 
@@ -92,4 +94,5 @@ def log_line(record: MachineRecord) -> dict[str, Any]:
         "state": record.state, "model": data.model_name, "attempts": data.attempt,
         "prompt_tokens": data.prompt_tokens, "files": data.output_paths,
         "files_skipped": [s["path"] for s in data.files_skipped], "error": data.error,
+        "conflicts": data.conflicts,
     }

@@ -1,24 +1,29 @@
-"""The files a run writes: atomic writes, and applying or rolling back the run's write journal.
+"""Writing files in a tree that others edit at the same time: atomic replacement guarded by what the file holds
+right before the rename, the directories a write created, and the run's version kept aside on a conflict.
 
-Every write of a run is journaled in the store's write journal (`Transaction.add_file_write`) before it happens: the
-original content of each target (or its absence) from the run's first attempt, and the newest content. Re-applying the
-journal and rolling it back are both idempotent, so a crash at any point can be finished by recovery.
-"""
+Which versions a run may replace is decided by engine/delegation/shared_tree.py; this module only does the IO."""
 
 from __future__ import annotations
 
 import glob
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import structlog
 
-from engine.delegation.paths import resolve_inside
-from engine.store.db import FileWrite, Transaction
+from engine.store.journal import ABSENT, content_hash
 
-__all__ = ["TEMP_MARK", "apply_journal", "atomic_write", "journal_writes", "remove_stale_temps", "rollback_journal"]
+__all__ = [
+    "TEMP_MARK",
+    "atomic_write",
+    "keep_version",
+    "on_disk",
+    "remove_created_dirs",
+    "remove_stale_temps",
+    "replace_if",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -54,91 +59,104 @@ def remove_stale_temps(path: Path) -> list[str]:
     return removed
 
 
-def atomic_write(path: Path, content: bytes) -> None:
-    """Write `content` to `path` so a reader sees the old file or the new one, never half of one.
+def _missing_dirs(directory: Path) -> list[Path]:
+    """`directory` and its ancestors that do not exist yet, deepest first (what a write there would create)."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    return missing
 
-    Temp file in the same directory (same filesystem, so the rename is atomic), fsync, rename, fsync the directory
-    (so the rename itself survives a crash). The mode of a replaced file is kept.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
+
+def _temp_with(path: Path, content: bytes) -> str:
+    """A fsynced temp file beside `path` holding `content`, with the mode `path` has (or a new file's)."""
     try:
-        mode: int | None = path.stat().st_mode & 0o7777
+        mode = path.stat().st_mode & 0o7777
     except FileNotFoundError:
-        mode = None
-    remove_stale_temps(path)
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{TEMP_MARK}", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, mode)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    return tmp
+
+
+def _unlink_quietly(path: str | Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def on_disk(path: Path) -> str:
+    """The hash of what `path` holds now (journal.ABSENT when there is no file)."""
+    try:
+        return content_hash(path.read_bytes())
+    except (FileNotFoundError, NotADirectoryError):
+        return ABSENT
+
+
+def replace_if(path: Path, content: bytes | None, *, expected: Callable[[str], bool]) -> tuple[bool, list[Path]]:
+    """Put `content` at `path` (None: remove the file) unless what is there stopped being `expected`.
+
+    Everything slow (the temp file, its fsync) happens first; the file is read and hashed right before the atomic
+    rename (or the unlink), so the window in which someone else's write can still be replaced is that of one read,
+    one hash and one rename (see docs/ARCHITECTURE.md, "The working tree is shared"). Returns whether it acted, and
+    the directories it created."""
+    created = _missing_dirs(path.parent) if content is not None else []
+    if content is None:
+        if path.parent.exists():
+            remove_stale_temps(path)
+        if not expected(on_disk(path)):
+            return False, []
+        _unlink_quietly(path)
+        if path.parent.exists():
+            _fsync_dir(path.parent)
+        return True, []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
+    tmp = _temp_with(path, content)
+    if not expected(on_disk(path)):
+        _unlink_quietly(tmp)
+        return False, created
+    try:
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _unlink_quietly(tmp)
         raise
     _fsync_dir(path.parent)
+    return True, created
 
 
-def journal_writes(
-    tx: Transaction, run_id: str, root: Path, files: Sequence[tuple[str, bytes]], *, attempt: int
-) -> None:
-    """Record, inside the caller's transaction, what each target holds now (first attempt only) and its new content."""
-    known = {w.path for w in tx.file_writes(run_id)}
-    for relative, content in files:
-        if relative in known:
-            tx.replace_file_content(run_id, relative, content=content, attempt=attempt)
-            continue
-        target = resolve_inside(root, relative, field="output_files.path")
-        existed = target.is_file()
-        tx.add_file_write(run_id, relative, existed=existed, previous=target.read_bytes() if existed else None,
-                          content=content, attempt=attempt)
+def atomic_write(path: Path, content: bytes) -> None:
+    """Write `content` to `path` so a reader sees the old file or the new one, never half of one (temp file in the
+    same directory, fsync, rename, fsync the directory; the mode of a replaced file is kept). For the engine's own
+    files: a run's outputs go through `replace_if`."""
+    replace_if(path, content, expected=lambda _current: True)
 
 
-def _current(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
+def remove_created_dirs(root: Path, dirs: Iterable[str]) -> None:
+    """Remove directories a run created, deepest first, where they are empty again (someone else's file keeps one)."""
+    for relative in sorted(dirs, key=lambda d: d.count("/"), reverse=True):
+        try:
+            os.rmdir(root / relative)
+        except OSError:
+            pass
+
+
+def keep_version(workflow_dir: Path, run_id: str, relative: str, content: bytes | None) -> str | None:
+    """Keep the run's version of a file it could not write under `conflicts/<run_id>/<path>`; its path relative to
+    the project's workflow directory, or None when the run had no content for it."""
+    if content is None:
         return None
-
-
-def apply_journal(writes: Iterable[FileWrite], root: Path) -> list[str]:
-    """Write every journaled new content (skipping files that already hold it); returns the paths written."""
-    written = []
-    for w in writes:
-        if w.content is None:
-            continue
-        target = resolve_inside(root, w.path, field="output_files.path")
-        remove_stale_temps(target)
-        if _current(target) != w.content:
-            atomic_write(target, w.content)
-        written.append(w.path)
-    return written
-
-
-def rollback_journal(writes: Iterable[FileWrite], root: Path) -> list[str]:
-    """Put every target back to its original bytes, or remove it if it did not exist; idempotent."""
-    restored = []
-    for w in writes:
-        target = resolve_inside(root, w.path, field="output_files.path")
-        remove_stale_temps(target)
-        if w.existed:
-            if _current(target) != w.previous:
-                atomic_write(target, w.previous or b"")
-        else:
-            try:
-                target.unlink()
-                _fsync_dir(target.parent)
-            except FileNotFoundError:
-                pass
-        restored.append(w.path)
-    log.info("rolled back", paths=restored)
-    return restored
+    target = workflow_dir / "conflicts" / run_id / relative
+    atomic_write(target, content)
+    return str(target.relative_to(workflow_dir.parent.parent))

@@ -21,8 +21,10 @@ from typing import Any
 import structlog
 
 from engine.errors import UserError
+from engine.store import journal
 from engine.store.connect import open_database
 from engine.store.health import DamagedRow, payload_data, row_data, unusable
+from engine.store.journal import FileWrite
 
 __all__ = [
     "EventRecord",
@@ -80,19 +82,6 @@ class EventRecord:
     at: float = 0.0
 
 
-@dataclass(frozen=True)
-class FileWrite:
-    """One output file of a run in the write journal: what it held before the run (`existed`, `previous`), the
-    content of the run's newest attempt, and where that content is (`pending`, `written`, `rolled_back`)."""
-
-    path: str
-    existed: bool
-    previous: bytes | None
-    content: bytes | None
-    attempt: int
-    status: str
-
-
 def _machine(row: sqlite3.Row, declared: Mapping[str, frozenset[str]]) -> MachineRecord:
     """The row as a record; DamagedRow when it cannot be read (engine/store/health.py: row_data)."""
     return MachineRecord(
@@ -118,14 +107,6 @@ def _event(row: sqlite3.Row) -> EventRecord:
         payload=payload_data(row["payload"]),
         at=row["at"],
     )
-
-
-def _file_writes(conn: sqlite3.Connection, run_id: str) -> list[FileWrite]:
-    rows = conn.execute(
-        "SELECT path, existed, previous, content, attempt, status FROM file_writes WHERE run_id = ? ORDER BY path",
-        (run_id,),
-    ).fetchall()
-    return [FileWrite(r[0], bool(r[1]), r[2], r[3], int(r[4]), str(r[5])) for r in rows]
 
 
 def _dumps(value: dict[str, Any]) -> str:
@@ -195,30 +176,22 @@ class Transaction:
     def set_owner(self, machine_id: str, owner: str | None) -> None:
         self._conn.execute("UPDATE machines SET owner = ? WHERE id = ?", (owner, machine_id))
 
-    # -- the write journal of delegation runs ----------------------------------------------------------------------
+    # -- the write journal of delegation runs (engine/store/journal.py) ---------------------------------------
 
     def file_writes(self, run_id: str) -> list[FileWrite]:
-        return _file_writes(self._conn, run_id)
+        return journal.file_writes(self._conn, run_id)
 
-    def add_file_write(
-        self, run_id: str, path: str, *, existed: bool, previous: bytes | None, content: bytes, attempt: int
-    ) -> None:
-        """Journal a run's first write of `path`, with what the file held before."""
-        self._conn.execute(
-            "INSERT INTO file_writes (run_id, path, existed, previous, content, attempt, status)"
-            " VALUES (?, ?, ?, ?, ?, ?, 'pending')",
-            (run_id, path, int(existed), previous, content, attempt),
-        )
+    def journal_base(self, run_id: str, path: str, *, previous: bytes | None) -> None:
+        journal.add_base(self._conn, run_id, path, previous=previous)
 
-    def replace_file_content(self, run_id: str, path: str, *, content: bytes, attempt: int) -> None:
-        """A later attempt's content for `path`; what the file held before the run stays as first journaled."""
-        self._conn.execute(
-            "UPDATE file_writes SET content = ?, attempt = ?, status = 'pending' WHERE run_id = ? AND path = ?",
-            (content, attempt, run_id, path),
-        )
+    def journal_content(self, run_id: str, path: str, *, content: bytes, attempt: int) -> None:
+        journal.set_content(self._conn, run_id, path, content=content, attempt=attempt)
 
-    def mark_file_writes(self, run_id: str, status: str) -> None:
-        self._conn.execute("UPDATE file_writes SET status = ? WHERE run_id = ?", (status, run_id))
+    def journal_applied(self, run_id: str, path: str, *, applied_hash: str, created_dirs: Sequence[str] = ()) -> None:
+        journal.record_applied(self._conn, run_id, path, applied_hash=applied_hash, created_dirs=created_dirs)
+
+    def mark_file_writes(self, run_id: str, status: str, *, paths: Sequence[str] | None = None) -> None:
+        journal.set_status(self._conn, run_id, status, paths=paths)
 
     def _append(
         self, machine_id: str, version: int, event: str, src: str | None, dst: str, payload: dict[str, Any]
@@ -379,7 +352,7 @@ class Store:
 
     def file_writes(self, run_id: str) -> list[FileWrite]:
         with self._use() as conn:
-            return _file_writes(conn, run_id)
+            return journal.file_writes(conn, run_id)
 
     def events(self, machine_id: str) -> list[EventRecord]:
         with self._use() as conn:

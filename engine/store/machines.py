@@ -127,20 +127,24 @@ class PersistedMachines:
                 raise InvalidEvent(
                     self.spec.kind, record.id, record.state, event, self.spec.sources_of(event)
                 )
-            moved = tx.update(record, event=event, dst=dst, data={**record.data, **(data or {})}, payload=dict(payload or {}))
+            moved = tx.update(record, event=event, dst=dst, data={**record.data, **(data or {})},
+                              payload=dict(payload or {}))
             if after is not None:
                 after(tx, moved)
             return moved
 
     def note(
         self, machine_id: str, event: str, *, data: Mapping[str, Any] | None = None,
-        payload: Mapping[str, Any] | None = None,
+        payload: Mapping[str, Any] | None = None, after: AfterMove | None = None,
     ) -> MachineRecord:
         """Journal an event that changes the data but not the state (e.g. a recovery attempt)."""
         self.spec.data_type.check_changes(data or {})
         with self.store.transaction() as tx:
             record = tx.get(machine_id)
-            return tx.update(
+            noted = tx.update(
                 record, event=event, dst=record.state, data={**record.data, **(data or {})},
                 payload=dict(payload or {}),
             )
+            if after is not None:
+                after(tx, noted)
+            return noted

@@ -9,14 +9,30 @@ transaction as the version bump.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
 
 from engine.errors import UserError
+from engine.store.journal import content_hash
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "SchemaTooNew", "migrate"]
 
 Migration = str | Callable[[sqlite3.Connection], None]
+
+
+def _v3_shared_tree(conn: sqlite3.Connection) -> None:
+    """Schema 3: bases journaled at packing (before, the original was read after the model answered) and the contents
+    a run applied. Rows of runs in flight under schema 2 get their base from the original they journaled, and a
+    `written` row counts its content as applied."""
+    conn.execute("ALTER TABLE file_writes ADD COLUMN base_hash TEXT")
+    conn.execute("ALTER TABLE file_writes ADD COLUMN applied TEXT NOT NULL DEFAULT '[]'")
+    conn.execute("ALTER TABLE file_writes ADD COLUMN created_dirs TEXT NOT NULL DEFAULT '[]'")
+    rows = conn.execute("SELECT run_id, path, existed, previous, content, status FROM file_writes").fetchall()
+    for run_id, path, existed, previous, content, status in rows:
+        applied = [content_hash(content)] if status == "written" and content is not None else []
+        conn.execute("UPDATE file_writes SET base_hash = ?, applied = ? WHERE run_id = ? AND path = ?",
+                     (content_hash(previous if existed else None), json.dumps(applied), run_id, path))
 
 MIGRATIONS: tuple[Migration, ...] = (
     """
@@ -55,6 +71,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         PRIMARY KEY (run_id, path)
     );
     """,
+    _v3_shared_tree,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

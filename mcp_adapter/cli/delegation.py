@@ -29,6 +29,9 @@ def result_text(r: dict[str, Any]) -> str:
         lines.append(f"  {f['status']:<12} {f['path']} ({f['bytes']} bytes)")
     for s in r.get("files_skipped", []):
         lines.append(f"  skipped      {s['path']}: {s['reason']}")
+    for c in r.get("conflicts", []):
+        kept = f"; the run's version: {c['kept_at']}" if c.get("kept_at") else ""
+        lines.append(f"  conflict     {c['path']}: {c['found']} by someone else while {c['during']}, left alone{kept}")
     v = r.get("verification") or {}
     if v.get("passed") is not None:
         lines.append(f"verify: {'passed' if v['passed'] else 'failed'}")
@@ -50,6 +53,7 @@ def _stats_text(s: dict[str, Any]) -> str:
     lines = [
         f"analyzed: {s['analyzed']} (recommended delegate: {pct(s['delegation_rate'])})",
         f"delegated: {s['delegated']} (done {s['done']}, failed {s['failed']}, cancelled {s['cancelled']})",
+        f"conflicts with other writers: {s.get('conflicts', 0)} in {s.get('runs_with_conflicts', 0)} run(s)",
         f"verification pass rate: {pct(s['verification_pass_rate'])}; first attempt: {pct(s['first_attempt_pass_rate'])}",
         f"tokens generated: {s['tokens_generated']}; time: {s['time_seconds']:.1f} s",
         f"orchestrator tokens saved (estimate): {s['orchestrator_tokens_saved_estimate']}",

@@ -241,3 +241,13 @@ def test_the_console_script_and_python_m_use_the_entry_module() -> None:
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["local-llm"] == "mcp_adapter.entry:main"
     assert "from mcp_adapter.entry import main" in (REPO / "mcp_adapter" / "__main__.py").read_text()
+
+
+def test_a_result_with_a_conflict_says_which_file_was_left_alone_and_where_the_runs_version_is() -> None:
+    from mcp_adapter.cli.delegation import result_text
+
+    text = result_text({"run_id": "run-1", "state": "failed", "attempts": 1, "files": [], "conflicts": [
+        {"path": "a.py", "found": "changed", "during": "writing", "kept_at": ".claude/workflow/conflicts/run-1/a.py"}],
+        "error": "conflict: a.py was changed by someone else"})
+    assert "conflict     a.py: changed by someone else while writing, left alone; the run's version: " \
+           ".claude/workflow/conflicts/run-1/a.py" in text

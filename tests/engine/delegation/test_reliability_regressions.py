@@ -16,12 +16,13 @@ from engine import Engine
 from engine.delegation import metrics
 from engine.delegation.context_files import read_text_file
 from engine.delegation.paths import resolve_inside, writable_target
-from engine.delegation.writes import apply_journal, rollback_journal
+from engine.delegation.shared_tree import apply_file, rollback_file
 from engine.errors import InvalidArgument
 from engine.executor.backends.base import BackendError, BackendUnavailable, ModelMissing
 from engine.project import Project
 from engine.session.lifecycle import SessionBusy
-from engine.store.db import FileWrite, MachineRecord, Store
+from engine.store.db import MachineRecord, Store
+from engine.store.journal import ABSENT, FileWrite, content_hash
 from engine.testing.ollama_double import OllamaDouble
 from engine.testing.scripted import ScriptedBackend, files_answer, use_backend
 
@@ -83,10 +84,12 @@ def test_a_killed_writes_temp_file_is_removed_by_the_next_write_or_rollback(tmp_
     for leftover in (".a.txt.local-llm-abcd1234.tmp", ".b.txt.local-llm-efgh5678.tmp"):
         (tmp_path / leftover).write_bytes(b"half")
     (tmp_path / ".a.txt.x.local-llm-other.tmp").write_bytes(b"another file's")
-    writes = [FileWrite("a.txt", True, b"original", b"new", 1, "pending"),
-              FileWrite("b.txt", False, None, b"new b", 1, "pending")]
-    apply_journal(writes[:1], tmp_path)
-    rollback_journal(writes[1:], tmp_path)
+    a = FileWrite("a.txt", True, b"original", b"new", 1, "pending", content_hash(b"original"))
+    b = FileWrite("b.txt", False, None, b"new b", 1, "written", ABSENT, (content_hash(b"new b"),))
+    (tmp_path / "b.txt").write_bytes(b"new b")
+    workflow = tmp_path / ".claude" / "workflow"
+    assert apply_file(tmp_path, workflow, "run-1", a).done
+    assert rollback_file(tmp_path, workflow, "run-1", b).done
     assert sorted(p.name for p in tmp_path.iterdir()) == [".a.txt.x.local-llm-other.tmp", "a.txt"]
 
 

@@ -8,9 +8,8 @@ import pytest
 
 from engine.delegation.context_files import SecretFile, looks_secret, read_text_file
 from engine.delegation.paths import resolve_inside
-from engine.delegation.writes import apply_journal, atomic_write, journal_writes, rollback_journal
+from engine.delegation.writes import atomic_write
 from engine.errors import InvalidArgument
-from engine.store.db import Store
 
 
 @pytest.mark.parametrize("bad", ["/etc/passwd", "../outside.py", "src/../../x", "a\x00b", "", "C:\\win.ini", "."])
@@ -68,39 +67,3 @@ def test_atomic_write_replaces_content_keeps_the_mode_and_leaves_no_temp_file(pr
     assert target.read_bytes() == b"#!/bin/sh\necho 2\n"
     assert stat.S_IMODE(target.stat().st_mode) == 0o755
     assert sorted(p.name for p in target.parent.iterdir()) == ["run.sh"]
-
-
-def test_the_journal_keeps_the_first_original_and_rollback_restores_it_byte_for_byte(project_dir: Path) -> None:
-    store = Store(project_dir / "state.db")
-    original = b"line 1\r\nline 2 \xe2\x9c\x93\n"
-    (project_dir / "kept.txt").write_bytes(original)
-    store_run = "run-1"
-    with store.transaction() as tx:
-        tx.create(store_run, kind="delegation", state="writing", data={})
-        journal_writes(tx, store_run, project_dir, [("kept.txt", b"v1"), ("new/made.txt", b"n1")], attempt=1)
-    with store.transaction() as tx:
-        apply_journal(tx.file_writes(store_run), project_dir)
-    assert (project_dir / "kept.txt").read_bytes() == b"v1"
-    with store.transaction() as tx:  # attempt 2 must not take attempt 1's content as the original
-        journal_writes(tx, store_run, project_dir, [("kept.txt", b"v2"), ("new/made.txt", b"n2")], attempt=2)
-        writes = tx.file_writes(store_run)
-    apply_journal(writes, project_dir)
-    assert {w.path: (w.existed, w.previous, w.content) for w in writes} == {
-        "kept.txt": (True, original, b"v2"), "new/made.txt": (False, None, b"n2")}
-    rollback_journal(writes, project_dir)
-    rollback_journal(writes, project_dir)  # idempotent: a crash during rollback is finished by running it again
-    assert (project_dir / "kept.txt").read_bytes() == original
-    assert not (project_dir / "new" / "made.txt").exists()
-    store.close()
-
-
-def test_journal_rows_are_written_only_if_the_transaction_commits(project_dir: Path) -> None:
-    store = Store(project_dir / "state.db")
-    with store.transaction() as tx:
-        tx.create("run-2", kind="delegation", state="delegating", data={})
-    with pytest.raises(RuntimeError), store.transaction() as tx:
-        journal_writes(tx, "run-2", project_dir, [("a.txt", b"x")], attempt=1)
-        raise RuntimeError("crash before commit")
-    with store.transaction() as tx:
-        assert tx.file_writes("run-2") == []
-    store.close()
