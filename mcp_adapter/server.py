@@ -3,6 +3,9 @@
 The adapter only translates: it checks that the fields an action needs are present, calls the engine, and turns
 the engine's `UserError`s into `ToolError`s (whose text the client sees; any other exception would reach the client
 only as "Error executing tool local_llm").
+
+Every field is strict: no `true` for an integer, no `"3"` for a number, no `1` or `"yes"` for a flag, no NaN or
+infinity. The SDK's own validation refuses them, naming the field, before the engine sees the call.
 """
 
 from __future__ import annotations
@@ -18,7 +21,16 @@ import structlog
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidatorFunctionWrapHandler,
+    WithJsonSchema,
+    WrapValidator,
+)
 
 from engine import BACKENDS, TASK_TYPES, Engine, UserError
 from engine.logs import configure_logging
@@ -48,7 +60,21 @@ output_files [{path, description}], context_files, verify). A delegate that take
 its run_id; collect it with action=result (run_id, wait). action=disable at the end unloads the model."""
 
 
+def _none_or_text(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+    return None if value is None else handler(value)
+
+
+Text = Annotated[
+    str, WrapValidator(_none_or_text), WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "null"}]})
+]
+"""Free text, or null. Declared as `str` (not `str | None`) because the SDK json-parses the string value of any
+field not declared `str` (its workaround for clients that send lists as JSON text): a task reading `[1, 2]` would
+reach the engine as a list, and one reading `null` as nothing."""
+
+
 class OutputFile(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
     path: str = Field(description="file to write, relative to the project root")
     description: str = Field(default="", description="what the file must contain")
 
@@ -116,7 +142,8 @@ def build_server(engine: Engine) -> MCPServer:
                         verify=fields["verify"],
                         max_attempts=fields["max_attempts"],
                         model=fields["model"],
-                        allow_secrets=bool(fields["allow_secrets"]),
+                        allow_secrets=fields["allow_secrets"],
+                        allow_config_writes=fields["allow_config_writes"],
                         wait=DEFAULT_WAIT_S if fields["wait"] is None else fields["wait"],
                     )
                 case "result":
@@ -147,39 +174,56 @@ def build_server(engine: Engine) -> MCPServer:
     async def local_llm(
         action: Annotated[Action, Field(description="what to do; the other fields belong to the action")],
         ctx: Context,
-        task: Annotated[str | None, Field(description="analyze, delegate: the task in plain words")] = None,
+        task: Annotated[Text, Field(strict=True, description="analyze, delegate: the task in plain words")] = None,
         task_type: Annotated[
             TaskType | None,
             Field(description="analyze, delegate: kind of work"),
         ] = None,
-        files: Annotated[list[str] | None, Field(description="analyze: context files (paths in the project)")] = None,
+        files: Annotated[
+            list[str] | None, Field(strict=True, description="analyze: context files (paths in the project)")
+        ] = None,
         context_files: Annotated[
-            list[str] | None, Field(description="delegate: files the model reads (paths in the project)")
+            list[str] | None, Field(strict=True, description="delegate: files the model reads (paths in the project)")
         ] = None,
         output_files: Annotated[
-            list[OutputFile | str] | None,
+            list[OutputFile | StrictStr] | None,
             Field(description="analyze: paths; delegate: [{path, description}] the model must write"),
         ] = None,
-        verify: Annotated[str | None, Field(description="delegate: shell command that checks the result")] = None,
-        max_attempts: Annotated[int | None, Field(ge=1, le=10, description="delegate: attempts (default 3)")] = None,
-        model: Annotated[str | None, Field(description="delegate: model to use instead of the session's")] = None,
-        allow_secrets: Annotated[bool, Field(description="delegate: send files that look like secrets")] = False,
-        wait: Annotated[
-            float | None, Field(ge=0, le=3600, description=f"delegate, result: seconds to wait (default {DEFAULT_WAIT_S:g})")
+        verify: Annotated[
+            Text, Field(strict=True, description="delegate: shell command that checks the result")
         ] = None,
+        max_attempts: Annotated[
+            int | None, Field(strict=True, ge=1, le=10, description="delegate: attempts (default 3)")
+        ] = None,
+        model: Annotated[
+            Text, Field(strict=True, description="delegate: model to use instead of the session's")
+        ] = None,
+        allow_secrets: Annotated[
+            bool, Field(strict=True, description="delegate: send files that look like secrets")
+        ] = False,
+        allow_config_writes: Annotated[bool, Field(strict=True, description=(
+            "delegate: let the run write configuration that runs code or grants permissions (.claude/settings.json, "
+            ".claude/{commands,skills,agents,hooks}/, .mcp.json, .gitattributes, .gitmodules, .envrc, "
+            ".pre-commit-config.yaml, .github/workflows/); .git/ and the engine's state are never written"
+        ))] = False,
+        wait: Annotated[float | None, Field(
+            strict=True, allow_inf_nan=False, ge=0, le=3600,
+            description=f"delegate, result: seconds to wait (default {DEFAULT_WAIT_S:g})",
+        )] = None,
         llm: Annotated[
-            str | bool | None, Field(description="enable: true, MODEL or MODEL:persist (keep it loaded after the session)")
+            StrictStr | StrictBool | None,
+            Field(description="enable: true, MODEL or MODEL:persist (keep it loaded after the session)"),
         ] = None,
         backend: Annotated[
             Backend | None, Field(description="enable: force a backend")
         ] = None,
-        stop_server: Annotated[bool, Field(description="disable: stop the Ollama server too")] = False,
-        run_id: Annotated[str | None, Field(description="result, cancel, diagram: the run")] = None,
+        stop_server: Annotated[bool, Field(strict=True, description="disable: stop the Ollama server too")] = False,
+        run_id: Annotated[Text, Field(strict=True, description="result, cancel, diagram: the run")] = None,
         machine: Annotated[
             Literal["session", "delegation"] | None, Field(description="diagram: which machine")
         ] = None,
         format: Annotated[Literal["mermaid", "dot"], Field(description="diagram: output format")] = "mermaid",
-        limit: Annotated[int, Field(ge=1, le=500, description="runs: how many, newest first")] = 20,
+        limit: Annotated[int, Field(strict=True, ge=1, le=500, description="runs: how many, newest first")] = 20,
     ) -> dict[str, Any]:
         fields = {k: v for k, v in locals().items() if k not in ("action", "ctx")}
         return await dispatch(action, fields, ctx)

@@ -92,6 +92,9 @@ class RunData(MachineData):
     model: str | None = None
     """The model asked for by the caller; None means the session's."""
     allow_secrets: bool = False
+    allow_config_writes: bool = False
+    """The caller's opt-in to write configuration that runs code (engine.delegation.paths.CONFIG_RULES). A field
+    with a default: rows written before it existed read False, so it needs no migration."""
     score: float | None = None
     started_at: float | None = None
     prompt: PromptText | None = None

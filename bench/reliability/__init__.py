@@ -2,6 +2,9 @@
 
 R1 kill -9 during delegations, R2 backend faults, R3 fuzzed tool arguments, R4 two servers on one project, R7 a damaged
 database and damaged rows; each scenario reports tried / survived / lost (see RELIABILITY.md).
+
+R1 kill -9 during delegations, R2 backend faults, R3 fuzzed tool arguments, R4 two servers on one project, R6
+protected paths and path aliases (issue #10); each scenario reports tried / survived / lost (see RELIABILITY.md).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ __all__ = ["SCENARIOS", "ScenarioResult", "run_scenarios"]
 
 SCENARIOS = ("R1", "R2", "R3", "R4", "R7")
 
+SCENARIOS = ("R1", "R2", "R3", "R4", "R6")
+
 
 def run_scenarios(ids: list[str], *, short: bool, seed: int) -> list[ScenarioResult]:
     """Run the chosen scenarios in order (imported lazily: each pulls in its own dependencies)."""
@@ -19,4 +24,9 @@ def run_scenarios(ids: list[str], *, short: bool, seed: int) -> list[ScenarioRes
 
     runners = {"R1": r1_kill9.run, "R2": r2_faults.run, "R3": r3_fuzz.run, "R4": r4_two_servers.run,
                "R7": r7_damaged_db.run}
+
+    from bench.reliability import r1_kill9, r2_faults, r3_fuzz, r4_two_servers, r6_protected
+
+    runners = {"R1": r1_kill9.run, "R2": r2_faults.run, "R3": r3_fuzz.run, "R4": r4_two_servers.run,
+               "R6": r6_protected.run}
     return [runners[i](short=short, seed=seed) for i in ids]

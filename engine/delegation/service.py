@@ -4,16 +4,18 @@ recovery hands interrupted runs to. Runs are driven by engine/delegation/driver.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import structlog
 
 from engine.context import EngineContext
 from engine.delegation import metrics
 from engine.delegation.driver import Driver, Live
 from engine.delegation.recovery import claim
-from engine.delegation.requests import as_run_data, check_analyze, check_delegate, check_wait
+from engine.delegation.requests import as_run_data, check_analyze, check_delegate, check_files, check_wait
 from engine.delegation.scoring import score_task
 from engine.delegation.steps import SessionLink
 from engine.delegation.verify import DEFAULT_TIMEOUT_S
@@ -64,17 +66,19 @@ class Delegations:
     async def delegate(
         self, *, task: str, output_files: Sequence[Any], task_type: str | None = None,
         context_files: Sequence[str] | None = None, verify: str | None = None, max_attempts: int | None = None,
-        model: str | None = None, allow_secrets: bool = False, verify_timeout: float | None = DEFAULT_TIMEOUT_S,
-        wait: float | None = None, progress: Progress = no_progress,
+        model: str | None = None, allow_secrets: bool = False, allow_config_writes: bool = False,
+        verify_timeout: float | None = DEFAULT_TIMEOUT_S, wait: float | None = None, progress: Progress = no_progress,
     ) -> dict[str, Any]:
         """Check, create the run, drive it. `wait=None` waits for the end; a number of seconds returns the run's
         current view after that long (the run goes on in the engine's background task group)."""
         wait = check_wait(wait)
         request = check_delegate(
-            self.ctx.project.root, task=task, task_type=task_type, context_files=context_files,
-            output_files=output_files, verify=verify, max_attempts=max_attempts, model=model,
-            allow_secrets=allow_secrets, verify_timeout=verify_timeout,
+            task=task, task_type=task_type, context_files=context_files, output_files=output_files, verify=verify,
+            max_attempts=max_attempts, model=model, allow_secrets=allow_secrets,
+            allow_config_writes=allow_config_writes, verify_timeout=verify_timeout,
         )
+        # stat, realpath and reading the context files: off the event loop that serves every other call.
+        request = await anyio.to_thread.run_sync(partial(check_files, self.ctx.project.root, request))
         analysis = score_task(request.task, files=request.context_files,
                               output_files=[o.path for o in request.outputs], task_type=request.task_type)
         run_id = new_id("run")

@@ -91,6 +91,12 @@ def _from_fences(text: str, paths: Sequence[str]) -> list[tuple[str, str]]:
     return found
 
 
+def _spelling(path: str) -> str:
+    # The requested paths are stored in engine.delegation.paths.canonical_relative's spelling; the model may write
+    # `./a`, `a//b` or `a\\b` for them. The executor does not import the delegation room: a test holds the two equal.
+    return "/".join(part for part in path.strip().replace("\\", "/").split("/") if part not in ("", "."))
+
+
 def parse_answer(text: str, paths: Sequence[str]) -> dict[str, str]:
     """`{path: content}` for every requested path; AnswerError (with a message for the model) otherwise."""
     files = _from_json(text)
@@ -102,10 +108,7 @@ def parse_answer(text: str, paths: Sequence[str]) -> dict[str, str]:
     result: dict[str, str] = {}
     unknown = []
     for path, content in files:
-        normalised = path.strip()
-        while normalised.startswith("./"):
-            normalised = normalised[2:]
-        key = path if path in allowed else normalised
+        key = path if path in allowed else _spelling(path)
         if key not in allowed:
             unknown.append(path)
             continue

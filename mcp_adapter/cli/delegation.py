@@ -82,15 +82,15 @@ async def _analyze(
 
 async def _delegate(
     engine: Engine, *, task: str, task_type: str, context: list[str], output: list[str], verify: str | None,
-    max_attempts: int, verify_timeout: float, model: str | None, allow_secrets: bool,
+    max_attempts: int, verify_timeout: float, model: str | None, allow_secrets: bool, allow_config_writes: bool,
 ) -> Result:
     # Parsed inside the handler so that a bad --output is a UserError (exit 2, message on stderr) like the engine's.
     output_files = [_output_spec(o) for o in output]
     with progress_bar() as progress:
         result = await engine.delegate(
             task=task, task_type=task_type, context_files=context, output_files=output_files, verify=verify,
-            max_attempts=max_attempts, model=model, allow_secrets=allow_secrets, verify_timeout=verify_timeout,
-            progress=progress,
+            max_attempts=max_attempts, model=model, allow_secrets=allow_secrets,
+            allow_config_writes=allow_config_writes, verify_timeout=verify_timeout, progress=progress,
         )
     return Result(result, result_text, exit_code=0 if result["state"] == "done" else 1)
 
@@ -138,6 +138,10 @@ def delegate(
         "--model", show_default=False, help="model to use (default: the session's)")] = None,
     allow_secrets: Annotated[bool, typer.Option(
         "--allow-secrets", help="send context files that look like secrets")] = False,
+    allow_config_writes: Annotated[bool, typer.Option(
+        "--allow-config-writes",
+        help="let the run write configuration that runs code or grants permissions (.claude/settings.json, "
+             ".mcp.json, .github/workflows/, ...); .git/ and .claude/workflow/ are never written")] = False,
     project: ProjectOption = None,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
@@ -146,6 +150,7 @@ def delegate(
     handler = partial(
         _delegate, task=task, task_type=task_type, context=list(context or []), output=list(output), verify=verify,
         max_attempts=max_attempts, verify_timeout=verify_timeout, model=model, allow_secrets=allow_secrets,
+        allow_config_writes=allow_config_writes,
     )
     execute(ctx, handler, project=project, as_json=as_json, verbose=verbose, stop_on_signals=True)
 

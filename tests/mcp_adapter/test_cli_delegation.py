@@ -76,6 +76,20 @@ def test_delegate_refuses_a_path_outside_the_project_naming_the_field(
     assert out.stdout == ""
 
 
+def test_configuration_is_written_only_with_allow_config_writes(
+    cli_command: list[str], ollama_env: dict[str, str], ollama_double: OllamaDouble, project_dir: Path
+) -> None:
+    ollama_double.reply(files_answer({".envrc": "export X=1\n"}))
+    refused = _cli(cli_command, ollama_env, "delegate", "x", "--output", ".envrc")
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert "output_files[0].path: '.envrc' is protected by the rule `.envrc`" in refused.stderr
+    assert "--allow-config-writes" in refused.stderr and not (project_dir / ".envrc").exists()
+    allowed = _cli(cli_command, ollama_env, "delegate", "x", "--output", ".envrc", "--allow-config-writes", "--json")
+    assert allowed.returncode == 0, allowed.stderr
+    assert (project_dir / ".envrc").read_text() == "export X=1\n"
+    assert len(ollama_double.bodies("/api/chat")) == 1  # the refused call never reached the model
+
+
 def test_stats_aggregates_the_log_and_counts_corrupt_lines(
     cli_command: list[str], ollama_env: dict[str, str], project_dir: Path
 ) -> None:

@@ -237,3 +237,71 @@ async def test_with_a_damaged_database_status_answers_the_problem_and_other_acti
     for error in (runs, delegate):
         assert str(project.state_db) in error and "local-llm db move-aside" in error
     assert analysis["recommendation"] in ("delegate", "keep")  # what needs no database still works
+
+STRICT = [
+    ({"max_attempts": True}, "max_attempts", "valid integer"),
+    ({"max_attempts": "3"}, "max_attempts", "valid integer"),
+    ({"max_attempts": 2.0}, "max_attempts", "valid integer"),
+    ({"allow_secrets": "true"}, "allow_secrets", "valid boolean"),
+    ({"allow_secrets": 1}, "allow_secrets", "valid boolean"),
+    ({"allow_config_writes": "yes"}, "allow_config_writes", "valid boolean"),
+    ({"wait": "5"}, "wait", "valid number"),
+    ({"wait": True}, "wait", "valid number"),
+    ({"output_files": [{"path": "a.txt", "mode": "0777"}]}, "output_files.0.OutputFile.mode", "Extra inputs"),
+    ({"verify": 3}, "verify", "valid string"),
+]
+
+
+async def test_numbers_flags_and_texts_are_strict_over_mcp(engine: Engine) -> None:
+    # The SDK's lax mode took `true` for 1 attempt, "3" for 3, and "true" or 1 for a flag that sends secrets.
+    backend = _scripted(engine)
+    errors = []
+    with anyio.fail_after(DEADLINE_S):
+        async with _client(engine) as client:
+            for changes, _, _ in STRICT:
+                errors.append(await _error(client, **{"action": "delegate", "task": "x", "output_files": ["a.txt"],
+                                                      **changes}))
+            limit = await _error(client, action="runs", limit=True)
+            stop = await _error(client, action="disable", stop_server="yes")
+            llm = await _error(client, action="enable", llm=1)
+    for (_, field, says), text in zip(STRICT, errors, strict=True):
+        assert f"\n{field}\n" in text and says in text, text
+    assert "limit" in limit and "stop_server" in stop and "llm" in llm
+    assert backend.requests == [] and engine.list_runs() == []
+
+
+async def test_a_task_that_reads_as_json_reaches_the_engine_as_text(engine: Engine) -> None:
+    # The SDK json-parses a string sent for any field not declared `str`: "[1, 2]" became a list, "null" nothing.
+    backend = _scripted(engine, files_answer({"a.txt": "1\n"}), files_answer({"b.txt": "2\n"}))
+    with anyio.fail_after(DEADLINE_S):
+        async with _client(engine) as client:
+            listed = await _call(client, action="delegate", task="[1, 2]", output_files=["a.txt"], verify="null",
+                                 max_attempts=1)
+            nothing = await _call(client, action="delegate", task="null", output_files=["b.txt"], model=None)
+    assert (listed["task"], nothing["task"]) == ("[1, 2]", "null")
+    assert "[1, 2]" in backend.requests[0].messages[1].content
+    # `verify: "null"` ran as the command `null` (not found), not as "no verify command".
+    assert listed["state"] == "failed" and listed["verification"]["exit_code"] == 127
+    assert nothing["state"] == "done"
+
+
+async def test_protected_outputs_are_refused_before_a_run_and_configuration_needs_the_opt_in(
+    engine: Engine, project_dir: Path
+) -> None:
+    backend = _scripted(engine, files_answer({".mcp.json": "{}\n"}))
+    with anyio.fail_after(DEADLINE_S):
+        async with _client(engine) as client:
+            schema = (await client.list_tools()).tools[0].input_schema["properties"]["allow_config_writes"]
+            hook = await _error(client, action="delegate", task="x", output_files=[".git/hooks/pre-commit"],
+                                allow_config_writes=True)
+            config = await _error(client, action="delegate", task="x", output_files=["./.mcp.json"])
+            refused_runs = engine.list_runs()
+            allowed = await _call(client, action="delegate", task="x", output_files=["./.mcp.json"],
+                                  allow_config_writes=True)
+    assert schema["type"] == "boolean" and schema["default"] is False
+    assert "output_files[0].path: '.git/hooks/pre-commit' is protected by the rule `.git/**" in hook
+    assert "never an output" in hook
+    assert "rule `.mcp.json`" in config and "allow_config_writes=true" in config
+    assert refused_runs == [] and len(backend.requests) == 1
+    assert allowed["state"] == "done" and allowed["files"][0]["path"] == ".mcp.json"
+    assert (project_dir / ".mcp.json").read_text() == "{}\n" and not (project_dir / ".git").exists()

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from engine.delegation.paths import canonical_relative
 from engine.executor.answers import AnswerError, answer_schema, parse_answer
 
 
@@ -38,3 +39,15 @@ def test_an_answer_missing_a_requested_file_is_an_error_for_the_model() -> None:
         parse_answer(json.dumps({"files": [{"path": "a.py", "content": ""}]}), ["a.py", "b.py"])
     with pytest.raises(AnswerError, match="neither JSON"):
         parse_answer("I cannot do that.", ["a.py"])
+
+
+@pytest.mark.parametrize("spelling", ["./src/a.py", "src//a.py", "src\\a.py", ".\\src\\\\a.py", " src/./a.py "])
+def test_the_model_may_spell_a_requested_path_as_the_engine_would_store_it(spelling: str) -> None:
+    # The run stores canonical_relative's spelling; the answer's reading must accept the same aliases.
+    requested = canonical_relative(spelling)
+    assert requested == "src/a.py" or spelling.strip() != spelling
+    answer = json.dumps({"files": [{"path": spelling, "content": "A = 1\n"}]})
+    assert parse_answer(answer, [canonical_relative(spelling.strip())]) == {"src/a.py": "A = 1\n"}
+    with pytest.raises(AnswerError, match="not requested"):
+        parse_answer(json.dumps({"files": [{"path": spelling.replace("a.py", "b.py"), "content": ""}]}),
+                     ["src/a.py"])
