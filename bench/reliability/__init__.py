@@ -1,7 +1,7 @@
 """The reliability harness of issue #6: `python -m bench.reliability [--short] [--only R1,R3] [--seed N] [--json]`.
 
-R1 kill -9 during delegations, R2 backend faults, R3 fuzzed tool arguments, R4 two servers on one project; each
-scenario reports tried / survived / lost (see RELIABILITY.md).
+R1 kill -9 during delegations, R2 backend faults, R3 fuzzed tool arguments, R4 two servers on one project, R5 a
+concurrent editor in the working tree; each scenario reports tried / survived / lost (see RELIABILITY.md).
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from bench.reliability.common import ScenarioResult
 
 __all__ = ["SCENARIOS", "ScenarioResult", "run_scenarios"]
 
-SCENARIOS = ("R1", "R2", "R3", "R4")
+SCENARIOS = ("R1", "R2", "R3", "R4", "R5")
 
 
 def run_scenarios(ids: list[str], *, short: bool, seed: int) -> list[ScenarioResult]:
     """Run the chosen scenarios in order (imported lazily: each pulls in its own dependencies)."""
-    from bench.reliability import r1_kill9, r2_faults, r3_fuzz, r4_two_servers
+    from bench.reliability import r1_kill9, r2_faults, r3_fuzz, r4_two_servers, r5_shared_tree
 
-    runners = {"R1": r1_kill9.run, "R2": r2_faults.run, "R3": r3_fuzz.run, "R4": r4_two_servers.run}
+    runners = {"R1": r1_kill9.run, "R2": r2_faults.run, "R3": r3_fuzz.run, "R4": r4_two_servers.run,
+               "R5": r5_shared_tree.run}
     return [runners[i](short=short, seed=seed) for i in ids]
