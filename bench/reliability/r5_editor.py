@@ -8,7 +8,8 @@ file's bytes from before the runs (a `git checkout`; a file that did not exist i
 Two ways in, with their own seeded generators (the engine's thread and the editor's thread draw independently):
 
 - `roam` (a thread): picks a state (or any file), waits until some run is in it (bounded), edits one of that run's
-  outputs, pauses a random moment, again;
+  outputs (or, aiming at writing in a burst, up to `BURST` of them back to back while it writes), pauses a random
+  moment, again;
 - `poke` (the tracer's hook, on the engine's thread): at a state's start, before each file of writing and rolling
   back, when verify starts, while the model generates: edits one of the run's outputs with a set probability.
 """
@@ -26,7 +27,9 @@ from engine.store.journal import content_hash
 
 __all__ = ["AIMS", "POKE_ODDS", "Editor"]
 
-AIMS = ("pending", "delegating", "writing", "verifying", "retrying", "rolling_back", "any file")
+AIMS = ("pending", "delegating", "writing", "verifying", "retrying", "rolling_back", "any file", "writing, in a burst")
+BURST = 6
+"""Edits back to back, without a pause, while a run writes: the hostile editor, the one that can land in the window."""
 POKE_ODDS = {
     "pending": 0.1,
     "delegating": 0.1,  # attempt 1: before the packing (the edit becomes the base); later: a conflict to come
@@ -94,9 +97,13 @@ class Editor:
     def roam(self, rng: random.Random, stop: threading.Event, pool: Sequence[str]) -> None:
         while not stop.is_set():
             aim = rng.choice(AIMS)
-            run, path = self._target(aim, rng, stop, pool)
-            if path:
-                self.edit(path, rng, label=f"thread aimed at {aim}", run=run)
+            burst = aim.endswith("in a burst")
+            run, path = self._target("writing" if burst else aim, rng, stop, pool)
+            for n in range(BURST if burst and path else 1 if path else 0):
+                if n and self.tracer.states.get(run) != "writing":
+                    break
+                self.edit(path if n == 0 else rng.choice(self.tracer.outputs[run]), rng,
+                          label=f"thread aimed at {aim}", run=run)
             stop.wait(rng.uniform(*ROAM_PAUSE_S))  # a random moment before the next edit
 
     def _target(self, aim: str, rng: random.Random, stop: threading.Event, pool: Sequence[str]) -> tuple[str, str]:

@@ -148,9 +148,9 @@ def _hold(case: KillCase, proc: subprocess.Popen[bytes], trace: Path, double: _D
     return [f"never reached {case.point} (process exit code {proc.poll()})"]
 
 
-def _edits(editor: Editor, case: KillCase, rng: random.Random, count: int, label: str) -> None:
+def _edits(editor: Editor, case: KillCase, rng: random.Random, count: int, during: str) -> None:
     for _ in range(count):
-        editor.edit(rng.choice(case.outputs), rng, label=label, during=label)
+        editor.edit(rng.choice(case.outputs), rng, label=f"kill case {case.index}", during=during)
 
 
 def _kill_and_resume(case: KillCase, project: Path, env: dict[str, str], work: Path, double: _Double,
@@ -168,7 +168,7 @@ def _kill_and_resume(case: KillCase, project: Path, env: dict[str, str], work: P
                                 env=held_env, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO)
         try:
             problems = _hold(case, proc, trace, double)
-            _edits(editor, case, rng, case.held_edits, f"while held in {case.point}")
+            _edits(editor, case, rng, case.held_edits, f"held in {case.point}")
         finally:
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)

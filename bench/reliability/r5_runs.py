@@ -71,6 +71,8 @@ class Figures:
     ended: Counter[str] = field(default_factory=Counter)
     tracebacks: int = 0
     abandoned: int = 0
+    busy_s: float = 0.0
+    """Wall time during which the editor and the runs worked together (the in-process rounds)."""
     samples: dict[str, list[str]] = field(default_factory=dict)
 
     def add(self, verdicts: Verdicts) -> None:
@@ -95,6 +97,7 @@ class Figures:
         self.ended.update(other.ended)
         self.tracebacks += other.tracebacks
         self.abandoned += other.abandoned
+        self.busy_s += other.busy_s
         self._sample(other.samples)
 
     @property
@@ -115,8 +118,14 @@ class Figures:
         if not self.window_ns:
             return "no engine rename or unlink of an output"
         micro = sorted(n / 1000 for n in self.window_ns)
-        return (f"check to rename/unlink: median {statistics.median(micro):.0f} µs, max {micro[-1]:.0f} µs over "
+        text = (f"check to rename/unlink: median {statistics.median(micro):.0f} µs, max {micro[-1]:.0f} µs over "
                 f"{len(micro)} renames and unlinks")
+        if self.busy_s:
+            # The chance that an edit made at a random moment of the rounds lands in some open window.
+            open_s = sum(self.window_ns) / 1e9
+            text += (f"; open {open_s * 1000:.1f} ms of the {self.busy_s:.0f} s the runs and the editor worked "
+                     f"together ({100 * open_s / self.busy_s:.4f} %)")
+        return text
 
     def by_state(self) -> str:
         return "edits by the state of the run aimed at: " + ", ".join(
@@ -128,4 +137,6 @@ class Figures:
                 "edits_by_state": dict(self.edits_by_state), "conflicts_found": self.conflicts_found,
                 "conflicts_reported": self.conflicts_reported, "runs_ended": dict(self.ended),
                 "tracebacks": self.tracebacks, "edits_abandoned": self.abandoned,
-                "window_us_max": round(max(self.window_ns, default=0) / 1000, 1), "samples": self.samples}
+                "window_us_max": round(max(self.window_ns, default=0) / 1000, 1),
+                "window_open_ms": round(sum(self.window_ns) / 1e6, 2), "busy_s": round(self.busy_s, 1),
+                "samples": self.samples}

@@ -190,11 +190,13 @@ async def _round(number: int, rng: random.Random, count: int, figures: Figures, 
         try:
             with installed(tracer), counting_tracebacks() as tracebacks:
                 roaming.start()
+                started = time.monotonic()
                 try:
                     ids = await _delegate_all(engine, plans)
                 finally:
                     stop.set()
                     roaming.join(timeout=10)
+                    figures.busy_s += time.monotonic() - started
             figures.tracebacks += len(tracebacks)
             figures.abandoned += editor.abandoned
             _judge_round(number, root, engine, tracer, plans, ids, figures, result)
