@@ -37,7 +37,7 @@ POKE_ODDS = {
     "writing": 0.05,
     "writing: next file": 0.05,
     "verifying": 0.05,
-    "verifying: command started": 0.1,
+    "verifying: command started": 0.25,
     "retrying": 0.1,
     "rolling_back": 0.1,
     "rolling_back: next file": 0.15,

@@ -1,5 +1,7 @@
-"""What R5 found in the engine, each as the smallest case (RELIABILITY.md, R5). Left to the engine's owners: a strict
-xfail turns into a failure once the engine is fixed, so the marker is removed then."""
+"""What R5 found in the engine, each as the smallest case (RELIABILITY.md, R5, "What R5 found"). Left to the engine's
+owners: a strict xfail turns into a failure once the engine is fixed, so the marker is removed then.
+
+The first one is what `python -m bench.reliability --short --only R5 --seed 5` loses (round 1, run 104)."""
 
 from __future__ import annotations
 
