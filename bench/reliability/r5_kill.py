@@ -194,7 +194,9 @@ def _one(case: KillCase, project: Path, env: dict[str, str], store: Store, work:
     tracer.record("setup", case.outputs[0], hash=content_hash(ORIGINAL_A))
     editor = Editor(tracer, project, {case.outputs[0]: ORIGINAL_A}, tag=f"kill case {case.index}")
     problems, stderr = _kill_and_resume(case, project, env, work, double, editor, rng)
-    figures.tracebacks += sum(text.count("Traceback") for text in stderr)
+    # Python's own (a crash) or the engine's one-line form of a logged exception (engine/logs.py).
+    figures.tracebacks += sum(text.count("Traceback (most recent call last)") + text.count("(traceback in engine.log")
+                              for text in stderr)
     figures.abandoned += editor.abandoned
     record = _find(store, case)
     if record is None:

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import structlog
 
 from bench.reliability.common import ScenarioResult
 from bench.reliability.r5_classify import RunEnd, Verdicts, classify, final_hashes
-from bench.reliability.r5_shared_tree import run_in_process
+from bench.reliability.r5_shared_tree import counting_tracebacks, run_in_process
 from bench.reliability.r5_trace import Event
 from engine.delegation import shared_tree, steps
 from engine.store.journal import ABSENT
@@ -123,3 +124,13 @@ def test_a_round_against_an_engine_without_the_rule_loses_edits(monkeypatch: pyt
     assert figures.lost > 0 and result.lost > 0
     assert figures.conflicts_found > figures.conflicts_reported == 0
     assert any("replaced by the run" in note or "removed by the run" in note for note in result.notes)
+
+
+def test_a_logged_exception_is_counted_as_a_traceback() -> None:
+    with counting_tracebacks() as seen:
+        structlog.get_logger("r5-test").warning("no traceback here")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            structlog.get_logger("r5-test").exception("step failed")
+    assert seen == ["step failed"]
