@@ -72,7 +72,9 @@ class Figures:
     tracebacks: int = 0
     abandoned: int = 0
     busy_s: float = 0.0
-    """Wall time during which the editor and the runs worked together (the in-process rounds)."""
+    """Wall time during which the editor and the runs worked together (the in-process rounds)..."""
+    busy_window_ns: int = 0
+    """... and how long the windows of those rounds were open, in all."""
     samples: dict[str, list[str]] = field(default_factory=dict)
 
     def add(self, verdicts: Verdicts) -> None:
@@ -98,6 +100,7 @@ class Figures:
         self.tracebacks += other.tracebacks
         self.abandoned += other.abandoned
         self.busy_s += other.busy_s
+        self.busy_window_ns += other.busy_window_ns
         self._sample(other.samples)
 
     @property
@@ -122,7 +125,7 @@ class Figures:
                 f"{len(micro)} renames and unlinks")
         if self.busy_s:
             # The chance that an edit made at a random moment of the rounds lands in some open window.
-            open_s = sum(self.window_ns) / 1e9
+            open_s = self.busy_window_ns / 1e9
             text += (f"; open {open_s * 1000:.1f} ms of the {self.busy_s:.0f} s the runs and the editor worked "
                      f"together ({100 * open_s / self.busy_s:.4f} %)")
         return text
@@ -138,5 +141,5 @@ class Figures:
                 "conflicts_reported": self.conflicts_reported, "runs_ended": dict(self.ended),
                 "tracebacks": self.tracebacks, "edits_abandoned": self.abandoned,
                 "window_us_max": round(max(self.window_ns, default=0) / 1000, 1),
-                "window_open_ms": round(sum(self.window_ns) / 1e6, 2), "busy_s": round(self.busy_s, 1),
+                "window_open_ms": round(self.busy_window_ns / 1e6, 2), "busy_s": round(self.busy_s, 1),
                 "samples": self.samples}

@@ -209,6 +209,7 @@ def _judge_round(number: int, root: Path, engine: Engine, tracer: Tracer, plans:
     ends = {run_id: run_end(engine.store, run_id) for run_id in ids.values()}
     verdicts = classify(tracer.events, ends, final_hashes(root, sorted({e.path for e in tracer.events if e.path})))
     figures.add(verdicts)
+    figures.busy_window_ns += sum(verdicts.window_ns)  # the editor worked beside these runs (not so in kill -9)
     for plan in plans:
         run_id = ids.get(plan.index)
         if run_id is None:
