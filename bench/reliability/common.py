@@ -50,6 +50,8 @@ class ScenarioResult:
     lost: int = 0
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    figures: dict[str, Any] = field(default_factory=dict)
+    """A scenario's own figures beyond the counts (R5: edits by verdict, conflicts), in the JSON output."""
 
     def record(self, problems: Sequence[str], label: str) -> None:
         """One case: survived when it has no problem, else lost (the first problems are kept as notes)."""
@@ -63,7 +65,8 @@ class ScenarioResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "scenario": self.scenario, "tried": self.tried, "survived": self.survived,
-                "lost": self.lost, "notes": self.notes, "seconds": round(self.seconds, 1)}
+                "lost": self.lost, "notes": self.notes, "seconds": round(self.seconds, 1),
+                **({"figures": self.figures} if self.figures else {})}
 
 
 @contextmanager

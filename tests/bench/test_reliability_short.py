@@ -6,22 +6,45 @@ the test with the harness's own notes. The whole short form takes well under 3 m
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 
 import pytest
 
-from bench.reliability import SCENARIOS, run_scenarios
+from bench.reliability import SCENARIOS, ScenarioResult, run_scenarios
 from bench.reliability.__main__ import DEFAULT_SEED, format_table, main
 from bench.reliability.common import REPO
+from bench.reliability.r5_kill import KILL_POINTS
+
+
+@functools.cache
+def _short(scenario: str) -> ScenarioResult:
+    [result] = run_scenarios([scenario], short=True, seed=DEFAULT_SEED)
+    return result
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_short_form_loses_nothing(scenario: str) -> None:
-    [result] = run_scenarios([scenario], short=True, seed=DEFAULT_SEED)
+    result = _short(scenario)
     assert result.tried > 0
     assert result.lost == 0, format_table([result])
     assert result.survived == result.tried
+
+
+def test_r5_loses_no_edit_and_reports_every_conflict() -> None:
+    result = _short("R5")
+    total, killed = result.figures["total"], result.figures["kill9"]
+    assert total["edits"] > 0 and killed["edits"] > 0
+    assert total["lost"] == total["unguarded"] == total["unexplained"] == 0, format_table([result])
+    assert total["conflicts_found"] > 0
+    assert total["conflicts_reported"] == total["conflicts_found"]
+    assert total["tracebacks"] == 0
+    assert {"done", "failed", "cancelled"} <= set(total["runs_ended"])
+    # The editor reached every state it aims at, and every kill point was edited around.
+    aimed = set(total["edits_by_state"])
+    assert {"delegating", "writing", "verifying", "rolling_back"} <= aimed
+    assert {f"after the kill in {point}" for point in KILL_POINTS} <= aimed
 
 
 def test_the_command_prints_only_the_table_and_exits_zero() -> None:
