@@ -15,7 +15,7 @@ from engine.context import EngineContext
 from engine.delegation.generation import Slots, safe_progress
 from engine.delegation.locks import PathLocks
 from engine.delegation.moves import RunMoves, StateMoved
-from engine.delegation.paths import resolve_inside
+from engine.delegation.paths import output_identity
 from engine.delegation.steps import STEPS, Attempt, SessionLink, StepTools, test_pause
 from engine.errors import UserError
 from engine.progress import Progress
@@ -118,10 +118,11 @@ class Driver:
                 self.moves.abort(run_id, reason)
 
     async def _lock(self, stack: AsyncExitStack, data: RunData) -> None:
-        # Keyed on the real file, so `out.py`, `./out.py` and a symlink to it take one lock. Data that is not a
-        # delegate's (see RunData.incomplete) names no paths to lock.
+        # Keyed on the file's identity (its real path, case-folded where the file system ignores case), so `out.py`,
+        # `./out.py`, `OUT.py` there and a symlink to it take one lock. Data that is not a delegate's (see
+        # RunData.incomplete) names no paths to lock.
         paths = data.output_paths if data.incomplete() is None else []
-        keys = [str(resolve_inside(self.ctx.project.root, p, field="output_files.path")) for p in paths]
+        keys = [output_identity(self.ctx.project.root, p, field="output_files.path").key for p in paths]
         await stack.enter_async_context(self._locks.hold(keys))
 
     async def _cancellable(self, run_id: str, live: Live, work: Callable[[], Awaitable[None]]) -> bool:

@@ -29,6 +29,7 @@ __all__ = [
     "apply_file",
     "conflict_message",
     "conflict_of",
+    "conflict_step",
     "read_bases",
     "rollback_action",
     "rollback_file",
@@ -102,6 +103,12 @@ class Step:
 def _relative_dirs(root: Path, dirs: list[Path]) -> tuple[str, ...]:
     real_root = Path(root).resolve()
     return tuple(str(d.relative_to(real_root)) for d in dirs)
+
+
+def conflict_step(root: Path, workflow_dir: Path, run_id: str, w: FileWrite, *, during: str) -> Step:
+    """Report `w` as a conflict found `during` a step, without touching the file (the run's version kept aside)."""
+    target = resolve_inside(root, w.path, field="output_files.path")
+    return _conflict(root, workflow_dir, run_id, w, target, during)
 
 
 def _conflict(root: Path, workflow_dir: Path, run_id: str, w: FileWrite, target: Path, during: str) -> Step:

@@ -32,7 +32,15 @@ from engine.context import EngineContext
 from engine.delegation.generation import Slots, answer_room, fit_history, generate, pack, safe_progress
 from engine.delegation.moves import RunMoves, mark_writes
 from engine.delegation.paths import resolve_inside
-from engine.delegation.shared_tree import Action, apply_action, apply_file, conflict_message, read_bases, rollback_file
+from engine.delegation.shared_tree import (
+    Action,
+    apply_action,
+    apply_file,
+    conflict_message,
+    conflict_step,
+    read_bases,
+    rollback_file,
+)
 from engine.delegation.shared_tree import Step as ShareStep
 from engine.delegation.verify import run_verify
 from engine.delegation.writes import on_disk
@@ -203,10 +211,10 @@ async def _writing(tools: StepTools, record: MachineRecord, attempt: Attempt) ->
     workflow = tools.ctx.project.workflow_dir
     # Look at every file before touching any: a file someone else changed ends the run with nothing of this attempt
     # written. Each write checks its file again right before its rename.
-    for w in writes:
-        if apply_action(on_disk(resolve_inside(tools.root, w.path, field="output_files.path")), w) is Action.CONFLICT:
-            _conflicted(tools, record, [apply_file(tools.root, workflow, record.id, w)])
-            return
+    found = [w for w in writes if apply_action(on_disk(_target(tools, w.path)), w) is Action.CONFLICT]
+    if found:  # reported as the look found them, even if someone undoes their change a moment later
+        _conflicted(tools, record, [conflict_step(tools.root, workflow, record.id, w, during="writing") for w in found])
+        return
     written: list[str] = []
     for n, w in enumerate(writes):
         step = apply_file(tools.root, workflow, record.id, w)
@@ -220,6 +228,10 @@ async def _writing(tools: StepTools, record: MachineRecord, attempt: Attempt) ->
             await test_pause("writing")
     tools.moves.fire(record, "written", data={"files_written": written}, payload={"files": written},
                      after=mark_writes(record.id, "written"))
+
+
+def _target(tools: StepTools, path: str) -> Path:
+    return resolve_inside(tools.root, path, field="output_files.path")
 
 
 def _conflicted(tools: StepTools, record: MachineRecord, steps: Sequence[ShareStep]) -> None:

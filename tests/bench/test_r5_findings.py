@@ -1,5 +1,5 @@
 """What R5 found in the engine, each as the smallest case (RELIABILITY.md, R5, "What R5 found"). Left to the engine's
-owners: a strict xfail turns into a failure once the engine is fixed, so the marker is removed then.
+owners; fixed since (steps._writing reports the conflicts its look found), so this is now a regression test.
 
 The first one is what `python -m bench.reliability --short --only R5 --seed 5` loses (round 1, run 104)."""
 
@@ -16,9 +16,6 @@ from engine.delegation import steps
 from engine.testing.scripted import ScriptedBackend, files_answer, use_backend
 
 
-@pytest.mark.xfail(strict=True, reason="steps._writing: the pre-check's conflict is recomputed by apply_file, which "
-                                       "writes when the file changed back meanwhile; the run then fails with an "
-                                       "empty conflict list")
 @pytest.mark.anyio
 async def test_a_conflict_undone_between_the_look_and_the_write_is_still_reported(
     engine: Engine, project_dir: Path, monkeypatch: pytest.MonkeyPatch

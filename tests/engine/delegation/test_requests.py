@@ -152,6 +152,7 @@ async def test_the_issue_case_a_symlinked_claude_dir_leaves_the_journal_untouche
     try:
         backend = ScriptedBackend().reply(files_answer({"dotclaude/workflow/state.db": "overwritten"}))
         use_backend(engine, backend)
+        engine.list_runs()  # the store opens (and creates state.db) at its first use
         journal = (project_dir / "dotclaude" / "workflow" / "state.db").read_bytes()
         with anyio.fail_after(DEADLINE_S), pytest.raises(ProtectedPath, match="never an output"):
             await engine.delegate(task="write it", output_files=["dotclaude/workflow/state.db"],
