@@ -299,6 +299,10 @@ async def _fuzz(examples: int, seed_value: int, result: ScenarioResult) -> None:
                         if not answer.is_error or "is the same file" not in _error_text(answer):
                             problems.append(f"both spellings accepted as outputs: {_error_text(answer)[:200]}")
                         outcomes["aliases with one identity"] += 1
+                        problems += anyio.from_thread.run(_two_writers, engine, pair)
+                        outcomes["aliased run pairs, never two writers"] += 0 if problems else 1
+                        _put_back(root, initial, contents)
+                        use_backend(engine, backend, model=MODEL)
                     except Exception as exc:  # noqa: BLE001  (recorded as the case's problem)
                         problems.append(f"the check failed: {type(exc).__name__}: {exc}"[:300])
                     result.record(problems, f"aliases {pair!r}")
@@ -311,6 +315,26 @@ async def _fuzz(examples: int, seed_value: int, result: ScenarioResult) -> None:
             result.notes.insert(0, ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
         finally:
             engine.close()
+
+
+async def _two_writers(engine: Engine, pair: tuple[str, str]) -> list[str]:
+    """Two runs at once, one on each spelling, on a backend with room for both: the second must wait for the first
+    (one lock per file identity), so at most one of them is ever past `pending`, and both end `done`."""
+    backend = ScriptedBackend(parallelism=4)
+    backend.block = anyio.Event()
+    use_backend(engine, backend, model=MODEL)
+    problems: list[str] = []
+    with anyio.fail_after(CALL_DEADLINE_S):
+        runs = [await engine.delegate(task=f"write {p}", output_files=[p], wait=0) for p in pair]
+        await backend.wait_active(1)
+        working = [r["run_id"] for r in runs if engine.store.get(r["run_id"]).state != "pending"]
+        backend.block.set()
+        ends = [(await engine.result(r["run_id"], wait=CALL_DEADLINE_S))["state"] for r in runs]
+    if len(working) > 1 or backend.max_active > 1:
+        problems.append(f"two writers on one file: {len(working)} runs past pending, {backend.max_active} generating")
+    if ends != ["done", "done"]:
+        problems.append(f"the aliased runs ended {ends}")
+    return problems
 
 
 def _runner(check: Callable[[Any], None], strategy: st.SearchStrategy[Any], examples: int, seed_value: int,
