@@ -103,7 +103,7 @@ def answer_for(files: Mapping[str, str]) -> str:
 
 
 def temp_files(directory: Path) -> list[str]:
-    """Leftovers of an interrupted atomic write (engine.delegation.writes.atomic_write names them `.<name>.<random>.tmp`)."""
+    """Leftovers of an interrupted atomic write (engine.delegation.writes names them `.<name>.<random>.tmp`)."""
     return sorted(str(p.relative_to(directory)) for p in directory.rglob("*.tmp") if ".claude" not in p.parts)
 
 

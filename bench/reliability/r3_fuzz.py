@@ -22,17 +22,17 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.from_thread
-from hypothesis import HealthCheck, example, given, seed, settings
 from hypothesis import strategies as st
 from mcp import Client
 
 from bench.reliability.common import MODEL, ScenarioResult, started_double, temp_files
+from bench.reliability.fuzzing import counting_runner
 from engine import Engine, Project
 from engine.testing.scripted import ScriptedBackend, use_backend
 from mcp_adapter.server import ACTIONS, build_server
@@ -265,7 +265,7 @@ async def _fuzz(examples: int, seed_value: int, result: ScenarioResult) -> None:
                     _restore(root, fixtures)
                     result.record(problems, _describe(args))
 
-                run_examples = _hypothesis_runner(check, arguments(outside, known_runs), examples, seed_value,
+                run_examples = counting_runner(check, arguments(outside, known_runs), examples, seed_value,
                                                   explicit_examples(outside))
                 await anyio.to_thread.run_sync(run_examples)
             result.notes.insert(0, ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
@@ -301,20 +301,6 @@ def explicit_examples(outside: Path) -> list[dict[str, Any]]:
         cases.append({"action": "delegate", "task": "write it", "output_files": ["ok/out.txt"],
                       "context_files": [path], "wait": 5})
     return cases
-
-
-def _hypothesis_runner(
-    check: Callable[[dict[str, Any]], None], strategy: st.SearchStrategy[dict[str, Any]], examples: int,
-    seed_value: int, explicit: list[dict[str, Any]],
-) -> Callable[[], None]:
-    # Problems are recorded, not raised: every example counts once (no shrinking reruns in the totals).
-    def body(args: dict[str, Any]) -> None:
-        check(args)
-
-    for case in reversed(explicit):
-        body = example(case)(body)
-    return seed(seed_value)(settings(max_examples=examples, deadline=None, database=None, derandomize=False,
-                                     suppress_health_check=list(HealthCheck))(given(strategy)(body)))
 
 
 def run(*, short: bool, seed: int, examples: int | None = None) -> ScenarioResult:

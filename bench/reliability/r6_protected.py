@@ -37,11 +37,11 @@ from typing import Any
 import anyio
 import anyio.from_thread
 import anyio.to_thread
-from hypothesis import HealthCheck, example, given, seed, settings
 from hypothesis import strategies as st
 from mcp import Client
 
 from bench.reliability.common import MODEL, ScenarioResult
+from bench.reliability.fuzzing import counting_runner
 from engine import Engine, Project
 from engine.delegation.paths import output_identity
 from engine.testing.scripted import ScriptedBackend, use_backend
@@ -308,10 +308,11 @@ async def _fuzz(examples: int, seed_value: int, result: ScenarioResult) -> None:
                     result.record(problems, f"aliases {pair!r}")
 
                 explicit = _explicit_cases()
-                await anyio.to_thread.run_sync(_runner(check_protected, protected_case(), examples, seed_value,
-                                                       explicit))
-                await anyio.to_thread.run_sync(_runner(check_alias, alias_pair(), max(20, examples // 5),
-                                                       seed_value, [("src/mod.py", "modlink.py")]))
+                protected = counting_runner(check_protected, protected_case(), examples, seed_value, explicit)
+                aliases = counting_runner(check_alias, alias_pair(), max(20, examples // 5), seed_value,
+                                          [("src/mod.py", "modlink.py")])
+                await anyio.to_thread.run_sync(protected)
+                await anyio.to_thread.run_sync(aliases)
             result.notes.insert(0, ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
         finally:
             engine.close()
@@ -335,18 +336,6 @@ async def _two_writers(engine: Engine, pair: tuple[str, str]) -> list[str]:
     if ends != ["done", "done"]:
         problems.append(f"the aliased runs ended {ends}")
     return problems
-
-
-def _runner(check: Callable[[Any], None], strategy: st.SearchStrategy[Any], examples: int, seed_value: int,
-            explicit: list[Any]) -> Callable[[], None]:
-    # As in R3: problems are recorded, not raised, so every example counts once (no shrinking reruns in the totals).
-    def body(case: Any) -> None:
-        check(case)
-
-    for case in reversed(explicit):
-        body = example(case)(body)
-    return seed(seed_value)(settings(max_examples=examples, deadline=None, database=None, derandomize=False,
-                                     suppress_health_check=list(HealthCheck))(given(strategy)(body)))
 
 
 def run(*, short: bool, seed: int, examples: int | None = None) -> ScenarioResult:
