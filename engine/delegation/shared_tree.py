@@ -125,8 +125,9 @@ def apply_file(root: Path, workflow_dir: Path, run_id: str, w: FileWrite) -> Ste
     if action is Action.NOTHING:
         return Step(w.path, done=True, applied_hash=w.content_hash)
     if action is Action.WRITE:
-        allowed = {w.base_hash, w.last_applied, w.content_hash}
-        wrote, created = replace_if(target, w.content, expected=lambda current: current in allowed)
+        # The same rule again, right before the rename: someone may have written since the look above.
+        wrote, created = replace_if(target, w.content,
+                                    expected=lambda current: apply_action(current, w) is not Action.CONFLICT)
         if wrote:
             return Step(w.path, done=True, applied_hash=w.content_hash, created=_relative_dirs(root, created))
     return _conflict(root, workflow_dir, run_id, w, target, "writing")
@@ -137,8 +138,8 @@ def rollback_file(root: Path, workflow_dir: Path, run_id: str, w: FileWrite) -> 
     target = resolve_inside(root, w.path, field="output_files.path")
     action = rollback_action(on_disk(target), w)
     if action is Action.WRITE:
-        ours = set(w.applied) | {h for h in (w.content_hash,) if h}
-        restored, _ = replace_if(target, w.previous if w.existed else None, expected=lambda current: current in ours)
+        restored, _ = replace_if(target, w.previous if w.existed else None,
+                                 expected=lambda current: rollback_action(current, w) is Action.WRITE)
         if not restored and on_disk(target) != w.base_hash:
             return _conflict(root, workflow_dir, run_id, w, target, "rolling_back")
     elif action is Action.CONFLICT:
