@@ -1,4 +1,5 @@
-"""GPU capability through NVML (nvidia-ml-py), the VRAM -> model recommendation, and the session's context size.
+"""GPU capability through NVML (nvidia-ml-py) and the session's context size (the VRAM -> model table is in
+recommendations.py).
 
 No NVIDIA library (or no driver, or no GPU) is a normal answer: CPU only, with the reason NVML gave.
 """
@@ -17,10 +18,8 @@ __all__ = [
     "GIB",
     "GpuInfo",
     "GpuReport",
-    "Recommendation",
     "choose_num_ctx",
     "probe_gpus",
-    "recommend_model",
     "vram_summary",
 ]
 
@@ -96,35 +95,6 @@ def probe_gpus() -> GpuReport:
             pynvml.nvmlShutdown()
         except pynvml.NVMLError:
             pass
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    model: str | None
-    reason: str
-
-
-_TABLE: tuple[tuple[float, str, str], ...] = (
-    # (minimum VRAM in GB, model, what it is) - the seed's table, largest first.
-    (32, "deepseek-r1:32b", "DeepSeek-R1 32B distill"),
-    (24, "deepseek-coder:33b", "DeepSeek-Coder 33B Q4"),
-    (16, "deepseek-coder-v2:16b", "DeepSeek-Coder-V2 16B (lite)"),
-    (8, "deepseek-coder:6.7b", "DeepSeek-Coder 6.7B Q4"),
-)
-
-
-def recommend_model(vram_bytes: int | None) -> Recommendation:
-    """The seed's table: 8-12 GB deepseek-coder:6.7b, 16-24 deepseek-coder-v2:16b, 24-32 deepseek-coder:33b,
-    32+ deepseek-r1:32b (12-16 GB keeps the 6.7b: the 16b lite does not fit with a useful context)."""
-    if vram_bytes is None:
-        return Recommendation(None, "no NVIDIA GPU: the embedded default (SmolLM2-135M on llama.cpp) runs on the CPU")
-    gb = vram_bytes / GB
-    for minimum, model, what in _TABLE:
-        if gb >= minimum:
-            return Recommendation(model, f"{gb:.0f} GB of VRAM fits {what} ({model})")
-    return Recommendation(
-        None, f"{gb:.1f} GB of VRAM is under the 8 GB the smallest recommended model needs; use the embedded default"
-    )
 
 
 def choose_num_ctx(

@@ -23,9 +23,10 @@ from engine.executor.backends.ollama import OllamaBackend, canonical_model, cont
 from engine.executor.backends.openai import OpenAIBackend
 from engine.progress import Progress
 from engine.session import gpu
-from engine.session.gpu import GB, GpuReport, choose_num_ctx, recommend_model
+from engine.session.gpu import GB, GpuReport, choose_num_ctx
 from engine.session.llm_spec import LlmSpec
 from engine.session.processes import alive, spawn_detached
+from engine.session.recommendations import recommend_model
 
 __all__ = ["SESSION_KEEP_ALIVE", "SERVER_TIMEOUT_ENV", "Timeouts", "keep_alive_for", "prepare"]
 

@@ -15,7 +15,8 @@ from engine.executor.backends.base import BackendError, ModelInfo
 from engine.executor.backends.embedded import EMBEDDED_MODEL, embedded_installed
 from engine.executor.backends.ollama import OllamaBackend, canonical_model, ollama_base_url
 from engine.session import gpu
-from engine.session.gpu import GpuReport, recommend_model, vram_summary
+from engine.session.gpu import GpuReport, vram_summary
+from engine.session.recommendations import recommend_model
 from states import SessionData
 
 __all__ = ["capability", "model_dict", "status_view"]

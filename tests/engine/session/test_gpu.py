@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pynvml
 import pytest
 
-from engine.session.gpu import GB, GIB, GpuReport, choose_num_ctx, probe_gpus, recommend_model
+from engine.session.gpu import GB, GIB, GpuReport, choose_num_ctx, probe_gpus
 
 GPUS = [("NVIDIA GeForce RTX 4090", 24 * GIB, 20 * GIB), ("NVIDIA RTX A4000", 16 * GIB, 15 * GIB)]
 
@@ -64,25 +64,6 @@ def test_an_nvml_error_after_init_is_cpu_only_and_still_shuts_down(
     report = probe_gpus()
     assert report.gpus == () and "CPU only" in (report.reason or "")
     assert nvml_present[-1] == "shutdown"
-
-
-@pytest.mark.parametrize(
-    ("vram", "model"),
-    [
-        (None, None),
-        (6 * GIB, None),
-        (8 * GIB, "deepseek-coder:6.7b"),
-        (12 * GIB, "deepseek-coder:6.7b"),
-        (16 * GIB, "deepseek-coder-v2:16b"),
-        (24 * GIB, "deepseek-coder:33b"),
-        (32 * GIB, "deepseek-r1:32b"),
-        (80 * GIB, "deepseek-r1:32b"),
-    ],
-)
-def test_the_recommendation_follows_the_seed_table(vram: int | None, model: str | None) -> None:
-    recommendation = recommend_model(vram)
-    assert recommendation.model == model
-    assert recommendation.reason
 
 
 def test_num_ctx_is_the_smallest_of_model_vram_and_work_as_a_power_of_two(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -185,11 +185,13 @@ async def test_enable_with_defaults_picks_the_model_recommended_for_the_vram(
     engine: Engine, ollama_double: OllamaDouble, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(gpu_module, "probe_gpus", lambda: gpu(24, 23))
+    ollama_double.registry["qwen3-coder:30b"] = FakeModel("qwen3-coder:30b", context_length=262144,
+                                                          size=19_000_000_000, capabilities=("completion", "tools"))
     status = await engine.enable(llm=True)
-    assert status["model"] == "deepseek-coder:33b"
-    assert status["num_ctx"] == 16384  # the work cap: 24 GB leaves room beside the 18.8 GB of weights
+    assert status["model"] == "qwen3-coder:30b"
+    assert status["num_ctx"] == 16384  # the work cap: 24 GB leaves room beside the 19 GB of weights
     assert status["vram"]["total_bytes"] == 24 * GIB
-    assert ollama_double.loads == [("deepseek-coder:33b", 16384)]
+    assert ollama_double.loads == [("qwen3-coder:30b", 16384)]
 
 
 @pytest.mark.anyio
@@ -292,7 +294,7 @@ async def test_a_model_bigger_than_the_vram_fails_the_session(
     engine: Engine, ollama_double: OllamaDouble, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(gpu_module, "probe_gpus", lambda: gpu(8))
-    with pytest.raises(EnableFailed, match=r"VRAM too small: deepseek-coder:33b needs 18.8 GB.*deepseek-coder:6.7b"):
+    with pytest.raises(EnableFailed, match=r"VRAM too small: deepseek-coder:33b needs 18.8 GB.*qwen2.5-coder:7b"):
         await engine.enable(llm="deepseek-coder:33b")
     assert (await engine.status())["state"] == "failed"
     assert ollama_double.loaded == {}
@@ -489,8 +491,12 @@ async def test_capability_reports_gpus_ollama_models_and_the_recommendation(
                              "url": ollama_double.url, "path": None}
     assert [g["name"] for g in cap["gpus"]] == ["Test GPU"] and cap["gpus"][0]["driver"] == "550.00"
     assert "deepseek-coder:6.7b" in [m["name"] for m in cap["models"]]
-    assert (cap["recommended_model"], cap["recommended_pulled"]) == ("deepseek-coder:6.7b", True)
-    assert any("already pulled" in r for r in cap["reasons"])
+    assert (cap["recommended_model"], cap["recommended_pulled"]) == ("qwen2.5-coder:7b", False)
+    assert any("not pulled yet" in r for r in cap["reasons"])
+    ollama_double.add_model("qwen2.5-coder:7b", context_length=32768, size=4_700_000_000)
+    again = await engine.capability()
+    assert (again["recommended_model"], again["recommended_pulled"]) == ("qwen2.5-coder:7b", True)
+    assert any("already pulled" in r for r in again["reasons"])
 
 
 @pytest.mark.anyio
