@@ -29,6 +29,9 @@ class SessionData(MachineData):
     context_length: int | None = None
     size_bytes: int | None = None
     base_url: str | None = None
+    capabilities: list[str] | None = None
+    """What Ollama's `/api/show` says the model can do (completion, tools, thinking, ...); None when the server is too
+    old to say (before v0.6.4) or the backend is not Ollama."""
     owner: str | None = None
     """Process token of the long-lived owner (the MCP server) that unloads the model when it ends or dies."""
     busy_by: str | None = None

@@ -76,7 +76,7 @@ def _cleared(data: SessionData) -> dict[str, Any]:
     """Session data after it returns to idle: nothing loaded, the last model kept for reference."""
     return {"backend": None, "model": None, "persist": False, "num_ctx": None, "owner": None, "busy_by": None,
             "reason": None, "base_url": None, "context_length": None, "keep_alive": None, "size_bytes": None,
-            "last_model": data.model, "last_backend": data.backend}
+            "capabilities": None, "last_model": data.model, "last_backend": data.backend}
 
 
 def _resume_choice(data: SessionData) -> tuple[str | bool, str | None]:
@@ -242,7 +242,7 @@ class Session:
         return {
             "backend": backend, "model": spec.model, "persist": spec.persist,
             "keep_alive": keep_alive_for(spec.persist), "owner": current_token() if self.owns_sessions else None,
-            "busy_by": current_token(), "reason": None, "num_ctx": None, "base_url": None,
+            "busy_by": current_token(), "reason": None, "num_ctx": None, "base_url": None, "capabilities": None,
         }
 
     async def _already_enabled(self, data: SessionData, spec: LlmSpec, backend: str | None) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from engine.session import gpu
 from engine.session.gpu import GB, GpuReport, choose_num_ctx
 from engine.session.llm_spec import LlmSpec
 from engine.session.processes import alive, spawn_detached
-from engine.session.recommendations import recommend_model
+from engine.session.recommendations import capabilities_from_show, generates_text, recommend_model, suggested_model
 
 __all__ = ["SESSION_KEEP_ALIVE", "SERVER_TIMEOUT_ENV", "Timeouts", "keep_alive_for", "prepare"]
 
@@ -84,6 +84,8 @@ async def _prepare_ollama(
                     "`ollama list`, or check the name and the network and run enable again"
                 ) from exc
         shown = await backend.show(model)
+        capabilities = capabilities_from_show(shown)
+        _check_generates(model, capabilities, gpus)
         context_length = context_length_from_show(shown)
         size = next((m.size_bytes for m in await backend.models()
                      if canonical_model(m.name) == canonical_model(model)), None)
@@ -96,22 +98,35 @@ async def _prepare_ollama(
             await backend.load(model, num_ctx=num_ctx, keep_alive=keep_alive)
         return {"backend": "ollama", "base_url": base_url, "model": model, "num_ctx": num_ctx,
                 "context_length": context_length, "size_bytes": size, "server_version": version,
-                "keep_alive": keep_alive, **server}
+                "keep_alive": keep_alive, "capabilities": capabilities, **server}
     finally:
         await backend.aclose()
 
 
 async def _default_ollama_model(backend: OllamaBackend, gpus: GpuReport) -> str:
+    """The table's model for this VRAM; without one (CPU only), the first pulled model that generates text."""
     recommendation = recommend_model(gpus.largest_total)
     if recommendation.model:
         return recommendation.model
-    pulled = [m.name for m in await backend.models()]
-    if pulled:
-        return pulled[0]
+    for pulled in await backend.models():
+        # An embedding model pulled first would only be refused below: skip it here.
+        if generates_text(capabilities_from_show(await backend.show(pulled.name))):
+            return pulled.name
     raise UserError(
-        f"{recommendation.reason}, and Ollama has no model pulled; pass --llm MODEL (e.g. a small coder model "
-        "such as qwen2.5-coder:1.5b) or use --backend embedded"
+        f"{recommendation.reason}, and Ollama has no model pulled that generates text; pass --llm MODEL (e.g. a small "
+        f"coder model such as {suggested_model(None)}) or use --backend embedded"
     )
+
+
+def _check_generates(model: str, capabilities: list[str] | None, gpus: GpuReport) -> None:
+    """Refused before loading: Ollama would answer 400 "does not support generate" to the load. A server too old to
+    report capabilities (before v0.6.4) is not refused for that."""
+    if not generates_text(capabilities):
+        raise UserError(
+            f"{model} cannot generate text: Ollama lists its capabilities as {', '.join(capabilities or [])} (no "
+            f"`completion`; an embedding model?); choose a model that generates text, e.g. `--llm "
+            f"{suggested_model(gpus.largest_total)}` (`local-llm capability` lists the ones for this GPU)"
+        )
 
 
 def _check_vram(model: str, size: int | None, gpus: GpuReport) -> None:

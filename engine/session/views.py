@@ -58,6 +58,7 @@ def status_view(
         "reason": data.reason,
         "base_url": data.base_url,
         "context_length": data.context_length,
+        "capabilities": data.capabilities,
         "keep_alive": data.keep_alive,
     }
     if server is not None:

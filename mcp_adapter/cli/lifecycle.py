@@ -29,6 +29,8 @@ def _status_text(s: dict[str, Any]) -> str:
         f"backend: {s.get('backend') or 'none'}",
         f"model: {model}",
     ]
+    if s.get("capabilities"):
+        lines.append(f"capabilities: {', '.join(s['capabilities'])}")
     if s.get("num_ctx"):
         lines.append(f"num_ctx: {s['num_ctx']}")
     for m in s.get("loaded") or []:

@@ -54,7 +54,9 @@ def test_enable_status_disable_round_trip_across_processes(
     assert again["state"] == "loaded" and again["num_ctx"] == status["num_ctx"]
     assert [m["name"] for m in again["loaded"]] == ["deepseek-coder:33b"]
     assert set(again) >= {"state", "backend", "model", "persist", "loaded", "runs_active", "num_ctx", "vram",
-                          "reason"}
+                          "reason", "capabilities"}
+    assert again["capabilities"] == ["completion"]
+    assert "capabilities: completion" in run(cli_command, env, "status").stdout
     disabled = run(cli_command, env, "disable", "--json")
     assert disabled.returncode == 0 and as_json(disabled)["state"] == "idle"
     assert ollama_double.loaded == {}

@@ -232,8 +232,14 @@ class OllamaDouble:
                 f"{arch}.embedding_length": 4096,
                 f"{arch}.block_count": 32,
             },
-            "capabilities": list(model.capabilities),
             "modified_at": "2026-11-20T10:00:00.000000Z",
-        }
+        } | _capabilities(model, self.version)
+
+
+def _capabilities(model: FakeModel, version: str) -> dict[str, Any]:
+    """`capabilities` came with v0.6.4 (ollama commit e172f095b, "api: return model capabilities from the show
+    endpoint") and is `omitempty`: older servers, and an empty list, leave the key out."""
+    release = tuple(int(p) for p in version.split("-")[0].split(".")[:3] if p.isdigit())
+    return {"capabilities": list(model.capabilities)} if model.capabilities and release >= (0, 6, 4) else {}
 
 

@@ -1,0 +1,100 @@
+"""What a model can do, from Ollama's `/api/show` `capabilities`: `enable` refuses a model that cannot generate text
+(engine/session/prepare.py), and `status` shows the loaded model's capabilities (engine/session/views.py).
+
+Ollama cannot be installed where the tests run, so the Ollama double (engine/testing/ollama_double) imitates it; like
+Ollama, it leaves `capabilities` out of `/api/show` below v0.6.4 (ollama commit e172f095b).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+import engine.session.gpu as gpu_module
+from engine import Engine
+from engine.executor.backends.ollama import OllamaBackend
+from engine.session.gpu import GIB, GpuInfo, GpuReport
+from engine.session.lifecycle import EnableFailed
+from engine.testing.ollama_double import FakeModel, OllamaDouble
+
+DEADLINE_S = 20.0
+EMBEDDER = FakeModel("nomic-embed-text", context_length=2048, size=274_000_000, family="nomic-bert",
+                     capabilities=("embedding",))
+CODER_14B = FakeModel("qwen2.5-coder:14b", context_length=32768, size=9_000_000_000, family="qwen2",
+                      capabilities=("completion", "tools", "insert"))
+
+
+def gpu(total_gib: float, free_gib: float) -> GpuReport:
+    total, free = int(total_gib * GIB), int(free_gib * GIB)
+    return GpuReport(gpus=(GpuInfo(0, "Test GPU", total, free, total - free),), driver="550.00")
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No backend forced, no real ollama on PATH, a 12 GB GPU with 11 GB free unless a test says otherwise."""
+    monkeypatch.delenv("LOCAL_LLM_BACKEND", raising=False)
+    monkeypatch.delenv("LOCAL_LLM_NUM_CTX", raising=False)
+    (tmp_path / "empty-bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.setattr(gpu_module, "probe_gpus", lambda: gpu(12, 11))
+
+
+# -- enable -------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.anyio
+async def test_enable_refuses_an_embedding_only_model_before_loading_anything(
+    engine: Engine, ollama_double: OllamaDouble
+) -> None:
+    ollama_double.add_model(EMBEDDER)
+    with anyio.fail_after(DEADLINE_S), pytest.raises(EnableFailed) as caught:
+        await engine.enable(llm="nomic-embed-text")
+    reason = caught.value.reason
+    assert "nomic-embed-text cannot generate text" in reason and "embedding" in reason
+    assert "--llm qwen2.5-coder:14b" in reason  # the fix names the table's model for this GPU
+    assert (await engine.status())["state"] == "failed"
+    assert ollama_double.loads == [] and ollama_double.bodies("/api/generate") == []
+
+
+@pytest.mark.anyio
+async def test_a_server_too_old_to_report_capabilities_is_not_refused_for_that(
+    engine: Engine, ollama_double: OllamaDouble
+) -> None:
+    ollama_double.version = "0.6.3"
+    with anyio.fail_after(DEADLINE_S):
+        backend = OllamaBackend(ollama_double.url)
+        try:
+            assert "capabilities" not in await backend.show("deepseek-coder:6.7b")
+        finally:
+            await backend.aclose()
+        status = await engine.enable(llm="deepseek-coder:6.7b")
+    assert (status["state"], status["capabilities"]) == ("loaded", None)
+    assert ollama_double.loads == [("deepseek-coder:6.7b", status["num_ctx"])]
+
+
+@pytest.mark.anyio
+async def test_status_shows_the_loaded_models_capabilities_until_disable(
+    engine: Engine, ollama_double: OllamaDouble
+) -> None:
+    ollama_double.add_model(CODER_14B)
+    with anyio.fail_after(DEADLINE_S):
+        enabled = await engine.enable(llm="qwen2.5-coder:14b")
+        status = await engine.status()
+        disabled = await engine.disable()
+    assert enabled["capabilities"] == status["capabilities"] == ["completion", "tools", "insert"]
+    assert disabled["capabilities"] is None
+
+
+@pytest.mark.anyio
+async def test_enable_with_defaults_on_cpu_skips_a_pulled_embedding_model(
+    engine: Engine, ollama_double: OllamaDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gpu_module, "probe_gpus", lambda: GpuReport(reason="NVML unavailable (test); CPU only"))
+    coder = ollama_double.remove_model("deepseek-coder:6.7b")
+    assert coder is not None
+    ollama_double.add_model(EMBEDDER)  # listed first by /api/tags
+    ollama_double.add_model(coder)
+    with anyio.fail_after(DEADLINE_S):
+        status = await engine.enable(llm=True)
+    assert (status["model"], status["capabilities"]) == ("deepseek-coder:6.7b", ["completion"])
