@@ -1,5 +1,6 @@
-"""What `capability` and `status` answer: the machine (GPUs, Ollama, the embedded model, the recommended model) and
-the session (state, backend, model, what is loaded, VRAM, runs in flight)."""
+"""What `capability` and `status` answer: the machine (GPUs, Ollama, the embedded model, the recommended model and
+the other candidates for this VRAM, with what is pulled and the num_ctx each would get) and the session (state,
+backend, model and its capabilities, what is loaded, VRAM, runs in flight)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,17 @@ from engine.errors import UserError
 from engine.executor.backends import NoBackend, ollama_installed, select_backend
 from engine.executor.backends.base import BackendError, ModelInfo
 from engine.executor.backends.embedded import EMBEDDED_MODEL, embedded_installed
-from engine.executor.backends.ollama import OllamaBackend, canonical_model, ollama_base_url
+from engine.executor.backends.ollama import OllamaBackend, canonical_model, context_length_from_show, ollama_base_url
 from engine.session import gpu
 from engine.session.gpu import GpuReport, vram_summary
-from engine.session.recommendations import recommend_model
+from engine.session.recommendations import (
+    TABLE_CHECKED,
+    PulledModel,
+    candidates,
+    capabilities_from_show,
+    recommend_model,
+    tiers_summary,
+)
 from states import SessionData
 
 __all__ = ["capability", "model_dict", "status_view"]
@@ -68,26 +76,43 @@ def status_view(
     return status
 
 
+async def _pulled(probe: OllamaBackend) -> dict[str, PulledModel]:
+    """Every pulled model with its size, and its context and capabilities from `/api/show` (one local request each)."""
+    out = {}
+    for m in await probe.models():
+        try:
+            shown = await probe.show(m.name)
+        except BackendError:  # removed between tags and show: listed without what show would add
+            shown = {}
+        out[canonical_model(m.name)] = PulledModel(m.name, m.size_bytes, context_length_from_show(shown),
+                                                   capabilities_from_show(shown))
+    return out
+
+
 async def capability() -> dict[str, Any]:
     gpus: GpuReport = await anyio.to_thread.run_sync(gpu.probe_gpus)
     reasons: list[str] = []
     if gpus.reason:
         reasons.append(gpus.reason)
     probe = OllamaBackend(ollama_base_url())
+    pulled: dict[str, PulledModel] | None = None
     try:
         version = await probe.version()
-        models = [model_dict(m) for m in await probe.models()] if version else []
+        pulled = await _pulled(probe) if version else None
     except BackendError as exc:
-        version, models = None, []
+        version, pulled = None, None
         reasons.append(str(exc))
     finally:
         await probe.aclose()
+    models = [{**model_dict(ModelInfo(p.name, p.size_bytes, p.context_length)), "capabilities": p.capabilities}
+              for p in (pulled or {}).values()]
     installed = ollama_installed()
     recommendation = recommend_model(gpus.largest_total)
-    pulled = {canonical_model(m["name"]) for m in models}
-    recommended_pulled = bool(recommendation.model and canonical_model(recommendation.model) in pulled)
+    recommended_pulled = bool(recommendation.model and pulled and canonical_model(recommendation.model) in pulled)
     reasons.append(recommendation.reason + (" (already pulled)" if recommended_pulled else
                                             " (not pulled yet: enable pulls it)" if recommendation.model else ""))
+    if pulled is None:
+        reasons.append("Ollama does not answer: which candidates are pulled is unknown (`pulled: null`)")
     embedded = embedded_installed()
     if embedded:
         models.append({"name": EMBEDDED_MODEL, "backend": "embedded"})
@@ -109,5 +134,8 @@ async def capability() -> dict[str, Any]:
         "models": models,
         "recommended_model": recommendation.model,
         "recommended_pulled": recommended_pulled,
+        "candidates": candidates(total_vram=gpus.largest_total, free_vram=gpus.largest_free, pulled=pulled),
+        "tiers": tiers_summary(),
+        "table_checked": TABLE_CHECKED,
         "reasons": reasons,
     }

@@ -45,6 +45,16 @@ def _status_text(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _candidate_text(m: dict[str, Any]) -> str:
+    size = f"{m['size_gb']:g} GB{' (unconfirmed)' if m.get('size_checked') is False else ''}"
+    fit = {True: "fits", False: "too big", None: "no GPU"}[m["fits"]]
+    pulled = {True: "pulled", False: "not pulled", None: "pulled: unknown"}[m["pulled"]]
+    notes = [size, fit, pulled, f"num_ctx {m['num_ctx']}"] + (["thinking"] if m.get("thinking") else [])
+    if m.get("capabilities"):
+        notes.append(f"capabilities {'/'.join(m['capabilities'])}")
+    return f"  - {m['model']}: {', '.join(notes)}"
+
+
 def _capability_text(c: dict[str, Any]) -> str:
     lines = []
     for g in c["gpus"]:
@@ -58,6 +68,9 @@ def _capability_text(c: dict[str, Any]) -> str:
     lines.append(f"models: {', '.join(m['name'] for m in c['models']) or 'none'}")
     if c.get("recommended_model"):
         lines.append(f"recommended: {c['recommended_model']}{' (pulled)' if c.get('recommended_pulled') else ''}")
+    if c.get("candidates"):
+        lines.append(f"candidates for this VRAM (table of {c.get('table_checked')}):")
+        lines += [_candidate_text(m) for m in c["candidates"]]
     lines.append(f"backend: {c['backend'] or 'none'}; can enable: {'yes' if c['can_enable'] else 'no'}")
     lines += [f"  - {r}" for r in c["reasons"]]
     return "\n".join(lines)
@@ -100,7 +113,7 @@ def status(
 def capability(
     ctx: typer.Context, *, project: ProjectOption = None, as_json: JsonOption = False, verbose: VerboseOption = False
 ) -> None:
-    """GPUs and VRAM, Ollama installed/running, models present, the recommended model."""
+    """GPUs and VRAM, Ollama installed/running, models present, the recommended model and the other candidates."""
     execute(ctx, _capability, project=project, as_json=as_json, verbose=verbose)
 
 

@@ -71,11 +71,15 @@ def test_capability_json_has_the_documented_shape(
     proc = run(cli_command, env, "capability", "--json")
     assert proc.returncode == 0, proc.stderr
     cap = as_json(proc)
-    assert set(cap) >= {"can_enable", "gpus", "backend", "ollama", "models", "recommended_model", "reasons"}
+    assert set(cap) >= {"can_enable", "gpus", "backend", "ollama", "models", "recommended_model", "reasons",
+                        "candidates", "tiers", "table_checked"}
     assert cap["ollama"]["running"] is True and cap["ollama"]["version"] == ollama_double.version
     assert cap["backend"] == "ollama" and cap["can_enable"] is True
     assert "deepseek-coder:6.7b" in [m["name"] for m in cap["models"]]
-    assert "can enable: yes" in run(cli_command, env, "capability").stdout
+    assert {"model", "size_gb", "fits", "pulled", "num_ctx", "thinking"} <= set(cap["candidates"][0])
+    text = run(cli_command, env, "capability").stdout
+    assert "can enable: yes" in text and "candidates for this VRAM" in text
+    assert f"{cap['candidates'][0]['model']}: " in text and "not pulled, num_ctx " in text
 
 
 def test_a_failed_enable_exits_non_zero_and_prints_the_failed_status(

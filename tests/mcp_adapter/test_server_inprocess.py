@@ -18,7 +18,7 @@ import pytest
 from mcp import Client
 
 from engine import Engine, Project
-from engine.testing.ollama_double import OllamaDouble
+from engine.testing.ollama_double import FakeModel, OllamaDouble
 from engine.testing.scripted import ScriptedBackend, files_answer, use_backend
 from mcp_adapter.server import ACTIONS, build_server
 
@@ -117,6 +117,20 @@ async def test_capability_enable_status_and_disable_drive_the_session_on_ollama(
     assert (enabled["state"], enabled["backend"], enabled["model"]) == ("loaded", "ollama", "deepseek-coder:6.7b")
     assert status["state"] == "loaded" and "deepseek-coder:6.7b" in loaded
     assert disabled["state"] == "idle" and ollama_double.loaded == {}
+
+
+async def test_capability_lists_candidates_and_enable_of_an_embedding_model_is_a_tool_error_that_says_why(
+    engine: Engine, ollama_double: OllamaDouble
+) -> None:
+    ollama_double.add_model(FakeModel("nomic-embed-text", capabilities=("embedding",)))
+    with anyio.fail_after(DEADLINE_S):
+        async with _client(engine) as client:
+            capability = await _call(client, action="capability")
+            refused = await _error(client, action="enable", llm="nomic-embed-text", backend="ollama")
+    assert capability["candidates"] and all("num_ctx" in c and "pulled" in c for c in capability["candidates"])
+    assert {m["name"]: m.get("capabilities") for m in capability["models"]}["nomic-embed-text:latest"] == ["embedding"]
+    assert "cannot generate text" in refused and "--llm " in refused
+    assert ollama_double.loads == []
 
 
 async def test_enable_reports_pull_and_load_progress(engine: Engine, ollama_double: OllamaDouble) -> None:

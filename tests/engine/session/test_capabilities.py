@@ -1,5 +1,6 @@
 """What a model can do, from Ollama's `/api/show` `capabilities`: `enable` refuses a model that cannot generate text
-(engine/session/prepare.py), and `status` shows the loaded model's capabilities (engine/session/views.py).
+(engine/session/prepare.py), `status` shows the loaded model's capabilities, and `capability` lists this GPU's
+candidates, pulled or not, with the num_ctx each would get (engine/session/views.py).
 
 Ollama cannot be installed where the tests run, so the Ollama double (engine/testing/ollama_double) imitates it; like
 Ollama, it leaves `capabilities` out of `/api/show` below v0.6.4 (ollama commit e172f095b).
@@ -15,8 +16,9 @@ import pytest
 import engine.session.gpu as gpu_module
 from engine import Engine
 from engine.executor.backends.ollama import OllamaBackend
-from engine.session.gpu import GIB, GpuInfo, GpuReport
+from engine.session.gpu import GIB, GpuInfo, GpuReport, choose_num_ctx
 from engine.session.lifecycle import EnableFailed
+from engine.testing.fake_ollama import free_port
 from engine.testing.ollama_double import FakeModel, OllamaDouble
 
 DEADLINE_S = 20.0
@@ -98,3 +100,51 @@ async def test_enable_with_defaults_on_cpu_skips_a_pulled_embedding_model(
     with anyio.fail_after(DEADLINE_S):
         status = await engine.enable(llm=True)
     assert (status["model"], status["capabilities"]) == ("deepseek-coder:6.7b", ["completion"])
+
+
+# -- capability ---------------------------------------------------------------------------------------------------------
+
+@pytest.mark.anyio
+async def test_capability_lists_this_gpus_candidates_pulled_or_not_with_a_num_ctx_each(
+    engine: Engine, ollama_double: OllamaDouble
+) -> None:
+    ollama_double.add_model(CODER_14B)
+    with anyio.fail_after(DEADLINE_S):
+        cap = await engine.capability()
+    assert (cap["recommended_model"], cap["recommended_pulled"]) == ("qwen2.5-coder:14b", True)
+    rows = {row["model"]: row for row in cap["candidates"]}
+    assert list(rows)[0] == "qwen2.5-coder:14b"
+    first = rows["qwen2.5-coder:14b"]
+    assert (first["pulled"], first["fits"], first["capabilities"]) == (True, True, ["completion", "tools", "insert"])
+    assert first["num_ctx"] == choose_num_ctx(model_context=32768, free_vram_bytes=11 * GIB,
+                                              model_size_bytes=9_000_000_000)
+    assert rows["deepseek-coder-v2:16b"]["pulled"] is False and "capabilities" not in rows["deepseek-coder-v2:16b"]
+    assert all(isinstance(row["num_ctx"], int) for row in rows.values())
+    assert rows["qwen3:14b"]["thinking"] is True
+    by_name = {m["name"]: m for m in cap["models"]}
+    assert by_name["deepseek-coder:6.7b"]["capabilities"] == ["completion"]
+    assert cap["table_checked"] == "2026-11-25" and cap["tiers"][0]["models"][0] == "qwen2.5-coder:1.5b"
+
+
+@pytest.mark.anyio
+async def test_capability_on_a_server_too_old_to_report_capabilities_says_they_are_unknown(
+    engine: Engine, ollama_double: OllamaDouble
+) -> None:
+    ollama_double.version = "0.6.3"
+    with anyio.fail_after(DEADLINE_S):
+        cap = await engine.capability()
+    assert [(m["name"], m["capabilities"]) for m in cap["models"] if m["name"] == "deepseek-coder:6.7b"] == [
+        ("deepseek-coder:6.7b", None)]
+
+
+@pytest.mark.anyio
+async def test_capability_without_ollama_still_lists_the_candidates_and_says_pulled_is_unknown(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port()}")
+    with anyio.fail_after(DEADLINE_S):
+        cap = await engine.capability()
+    assert cap["ollama"]["running"] is False
+    assert cap["candidates"] and all(row["pulled"] is None for row in cap["candidates"])
+    assert all(row["num_ctx"] >= 2048 for row in cap["candidates"])
+    assert any("which candidates are pulled is unknown" in r for r in cap["reasons"])
