@@ -132,7 +132,7 @@ TIERS: tuple[Tier, ...] = (
     # 6 GB cards stay on the 3b: the 7b would leave room for a 4k context only.
     Tier(8, ("qwen2.5-coder:7b", "qwen2.5-coder:3b", "qwen3:8b")),
     Tier(12, ("qwen2.5-coder:14b", "deepseek-coder-v2:16b", "qwen2.5-coder:7b", "qwen3:14b")),
-    # 16 GB: the 14b with a full 16k context beats a 22-24B squeezed to 4k.
+    # 16 GB: a 24B model would leave a 4k context; the 14b keeps the full 16k and codestral is no stronger.
     Tier(16, ("qwen2.5-coder:14b", "codestral:22b", "deepseek-coder-v2:16b", "gpt-oss:20b")),
     Tier(24, ("qwen3-coder:30b", "devstral-small-2:24b", "qwen2.5-coder:32b", "gpt-oss:20b")),
     Tier(64, ("qwen3-coder:30b", "qwen3-coder-next", "devstral-small-2:24b", "qwen2.5-coder:32b")),
