@@ -8,21 +8,22 @@ reasoning first. Thinking models are alternatives only, marked `thinking`.
 
 | model                 | size   | context | thinking | what, and where the figures come from                       |
 |-----------------------|--------|---------|----------|-------------------------------------------------------------|
-| qwen2.5-coder:0.5b    | 0.4 GB | 32K     | no       | size not confirmed today (ollama.com library, from memory)  |
-| qwen2.5-coder:1.5b    | 1.0 GB | 32K     | no       | size not confirmed today                                    |
-| qwen2.5-coder:3b      | 1.9 GB | 32K     | no       | size not confirmed today                                    |
+| qwen2.5-coder:0.5b    | 0.4 GB | 32K     | no       | size not confirmed on 2026-11-25                            |
+| qwen2.5-coder:1.5b    | 1.0 GB | 32K     | no       | size not confirmed on 2026-11-25                            |
+| qwen2.5-coder:3b      | 1.9 GB | 32K     | no       | size not confirmed on 2026-11-25                            |
 | qwen2.5-coder:7b      | 4.7 GB | 32K     | no       | Q4_K_M GGUF 4.68 GB [2]; 32K on Ollama [3]                   |
 | qwen2.5-coder:14b     | 9.0 GB | 32K     | no       | Q4_K_M GGUF 8.99 GB [4]; 32K on Ollama [3]                   |
-| qwen2.5-coder:32b     | 20 GB  | 32K     | no       | size not confirmed today (~0.6 GB per B at Q4_K_M)           |
+| qwen2.5-coder:32b     | 20 GB  | 32K     | no       | size not confirmed (~0.6 GB per B at Q4_K_M)                 |
 | qwen3-coder:30b       | 19 GB  | 256K    | no       | 30.5B MoE, 3.3B active, non-thinking only [5]; size not      |
-|                       |        |         |          | confirmed today (Q4_K_M GGUFs are 18-19 GB)                  |
+|                       |        |         |          | confirmed (Q4 GGUFs are quoted at 17.8-19 GB)                |
 | qwen3-coder-next      | 52 GB  | 256K    | no       | 80B MoE, 3B active [6]; in Ollama's library [1]; size not    |
 |                       |        |         |          | confirmed (80B at ~4.8 bits a weight)                        |
 | devstral-small-2:24b  | 15 GB  | 256K    | no       | Q4_K_M GGUF 14.3 GB plus vision [7]; 256K, no thinking [8]   |
-| deepseek-coder-v2:16b | 8.9 GB | 160K    | no       | 16B MoE (2.4B active), 2024; size not confirmed today        |
+| deepseek-coder-v2:16b | 8.9 GB | 160K    | no       | 16B MoE (2.4B active), 2024; size not confirmed              |
 | codestral:22b         | 13 GB  | 32K     | no       | 2024, Mistral non-production licence; size not confirmed     |
-| gpt-oss:20b           | 14 GB  | 128K    | yes      | 21B MoE; reasoning levels only, cannot be turned off [9]     |
-| qwen3:8b / qwen3:14b  | 5.2 / 9.3 GB | 40K | yes (hybrid) | sizes not confirmed today                                |
+| gpt-oss:20b           | 14 GB  | 128K    | yes      | 21B MoE; reasoning effort levels only (not off) [9]; size    |
+|                       |        |         |          | not confirmed ([3] says 13 GB; the larger figure is kept)     |
+| qwen3:8b / qwen3:14b  | 5.2 / 9.3 GB | 40K | yes (hybrid) | sizes not confirmed                                      |
 
 Left out: deepseek-coder (2023), codellama, starcoder2, granite-code (2024; weaker than qwen2.5-coder at each size),
 deepseek-r1 (thinking only). Ollama's own launcher lists qwen2.5-coder as deprecated for agentic tools [1]
@@ -113,7 +114,7 @@ MODELS: dict[str, ModelEntry] = _entries(
     ModelEntry("devstral-small-2:24b", 15.0, 262144, "Devstral Small 2 24B"),
     ModelEntry("deepseek-coder-v2:16b", 8.9, 163840, "DeepSeek-Coder-V2 Lite 16B (MoE)", size_checked=False),
     ModelEntry("codestral:22b", 13.0, 32768, "Codestral 22B (non-production licence)", size_checked=False),
-    ModelEntry("gpt-oss:20b", 14.0, 131072, "gpt-oss 20B (reasoning levels only)", thinking=True),
+    ModelEntry("gpt-oss:20b", 14.0, 131072, "gpt-oss 20B (reasoning levels only)", thinking=True, size_checked=False),
     ModelEntry("qwen3:8b", 5.2, 40960, "Qwen3 8B (hybrid thinking)", thinking=True, size_checked=False),
     ModelEntry("qwen3:14b", 9.3, 40960, "Qwen3 14B (hybrid thinking)", thinking=True, size_checked=False),
 )
