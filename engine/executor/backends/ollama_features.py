@@ -17,11 +17,11 @@ from engine.executor.backends.base import THINK_LEVELS, BackendError, Think
 __all__ = [
     "CAPABILITIES_SINCE",
     "LEVELS_ONLY_FAMILIES",
-    "ModelTraits",
     "OMIT",
-    "ServerFeatures",
     "THINK_SINCE",
     "TRUNCATE_SINCE",
+    "ModelTraits",
+    "ServerFeatures",
     "is_context_overflow",
     "parse_version",
     "think_value",

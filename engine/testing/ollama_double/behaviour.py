@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "THINK_LEVELS",
     "BadRequest",
     "Features",
     "PromptFit",
-    "THINK_LEVELS",
     "default_num_ctx",
     "features_of",
     "fit_prompt",
