@@ -14,6 +14,7 @@ from engine.api import Engine
 from engine.delegation.requests import TASK_TYPES
 from engine.errors import InvalidArgument, UserError
 from engine.executor.backends import BACKENDS
+from engine.executor.backends.base import THINK_LEVELS
 from engine.progress import Progress, no_progress
 from engine.project import Project
 from engine.session.lifecycle import EnableFailed, SessionBusy, SessionFailed
@@ -22,6 +23,7 @@ from engine.store.health import DamagedRow, DatabaseDamaged, DatabaseUnavailable
 __all__ = [
     "BACKENDS",
     "TASK_TYPES",
+    "THINK_LEVELS",
     "DamagedRow",
     "DatabaseDamaged",
     "DatabaseUnavailable",

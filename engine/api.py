@@ -113,13 +113,15 @@ class Engine:
         context_files: Sequence[str] | None = None, verify: str | None = None, max_attempts: int | None = None,
         model: str | None = None, allow_secrets: bool = False, allow_config_writes: bool = False,
         verify_timeout: float | None = DEFAULT_TIMEOUT_S, wait: float | None = None, progress: Progress = no_progress,
+        think: bool | str | None = False,
     ) -> dict[str, Any]:
-        """Run a delegation. `wait=None` waits for its end; a number of seconds answers after that long with the
+        """Run a delegation. `think`: False (the default: mechanical work), True or a level, for models that can. `wait=None` waits for its end; a number of seconds answers after that long with the
         run's current view (the run goes on in `background()`; collect it with `result`)."""
         return await self.delegations.delegate(
             task=task, output_files=output_files, task_type=task_type, context_files=context_files, verify=verify,
             max_attempts=max_attempts, model=model, allow_secrets=allow_secrets,
             allow_config_writes=allow_config_writes, verify_timeout=verify_timeout, wait=wait, progress=progress,
+            think=think,
         )
 
     async def result(self, run_id: str, *, wait: float = 0.0) -> dict[str, Any]:

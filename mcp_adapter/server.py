@@ -32,7 +32,7 @@ from pydantic import (
     WrapValidator,
 )
 
-from engine import BACKENDS, TASK_TYPES, Engine, UserError
+from engine import BACKENDS, TASK_TYPES, THINK_LEVELS, Engine, UserError
 from engine.logs import configure_logging
 from engine.progress import Progress
 
@@ -51,6 +51,7 @@ DEFAULT_WAIT_S = float(os.environ.get(WAIT_ENV, "40"))
 
 TaskType = Literal[TASK_TYPES]  # type: ignore[valid-type]  # the engine's list, so the schema never drifts from it
 Backend = Literal[BACKENDS]  # type: ignore[valid-type]
+ThinkLevel = Literal[THINK_LEVELS]  # type: ignore[valid-type]
 
 INSTRUCTIONS = """\
 Delegate mechanical coding work (boilerplate, CRUD, unit tests, docstrings, mechanical refactors, translation between
@@ -144,6 +145,7 @@ def build_server(engine: Engine) -> MCPServer:
                         model=fields["model"],
                         allow_secrets=fields["allow_secrets"],
                         allow_config_writes=fields["allow_config_writes"],
+                        think=fields["think"],
                         wait=DEFAULT_WAIT_S if fields["wait"] is None else fields["wait"],
                     )
                 case "result":
@@ -206,6 +208,10 @@ def build_server(engine: Engine) -> MCPServer:
             ".claude/{commands,skills,agents,hooks}/, .mcp.json, .gitattributes, .gitmodules, .envrc, "
             ".pre-commit-config.yaml, .github/workflows/); .git/ and the engine's state are never written"
         ))] = False,
+        think: Annotated[StrictBool | ThinkLevel | None, Field(description=(
+            "delegate: let a model that can think do so first (true or a level); default false, as mechanical "
+            "work needs no reasoning and thinking spends the answer's tokens"
+        ))] = None,
         wait: Annotated[float | None, Field(
             strict=True, allow_inf_nan=False, ge=0, le=3600,
             description=f"delegate, result: seconds to wait (default {DEFAULT_WAIT_S:g})",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from states.data import MachineData, UnknownField
-from states.delegation import DELEGATION, Conflict, OutputFile, RunData, Turn, Verification
+from states.delegation import DELEGATION, Conflict, OutputFile, PromptOverflow, RunData, Turn, Verification
 from states.session import SESSION, SESSION_ID, SessionData
 from states.spec import MachineModel, MachineSpec, TransitionSpec, build_machine
 
@@ -17,6 +17,7 @@ __all__ = [
     "MachineModel",
     "MachineSpec",
     "OutputFile",
+    "PromptOverflow",
     "RunData",
     "SessionData",
     "TransitionSpec",

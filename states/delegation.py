@@ -20,6 +20,7 @@ __all__ = [
     "DELEGATION",
     "Conflict",
     "OutputFile",
+    "PromptOverflow",
     "PromptText",
     "RunData",
     "SkippedFile",
@@ -77,6 +78,20 @@ class Verification(TypedDict):
     seconds: float
 
 
+class PromptOverflow(TypedDict):
+    """Why a prompt was not sent, or was refused: the numbers the caller needs to shrink it."""
+
+    prompt_tokens: int | None
+    exact: bool
+    """Counted with the model's tokenizer; else a conservative estimate."""
+    num_ctx: int
+    answer_room: int
+    """Tokens the run keeps free for the answer (and the thinking, when asked for)."""
+    refused_by: str
+    """`server`, `tokenizer` (an exact count before sending) or `estimate` (before sending, where the server would
+    have cut the prompt silently)."""
+
+
 @dataclass(frozen=True)
 class RunData(MachineData):
     """A run's persisted data. `attempt` is 0 until the run starts, then the attempt in progress (1-based)."""
@@ -91,6 +106,9 @@ class RunData(MachineData):
     attempt: int = 0
     model: str | None = None
     """The model asked for by the caller; None means the session's."""
+    think: bool | str = False
+    """Whether a model that can think may (a level: how much); mechanical work says no. Rows from before the field
+    read False, so it needs no migration."""
     allow_secrets: bool = False
     allow_config_writes: bool = False
     """The caller's opt-in to write configuration that runs code (engine.delegation.paths.CONFIG_RULES). A field
@@ -105,7 +123,10 @@ class RunData(MachineData):
     last_answer: str = ""
     last_error: str | None = None
     tokens_generated: int = 0
+    thinking_tokens: int = 0
+    """Of tokens_generated, those spent thinking."""
     prompt_tokens: int = 0
+    prompt_overflow: PromptOverflow | None = None
     model_used: str | None = None
     files_written: list[str] = field(default_factory=list)
     verification: Verification | None = None

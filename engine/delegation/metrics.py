@@ -142,13 +142,13 @@ def _rate(part: int, whole: int) -> float | None:
 
 def saved_tokens_estimate(runs: Iterable[Mapping[str, Any]]) -> int:
     """Estimate of orchestrator tokens saved: for every run that ended `done`, the tokens the executor generated
-    (code the orchestrator did not have to write), minus, for every run, what delegating cost the orchestrator:
+    less those it spent thinking (the rest is code the orchestrator did not have to write), minus, for every run, what delegating cost the orchestrator:
     the task text (chars / 4) plus a fixed ORCHESTRATOR_OVERHEAD_TOKENS for the call and reading the result.
     Never below zero. It is an estimate: the orchestrator's own answer would not be token-for-token the same."""
     saved = 0.0
     for r in runs:
         if r.get("state") == "done":
-            saved += _num(r.get("tokens_generated"))
+            saved += _num(r.get("tokens_generated")) - _num(r.get("thinking_tokens"))
         saved -= math.ceil(len(str(r.get("task", ""))) / CHARS_PER_TOKEN) + ORCHESTRATOR_OVERHEAD_TOKENS
     return max(0, int(saved))
 
@@ -166,6 +166,7 @@ def _group(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "done": sum(1 for r in runs if r.get("state") == "done"),
         "verification_pass_rate": _rate(len(passed), len(verified)),
         "tokens_generated": int(sum(_num(r.get("tokens_generated")) for r in runs)),
+        "thinking_tokens": int(sum(_num(r.get("thinking_tokens")) for r in runs)),
         "time_seconds": round(sum(_num(r.get("time_seconds")) for r in runs), 3),
     }
 
@@ -200,11 +201,13 @@ def aggregate(contents: LogContents) -> dict[str, Any]:
         "by_task_type": {k: _group(v) for k, v in sorted(by_type.items())},
         "by_model": {k: _group(v) for k, v in sorted(by_model.items())},
         "tokens_generated": int(sum(_num(r.get("tokens_generated")) for r in runs)),
+        "thinking_tokens": int(sum(_num(r.get("thinking_tokens")) for r in runs)),
         "prompt_tokens": int(sum(_num(r.get("prompt_tokens")) for r in runs)),
+        "runs_prompt_too_long": sum(1 for r in runs if r.get("prompt_overflow")),
         "time_seconds": round(sum(_num(r.get("time_seconds")) for r in runs), 3),
         "orchestrator_tokens_saved_estimate": saved_tokens_estimate(runs),
         "estimate_formula": (
-            "sum(tokens_generated of runs that ended done) - sum(ceil(len(task)/4) + "
+            "sum(tokens_generated - thinking_tokens of runs that ended done) - sum(ceil(len(task)/4) + "
             f"{ORCHESTRATOR_OVERHEAD_TOKENS}) over all runs, floored at 0"
         ),
         "corrupt_lines": contents.corrupt_lines,

@@ -18,6 +18,7 @@ from engine.delegation.context_files import MAX_CONTEXT_BYTES, read_text_file
 from engine.delegation.paths import Protection, check_output, resolve_inside
 from engine.delegation.verify import DEFAULT_TIMEOUT_S
 from engine.errors import InvalidArgument
+from engine.executor.backends.base import THINK_LEVELS
 from engine.executor.prompting import OutputSpec
 from states import OutputFile
 
@@ -79,6 +80,7 @@ class DelegateRequest:
     model: str | None
     allow_secrets: bool
     allow_config_writes: bool = False
+    think: bool | str = False
 
     @property
     def output_files(self) -> list[OutputFile]:
@@ -184,7 +186,7 @@ def check_analyze(
 def check_delegate(
     *, task: object, task_type: object, context_files: object, output_files: object, verify: object,
     max_attempts: object, model: object, allow_secrets: object, verify_timeout: object,
-    allow_config_writes: object = False,
+    allow_config_writes: object = False, think: object = False,
 ) -> DelegateRequest:
     """The request's values, checked without touching the disk (see check_files). None for task_type,
     max_attempts or verify_timeout means the default (callers pass omitted fields as None)."""
@@ -206,8 +208,17 @@ def check_delegate(
         context_files=_strings(context_files, "context_files", limit=MAX_CONTEXT_FILES), verify_timeout=timeout,
         max_attempts=attempts, model=model.strip() or None if isinstance(model, str) else None,
         allow_secrets=_flag(allow_secrets, "allow_secrets"),
-        allow_config_writes=_flag(allow_config_writes, "allow_config_writes"),
+        allow_config_writes=_flag(allow_config_writes, "allow_config_writes"), think=check_think(think),
     )
+
+
+def check_think(value: object) -> bool | str:
+    """false (mechanical work: the default), true, or a level; None means the default."""
+    if value is None:
+        return False
+    if isinstance(value, bool) or value in THINK_LEVELS:
+        return value  # type: ignore[return-value]
+    raise InvalidArgument("think", f"true, false or one of {', '.join(THINK_LEVELS)}", value)
 
 
 def check_files(root: Path, request: DelegateRequest) -> DelegateRequest:
@@ -245,4 +256,5 @@ def as_run_data(request: DelegateRequest, *, score: float) -> dict[str, Any]:
         "output_files": request.output_files, "verify": request.verify, "verify_timeout": request.verify_timeout,
         "max_attempts": request.max_attempts, "attempt": 0, "model": request.model,
         "allow_secrets": request.allow_secrets, "allow_config_writes": request.allow_config_writes, "score": score,
+        "think": request.think,
     }

@@ -29,7 +29,17 @@ import anyio
 import structlog
 
 from engine.context import EngineContext
-from engine.delegation.generation import Slots, answer_room, fit_history, generate, pack, safe_progress
+from engine.delegation.generation import (
+    Slots,
+    answer_room,
+    check_prompt,
+    counter,
+    fit_history,
+    generate,
+    overflow_record,
+    pack,
+    safe_progress,
+)
 from engine.delegation.moves import RunMoves, mark_writes
 from engine.delegation.paths import resolve_inside
 from engine.delegation.shared_tree import (
@@ -44,10 +54,9 @@ from engine.delegation.shared_tree import (
 from engine.delegation.shared_tree import Step as ShareStep
 from engine.delegation.verify import run_verify
 from engine.delegation.writes import on_disk
-from engine.errors import UserError
 from engine.executor import Executor
 from engine.executor.answers import AnswerError, answer_schema, parse_answer
-from engine.executor.backends.base import BackendError, ChatMessage, GenerateRequest
+from engine.executor.backends.base import BackendError, ChatMessage, GenerateRequest, GenerateResult, PromptTooLong
 from engine.progress import Progress
 from engine.store.db import MachineRecord, Transaction
 from states import RunData, Turn
@@ -124,29 +133,17 @@ async def _delegating(tools: StepTools, record: MachineRecord, attempt: Attempt)
     executor = await _executor(tools, attempt)
     backend, num_ctx = executor.backend, int(executor.num_ctx)
     data = RunData.from_json(record.data)
-    if data.prompt is None:
-        changes, skipped, tokens = pack(tools.root, data, backend, num_ctx)
-        bases = read_bases(tools.root, data.output_paths)  # what the model sees is what later writes compare with
-
-        def journal_bases(tx: Transaction, moved: MachineRecord) -> None:
-            for path, previous in bases.items():
-                tx.journal_base(moved.id, path, previous=previous)
-
-        record = tools.ctx.runs.note(record.id, "packed", data=changes, payload={
-            "context_tokens": tokens, "files_skipped": [s["path"] for s in skipped]}, after=journal_bases)
-        data = RunData.from_json(record.data)
-    assert data.prompt is not None
     model = data.model or executor.model
-    room = answer_room(num_ctx)
-    base = (ChatMessage("system", data.prompt["system"]), ChatMessage("user", data.prompt["user"]))
-    messages = fit_history(base, data.history, backend, num_ctx - room)
-    await safe_progress(attempt.progress, data.attempt - 1, data.max_attempts, f"attempt {data.attempt}: generating")
-    request = GenerateRequest(model=model, messages=messages, schema=answer_schema(data.output_paths),
-                              num_ctx=num_ctx, max_tokens=room, temperature=0.1, seed=data.attempt,
-                              keep_alive=executor.keep_alive)
+    room = answer_room(num_ctx, thinking=data.think is not False)
     try:
-        result = await generate(backend, request, slots=tools.slots, progress=attempt.progress,
-                                attempt=data.attempt, total=data.max_attempts)
+        if data.prompt is None:
+            guard = await backend.count_prompt(GenerateRequest(model=model, messages=(), num_ctx=num_ctx))
+            record, data = _packed(tools, record, data, pack(tools.root, data, backend, num_ctx, guard=guard))
+        result = await _generate(tools, attempt, executor, data, model=model, room=room)
+    except PromptTooLong as exc:
+        overflow = overflow_record(exc, answer_room=room)
+        tools.ctx.runs.note(record.id, "prompt_too_long", data={"prompt_overflow": overflow}, payload=dict(overflow))
+        raise
     except BackendError as exc:
         if not exc.retryable:
             raise
@@ -154,20 +151,17 @@ async def _delegating(tools: StepTools, record: MachineRecord, attempt: Attempt)
         return
     counters = {
         "tokens_generated": data.tokens_generated + int(result.completion_tokens),
+        "thinking_tokens": data.thinking_tokens + int(result.thinking_tokens),
         "prompt_tokens": data.prompt_tokens + int(result.prompt_tokens),
         "model_used": result.model or model,
     }
-    if result.prompt_tokens and result.prompt_tokens > num_ctx - room:
-        # The backend cut the prompt silently (Ollama does): the same prompt would be cut again, so stop here.
-        raise UserError(
-            f"the prompt ({result.prompt_tokens} tokens) did not fit num_ctx {num_ctx} with {room} tokens left for "
-            "the answer, so the backend truncated it; pass fewer or smaller context files, or enable a model "
-            "with a larger context"
-        )
     try:
         if result.done_reason == "length":
+            thought = (f", {result.thinking_tokens} of them thinking (ask with think=false, or a model that "
+                       "does not think)") if result.thinking_tokens else ""
             raise AnswerError(
-                f"the answer was cut at the token limit ({result.completion_tokens} tokens); write shorter files"
+                f"the answer was cut at the token limit ({result.completion_tokens} tokens{thought}); write "
+                "shorter files"
             )
         files = parse_answer(result.text, data.output_paths)
     except AnswerError as exc:
@@ -185,9 +179,43 @@ async def _delegating(tools: StepTools, record: MachineRecord, attempt: Attempt)
 
     tools.moves.fire(
         record, "generated", data={**counters, "last_answer": result.text},
-        payload={"attempt": number, "tokens": result.completion_tokens, "prompt_tokens": result.prompt_tokens},
+        payload={"attempt": number, "tokens": result.completion_tokens, "prompt_tokens": result.prompt_tokens,
+                 "thinking_tokens": result.thinking_tokens},
         after=journal,
     )
+
+
+def _packed(
+    tools: StepTools, record: MachineRecord, data: RunData, packed: tuple[dict[str, Any], list[Any], int],
+) -> tuple[MachineRecord, RunData]:
+    changes, skipped, tokens = packed
+    bases = read_bases(tools.root, data.output_paths)  # what the model sees is what later writes compare with
+
+    def journal_bases(tx: Transaction, moved: MachineRecord) -> None:
+        for path, previous in bases.items():
+            tx.journal_base(moved.id, path, previous=previous)
+
+    record = tools.ctx.runs.note(record.id, "packed", data=changes, payload={
+        "context_tokens": tokens, "files_skipped": [s["path"] for s in skipped]}, after=journal_bases)
+    return record, RunData.from_json(record.data)
+
+
+async def _generate(
+    tools: StepTools, attempt: Attempt, executor: Executor, data: RunData, *, model: str, room: int,
+) -> GenerateResult:
+    assert data.prompt is not None
+    backend, num_ctx = executor.backend, int(executor.num_ctx)
+    base = (ChatMessage("system", data.prompt["system"]), ChatMessage("user", data.prompt["user"]))
+    guard = await backend.count_prompt(GenerateRequest(model=model, messages=(), num_ctx=num_ctx))
+    messages = fit_history(base, data.history, counter(backend, guard), num_ctx - room)
+    await safe_progress(attempt.progress, data.attempt - 1, data.max_attempts, f"attempt {data.attempt}: generating")
+    request = GenerateRequest(model=model, messages=messages, schema=answer_schema(data.output_paths),
+                              num_ctx=num_ctx, max_tokens=room, temperature=0.1, seed=data.attempt,
+                              keep_alive=executor.keep_alive, think=data.think)
+    # A prompt cut silently would drop the very file text the answer must build on: refused, with numbers.
+    await check_prompt(backend, request)
+    return await generate(backend, request, slots=tools.slots, progress=attempt.progress, attempt=data.attempt,
+                          total=data.max_attempts)
 
 
 def _generation_failed(

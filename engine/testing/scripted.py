@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 
 from engine.executor import Executor
-from engine.executor.backends.base import GenerateRequest, GenerateResult, ModelInfo, TokenCallback
+from engine.executor.backends.base import GenerateRequest, GenerateResult, ModelInfo, PromptCount, TokenCallback
 from engine.progress import Progress
 
 __all__ = ["ScriptedBackend", "files_answer", "use_backend"]
@@ -40,6 +40,11 @@ class ScriptedBackend:
     """Set when a generation starts (every one of them, at the first generation)."""
     active: int = 0
     max_active: int = 0
+    prompt_exact: bool = True
+    """count_prompt's answer: the model's tokenizer (True) or an estimate."""
+    refuses_overflow: bool = True
+    prompt_padding: int = 0
+    """Tokens count_prompt adds to every prompt (a tokenizer that counts more than the engine's estimate)."""
     _active_changed: anyio.Event | None = field(default=None, init=False, repr=False)
 
     async def wait_active(self, count: int) -> None:
@@ -113,6 +118,11 @@ class ScriptedBackend:
 
     def count_tokens(self, text: str) -> int:
         return max(1, len(text) // 4)
+
+    async def count_prompt(self, request: GenerateRequest) -> PromptCount:
+        tokens = sum(self.count_tokens(m.content) + 4 for m in request.messages)
+        return PromptCount(tokens + self.prompt_padding, exact=self.prompt_exact,
+                           unguarded=None if self.refuses_overflow else "the scripted server cuts prompts silently")
 
     async def aclose(self) -> None:
         return None

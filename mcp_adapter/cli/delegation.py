@@ -7,13 +7,14 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from engine import TASK_TYPES, Engine, InvalidArgument
+from engine import TASK_TYPES, THINK_LEVELS, Engine, InvalidArgument
 from mcp_adapter.cli.common import JsonOption, ProjectOption, VerboseOption, execute
 from mcp_adapter.cli.output import Result, progress_bar
 
 __all__ = ["TaskType", "register", "result_text"]
 
 TaskType = Literal[TASK_TYPES]  # type: ignore[valid-type]  # the engine's tuple is the one list of choices
+ThinkChoice = Literal[("off", "on", *THINK_LEVELS)]  # type: ignore[valid-type]
 
 
 def _analysis_text(a: dict[str, Any]) -> str:
@@ -37,8 +38,9 @@ def result_text(r: dict[str, Any]) -> str:
         lines.append(f"verify: {'passed' if v['passed'] else 'failed'}")
         if v.get("output_tail") and not v["passed"]:
             lines += ["  " + line for line in v["output_tail"].rstrip().splitlines()[-20:]]
+    thinking = f" ({r['thinking_tokens']} thinking)" if r.get("thinking_tokens") else ""
     lines.append(
-        f"tokens: {r.get('tokens_generated', 0)} generated, {r.get('prompt_tokens', 0)} prompt; "
+        f"tokens: {r.get('tokens_generated', 0)} generated{thinking}, {r.get('prompt_tokens', 0)} prompt; "
         f"time: {r.get('time_seconds') or 0:.1f} s; model: {r.get('model') or '-'}"
     )
     if r.get("error") and r["state"] != "done":
@@ -55,7 +57,9 @@ def _stats_text(s: dict[str, Any]) -> str:
         f"delegated: {s['delegated']} (done {s['done']}, failed {s['failed']}, cancelled {s['cancelled']})",
         f"conflicts with other writers: {s.get('conflicts', 0)} in {s.get('runs_with_conflicts', 0)} run(s)",
         f"verification pass rate: {pct(s['verification_pass_rate'])}; first attempt: {pct(s['first_attempt_pass_rate'])}",
-        f"tokens generated: {s['tokens_generated']}; time: {s['time_seconds']:.1f} s",
+        (f"tokens generated: {s['tokens_generated']} ({s.get('thinking_tokens', 0)} thinking); "
+         f"time: {s['time_seconds']:.1f} s"),
+        f"prompts too long for the context: {s.get('runs_prompt_too_long', 0)}",
         f"orchestrator tokens saved (estimate): {s['orchestrator_tokens_saved_estimate']}",
     ]
     for title, key in (("by task type", "by_task_type"), ("by model", "by_model")):
@@ -83,6 +87,7 @@ async def _analyze(
 async def _delegate(
     engine: Engine, *, task: str, task_type: str, context: list[str], output: list[str], verify: str | None,
     max_attempts: int, verify_timeout: float, model: str | None, allow_secrets: bool, allow_config_writes: bool,
+    think: str,
 ) -> Result:
     # Parsed inside the handler so that a bad --output is a UserError (exit 2, message on stderr) like the engine's.
     output_files = [_output_spec(o) for o in output]
@@ -91,6 +96,7 @@ async def _delegate(
             task=task, task_type=task_type, context_files=context, output_files=output_files, verify=verify,
             max_attempts=max_attempts, model=model, allow_secrets=allow_secrets,
             allow_config_writes=allow_config_writes, verify_timeout=verify_timeout, progress=progress,
+            think={"off": False, "on": True}.get(think, think),
         )
     return Result(result, result_text, exit_code=0 if result["state"] == "done" else 1)
 
@@ -142,6 +148,8 @@ def delegate(
         "--allow-config-writes",
         help="let the run write configuration that runs code or grants permissions (.claude/settings.json, "
              ".mcp.json, .github/workflows/, ...); .git/ and .claude/workflow/ are never written")] = False,
+    think: Annotated[ThinkChoice, typer.Option(
+        "--think", help="let a model that can think do so first (on or a level); off suits mechanical work")] = "off",
     project: ProjectOption = None,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
@@ -150,7 +158,7 @@ def delegate(
     handler = partial(
         _delegate, task=task, task_type=task_type, context=list(context or []), output=list(output), verify=verify,
         max_attempts=max_attempts, verify_timeout=verify_timeout, model=model, allow_secrets=allow_secrets,
-        allow_config_writes=allow_config_writes,
+        allow_config_writes=allow_config_writes, think=think,
     )
     execute(ctx, handler, project=project, as_json=as_json, verbose=verbose, stop_on_signals=True)
 

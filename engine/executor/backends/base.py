@@ -10,6 +10,7 @@ from engine.errors import UserError
 from engine.progress import Progress
 
 __all__ = [
+    "THINK_LEVELS",
     "Backend",
     "BackendError",
     "BackendUnavailable",
@@ -18,11 +19,20 @@ __all__ = [
     "GenerateResult",
     "ModelInfo",
     "ModelMissing",
+    "PromptCount",
+    "PromptTooLong",
+    "Think",
     "TokenCallback",
 ]
 
 TokenCallback = Callable[[str], None]
-"""Called with each piece of generated text as it streams."""
+"""Called with each piece of generated text as it streams (thinking included: it is progress too)."""
+
+THINK_LEVELS = ("low", "medium", "high", "max")
+"""Ollama's thinking levels (api/types.go ThinkValue); `max` is the highest."""
+
+Think = bool | str
+"""What a run asks of a model that can think: False (mechanical work, the default), True, or a level."""
 
 
 class BackendError(UserError):
@@ -44,6 +54,39 @@ class ModelMissing(BackendError):
     pass
 
 
+class PromptTooLong(BackendError):
+    """The prompt does not fit the context. Never retried: the same prompt would not fit again."""
+
+    retryable = False
+
+    def __init__(
+        self, message: str, *, prompt_tokens: int | None, num_ctx: int, exact: bool, refused_by: str,
+    ) -> None:
+        super().__init__(message)
+        self.prompt_tokens = prompt_tokens
+        self.num_ctx = num_ctx
+        self.exact = exact
+        self.refused_by = refused_by
+        """`server` (it answered that the prompt is too long), `tokenizer` (an exact count before sending) or
+        `estimate` (a conservative count before sending, where the server would have cut the prompt silently)."""
+
+
+@dataclass(frozen=True)
+class PromptCount:
+    """A prompt's size before it is sent."""
+
+    tokens: int
+    exact: bool
+    """Counted with the model's own tokenizer; else a conservative (high) estimate."""
+    unguarded: str | None = None
+    """Why the server would cut an overlong prompt silently (Ollama before 0.12.6, Ollama's /v1), or None where it
+    answers one with an error (so an estimate over the limit need not stop the run: the server has the real count)."""
+
+    @property
+    def server_refuses_overflow(self) -> bool:
+        return self.unguarded is None
+
+
 @dataclass(frozen=True)
 class ChatMessage:
     role: Literal["system", "user", "assistant"]
@@ -61,6 +104,8 @@ class GenerateRequest:
     temperature: float = 0.1
     seed: int | None = None
     keep_alive: str | int | None = None
+    think: Think = False
+    """Mechanical work asks models that can think not to (or for the lowest level where they cannot stop)."""
 
 
 @dataclass(frozen=True)
@@ -76,11 +121,13 @@ class GenerateResult:
     eval_seconds: float | None = None
     model: str = ""
     cached_prompt_tokens: int | None = None
+    thinking_tokens: int = 0
+    """Of `completion_tokens`, those the model spent thinking (never part of `text`)."""
 
     @classmethod
     def from_stream(
         cls, *, text: str, prompt_tokens: int, completion_tokens: int, finish: str | None, started: float,
-        first_token_at: float | None, ended: float, model: str,
+        first_token_at: float | None, ended: float, model: str, thinking_tokens: int = 0,
     ) -> GenerateResult:
         """A result timed on the client's clock: the prompt took until the first token, the rest was generation."""
         return cls(
@@ -92,6 +139,7 @@ class GenerateResult:
             prompt_seconds=(first_token_at - started) if first_token_at is not None else None,
             eval_seconds=(ended - first_token_at) if first_token_at is not None else None,
             model=model,
+            thinking_tokens=thinking_tokens,
         )
 
 
@@ -135,5 +183,8 @@ class Backend(Protocol):
 
     def count_tokens(self, text: str) -> int:
         """Exact where the backend has a tokenizer here, else a conservative estimate."""
+
+    async def count_prompt(self, request: GenerateRequest) -> PromptCount:
+        """The request's prompt size before sending it, with the server's tokenizer where it has one."""
 
     async def aclose(self) -> None: ...

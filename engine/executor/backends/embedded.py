@@ -12,6 +12,7 @@ import atexit
 import importlib.metadata
 import importlib.util
 import os
+import re
 import struct
 import threading
 import time
@@ -30,9 +31,12 @@ from engine.executor.backends.base import (
     GenerateResult,
     ModelInfo,
     ModelMissing,
+    PromptCount,
+    PromptTooLong,
     TokenCallback,
 )
-from engine.executor.tokens import estimate_tokens
+from engine.executor.thinking import split_thinking
+from engine.executor.tokens import MESSAGE_OVERHEAD, estimate_prompt, estimate_tokens
 from engine.progress import Progress
 
 if TYPE_CHECKING:
@@ -267,6 +271,9 @@ class EmbeddedBackend:
 
     async def generate(self, request: GenerateRequest, *, on_token: TokenCallback | None = None) -> GenerateResult:
         self._check_model(request.model)
+        if request.think is not False:
+            raise BackendError(f"the embedded model ({request.model}) cannot think; ask without `think`, or use a "
+                               "thinking model on Ollama")
         path = self.path
         kwargs: dict[str, Any] = {
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
@@ -313,13 +320,19 @@ class EmbeddedBackend:
         try:
             text, prompt_tokens, completion_tokens, finish, started, first = await anyio.to_thread.run_sync(run)
         except ValueError as exc:
-            # llama-cpp-python raises ValueError when the prompt does not fit the context.
-            raise BackendError(f"the embedded model refused the request: {exc}; shorten the context files",
-                               retryable=False) from exc
+            # llama-cpp-python: "Requested tokens (N) exceed context window of M" (llama.py, create_completion).
+            counted = re.search(r"\((\d+)\)", str(exc))
+            raise PromptTooLong(
+                f"the prompt does not fit num_ctx {request.num_ctx}: the embedded model refused it ({exc}); pass "
+                "fewer or smaller context files", prompt_tokens=int(counted.group(1)) if counted else None,
+                num_ctx=request.num_ctx, exact=True, refused_by="server",
+            ) from exc
         ended = time.perf_counter()
+        thinking, content = split_thinking(text)
         return GenerateResult.from_stream(
-            text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, finish=finish,
+            text=content, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, finish=finish,
             started=started, first_token_at=first, ended=ended, model=request.model,
+            thinking_tokens=min(completion_tokens, self.count_tokens(thinking)) if thinking else 0,
         )
 
     def count_tokens(self, text: str) -> int:
@@ -330,6 +343,15 @@ class EmbeddedBackend:
             if entry is not None:
                 return len(entry[1].tokenize(text.encode("utf-8"), add_bos=False, special=False))
         return estimate_tokens(text)
+
+    async def count_prompt(self, request: GenerateRequest) -> PromptCount:
+        with _cache_lock:
+            loaded = self._path is not None and self._path in _loaded
+        if not loaded:
+            return PromptCount(estimate_prompt(request.messages), exact=False)
+        # The tokenizer's count of each message plus the template's role markers.
+        tokens = sum(self.count_tokens(m.content) + MESSAGE_OVERHEAD for m in request.messages)
+        return PromptCount(tokens, exact=True)
 
     async def aclose(self) -> None:
         # The cached model outlives this handle on purpose: the next delegation in this process reuses it.

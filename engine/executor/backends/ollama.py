@@ -1,5 +1,10 @@
 """Ollama's native API over httpx: version, tags, ps, show, pull (streamed progress), chat (streamed, `format` schema,
-`options.num_ctx`, `keep_alive`) and the load/unload requests (a generate with only `model`, plus `keep_alive:0`)."""
+`options.num_ctx`, `keep_alive`, `think`, `truncate: false`, `shift: false`) and the load/unload requests (a generate
+with only `model`, plus `keep_alive:0`).
+
+No silent truncation: every chat says `truncate: false` (an overlong prompt is a 400, not a prompt cut from the front)
+and `shift: false` (generation stops at the context's end instead of dropping the prompt's start). Which server honours
+those, and `think`, is in ollama_features.py."""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import json
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -19,15 +25,25 @@ from engine.executor.backends.base import (
     GenerateResult,
     ModelInfo,
     ModelMissing,
+    PromptCount,
+    PromptTooLong,
     TokenCallback,
 )
-from engine.executor.tokens import estimate_tokens
+from engine.executor.backends.ollama_features import (
+    OMIT,
+    ModelTraits,
+    ServerFeatures,
+    is_context_overflow,
+    think_value,
+)
+from engine.executor.thinking import split_thinking
+from engine.executor.tokens import estimate_prompt, estimate_tokens
 from engine.progress import Progress
 
 __all__ = [
     "DEFAULT_HOST",
-    "OllamaBackend",
     "REQUEST_TIMEOUT_ENV",
+    "OllamaBackend",
     "canonical_model",
     "chat_body",
     "context_length_from_show",
@@ -112,6 +128,8 @@ class OllamaBackend:
         self._client = client or httpx.AsyncClient(
             base_url=self.base_url, timeout=httpx.Timeout(read_timeout, connect=3.0), trust_env=False
         )
+        self._features: ServerFeatures | None = None
+        self._traits: dict[str, ModelTraits] = {}
 
     def __repr__(self) -> str:
         return f"OllamaBackend({self.base_url!r})"
@@ -165,6 +183,23 @@ class OllamaBackend:
 
     async def context_length(self, model: str) -> int | None:
         return context_length_from_show(await self.show(model))
+
+    async def features(self) -> ServerFeatures:
+        """What this server honours, from its version (asked once per backend: a server is not upgraded under a
+        running session without a restart, which the next session sees)."""
+        if self._features is None or self._features.version is None:
+            self._features = ServerFeatures(await self.version())
+        return self._features
+
+    async def traits(self, model: str) -> ModelTraits:
+        """What `/api/show` says of `model`; nothing known for a model it does not have (the chat that follows
+        answers that with its own 404, which says how to pull it)."""
+        if model not in self._traits:
+            try:
+                self._traits[model] = ModelTraits.from_show(await self.show(model))
+            except ModelMissing:
+                return ModelTraits(capabilities=None)
+        return self._traits[model]
 
     async def has_model(self, model: str) -> bool:
         wanted = canonical_model(model)
@@ -232,27 +267,55 @@ class OllamaBackend:
         await self._request("POST", "/api/generate", {"model": model, "keep_alive": 0, "stream": False})
 
     async def generate(self, request: GenerateRequest, *, on_token: TokenCallback | None = None) -> GenerateResult:
-        body = chat_body(request, default_keep_alive=self.default_keep_alive)
+        think = think_value(request.think, await self.traits(request.model), model=request.model)
+        body = chat_body(request, default_keep_alive=self.default_keep_alive, think=think)
         pieces: list[str] = []
+        thinking_pieces = 0
         final: dict[str, Any] | None = None
-        async with self._ndjson("/api/chat", body) as lines:
-            async for event in lines:
-                if "error" in event:
-                    raise BackendError(f"Ollama failed while generating: {event['error']}", retryable=True)
-                piece = (event.get("message") or {}).get("content") or ""
-                if piece:
-                    pieces.append(piece)
-                    if on_token is not None:
-                        on_token(piece)
-                if event.get("done"):
-                    final = event
-                    break
+        try:
+            async with self._ndjson("/api/chat", body) as lines:
+                async for event in lines:
+                    if "error" in event:
+                        raise BackendError(f"Ollama failed while generating: {event['error']}", retryable=True)
+                    message = event.get("message") or {}
+                    if thought := message.get("thinking") or "":
+                        thinking_pieces += 1  # Ollama streams a token a line
+                        if on_token is not None:
+                            on_token(thought)
+                    if piece := message.get("content") or "":
+                        pieces.append(piece)
+                        if on_token is not None:
+                            on_token(piece)
+                    if event.get("done"):
+                        final = event
+                        break
+        except BackendError as exc:
+            if not exc.retryable and is_context_overflow(str(exc)):
+                raise self._too_long(request, str(exc)) from exc
+            raise
         if final is None:
             raise BackendError("Ollama's answer stream ended before its final object; retry", retryable=True)
-        return result_from_final(final, "".join(pieces), request.model)
+        inline, content = split_thinking("".join(pieces))
+        result = result_from_final(final, content, request.model)
+        thinking = thinking_pieces + (estimate_tokens(inline) if inline else 0)
+        # eval_count counts the thinking too (it spends num_predict): the part thinking can never exceed the whole.
+        return replace(result, thinking_tokens=min(thinking, result.completion_tokens or thinking))
+
+    def _too_long(self, request: GenerateRequest, answer: str) -> PromptTooLong:
+        estimate = estimate_prompt(request.messages)
+        return PromptTooLong(
+            f"the prompt does not fit num_ctx {request.num_ctx}: Ollama refused it ({answer}); the engine estimated "
+            f"it at {estimate} tokens (Ollama has no tokenizer endpoint, so this is a conservative estimate); pass "
+            "fewer or smaller context files, or enable a model with a larger context",
+            prompt_tokens=estimate, num_ctx=request.num_ctx, exact=False, refused_by="server",
+        )
 
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)
+
+    async def count_prompt(self, request: GenerateRequest) -> PromptCount:
+        features = await self.features()
+        return PromptCount(estimate_prompt(request.messages), exact=False, unguarded=features.truncation_note())
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -272,8 +335,11 @@ async def _lines(response: httpx.Response, path: str) -> AsyncIterator[dict[str,
         yield event
 
 
-def chat_body(request: GenerateRequest, *, default_keep_alive: str | int | None = None) -> dict[str, Any]:
-    """The /api/chat request for one generation; the same num_ctx every time, so Ollama never reloads mid-session."""
+def chat_body(
+    request: GenerateRequest, *, default_keep_alive: str | int | None = None, think: Any = OMIT,
+) -> dict[str, Any]:
+    """The /api/chat request for one generation; the same num_ctx every time, so Ollama never reloads mid-session.
+    `think` is the field's value (ollama_features.think_value), OMIT to leave it out."""
     options: dict[str, Any] = {
         "num_ctx": request.num_ctx,
         "num_predict": request.max_tokens,
@@ -286,7 +352,12 @@ def chat_body(request: GenerateRequest, *, default_keep_alive: str | int | None 
         "messages": [{"role": m.role, "content": m.content} for m in request.messages],
         "stream": True,
         "options": options,
+        # Both default to true (api/types.go ChatRequest): an overlong prompt would be cut without a word.
+        "truncate": False,
+        "shift": False,
     }
+    if think is not OMIT:
+        body["think"] = think
     if request.schema is not None:
         body["format"] = request.schema
     keep_alive = request.keep_alive if request.keep_alive is not None else default_keep_alive

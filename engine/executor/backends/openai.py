@@ -25,9 +25,12 @@ from engine.executor.backends.base import (
     GenerateResult,
     ModelInfo,
     ModelMissing,
+    PromptCount,
+    PromptTooLong,
     TokenCallback,
 )
-from engine.executor.tokens import estimate_tokens
+from engine.executor.thinking import split_thinking
+from engine.executor.tokens import estimate_prompt, estimate_tokens
 from engine.progress import Progress
 
 __all__ = ["DEFAULT_OPENAI_URL", "OPENAI_URL_ENV", "OpenAIBackend", "openai_base_url"]
@@ -72,6 +75,9 @@ class OpenAIBackend:
             base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout_s, connect=3.0), trust_env=False
         )
         self._schema_style = "json_object"
+        self.unguarded: str | None = None
+        """llama.cpp's server, llama-cpp-python's and vLLM answer an overlong prompt with a 400; Ollama's /v1 cuts it
+        silently (it cannot be told `truncate: false`): then this says so."""
 
     def __repr__(self) -> str:
         return f"OpenAIBackend({self.base_url!r})"
@@ -165,7 +171,7 @@ class OpenAIBackend:
         started = time.perf_counter()
         first_token_at: float | None = None
         pieces: list[str] = []
-        chunks = 0
+        chunks = thinking_chunks = 0
         usage: dict[str, Any] | None = None
         finish = "stop"
         try:
@@ -178,6 +184,13 @@ class OpenAIBackend:
                         raise _SchemaStyleRefused
                     if response.status_code == 404:
                         raise ModelMissing(f"{self.base_url}: {text}; check the model name with `local-llm capability`")
+                    if response.status_code == 400 and _overflow(text):
+                        raise PromptTooLong(
+                            f"the prompt does not fit the server's context: {self.base_url} refused it ({text}); "
+                            "pass fewer or smaller context files, or start the server with a larger context",
+                            prompt_tokens=estimate_prompt(request.messages), num_ctx=request.num_ctx, exact=False,
+                            refused_by="server",
+                        )
                     raise BackendError(
                         f"{self.base_url} answered {response.status_code}: {text}",
                         retryable=response.status_code >= 500 or response.status_code == 429,
@@ -186,7 +199,14 @@ class OpenAIBackend:
                     if event.get("usage"):
                         usage = event["usage"]
                     for choice in event.get("choices") or []:
-                        piece = (choice.get("delta") or {}).get("content") or ""
+                        delta = choice.get("delta") or {}
+                        # llama.cpp's server and vLLM send parsed reasoning apart (`reasoning_content`; newer vLLM
+                        # `reasoning`): progress, never the answer.
+                        if thought := delta.get("reasoning_content") or delta.get("reasoning") or "":
+                            thinking_chunks += 1
+                            if on_token is not None:
+                                on_token(thought)
+                        piece = delta.get("content") or ""
                         if piece:
                             chunks += 1
                             if first_token_at is None:
@@ -199,17 +219,19 @@ class OpenAIBackend:
         except httpx.TransportError as exc:
             raise self._unavailable(exc) from exc
         ended = time.perf_counter()
-        text = "".join(pieces)
+        inline, text = split_thinking("".join(pieces))
+        thinking = thinking_chunks + (estimate_tokens(inline) if inline else 0)
         if usage:
             prompt_tokens = int(usage.get("prompt_tokens") or 0)
-            completion_tokens = int(usage.get("completion_tokens") or chunks)
+            completion_tokens = int(usage.get("completion_tokens") or chunks + thinking_chunks)
         else:
             # llama-cpp-python's server sends no usage in streams; it sends one chunk per token.
-            completion_tokens = chunks
+            completion_tokens = chunks + thinking_chunks
             prompt_tokens = await self._count_prompt(request)
         return GenerateResult.from_stream(
             text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, finish=finish,
             started=started, first_token_at=first_token_at, ended=ended, model=request.model,
+            thinking_tokens=min(thinking, completion_tokens),
         )
 
     async def _count_prompt(self, request: GenerateRequest) -> int:
@@ -226,8 +248,31 @@ class OpenAIBackend:
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)
 
+    async def count_prompt(self, request: GenerateRequest) -> PromptCount:
+        """llama.cpp's server and llama-cpp-python's count with the model's tokenizer; others get the estimate."""
+        text = "\n".join(m.content for m in request.messages)
+        overhead = 4 * len(request.messages)
+        for path, body, key in (("/tokenize", {"content": text}, "tokens"),
+                                ("/extras/tokenize/count", {"input": text}, "count")):
+            try:
+                response = await self._client.post(path, json=body, timeout=5.0)
+                if response.status_code == 200:
+                    value = response.json()[key]
+                    return PromptCount((len(value) if isinstance(value, list) else int(value)) + overhead,
+                                       exact=True, unguarded=self.unguarded)
+            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                continue
+        return PromptCount(estimate_prompt(request.messages), exact=False, unguarded=self.unguarded)
+
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _overflow(text: str) -> bool:
+    """llama.cpp: "the request exceeds the available context size"; vLLM: "This model's maximum context length is
+    N tokens. However, you requested M tokens"; llama-cpp-python: "Requested tokens (N) exceed context window"."""
+    lowered = text.lower()
+    return "context" in lowered and any(w in lowered for w in ("exceed", "maximum context length", "too long"))
 
 
 class _SchemaStyleRefused(Exception):

@@ -17,7 +17,13 @@ v0.33.0-rc2. It follows them:
   `prompt_eval_count`, `prompt_eval_duration`, `eval_count`, `eval_duration` (durations in nanoseconds).
 - `keep_alive`: a duration string or seconds; negative keeps the model forever, 0 unloads after the response.
   A request whose `options.num_ctx` differs from the loaded runner's reloads the model (`load_count` goes up);
-  no `num_ctx` means the server default (4096).
+  no `num_ctx` means the server default (`double.default_num_ctx`).
+- Thinking, truncation, capabilities and the default context follow today's server and change with `version`
+  (behaviour.py has each rule with its source): a thinking model thinks unless told `think: false`, its reasoning in
+  `message.thinking` spending num_predict; `truncate`/`shift` default to true, so an overlong prompt is cut silently
+  (recorded in `double.truncations`) unless the request says `truncate: false` (then a 400); `prompt_eval_count`
+  counts after the cut and without the cached prefix; `/api/show` has `capabilities` from v0.6.4; the default num_ctx
+  depends on the VRAM from v0.15.5.
 - An unknown model in generate/chat: 404 `{"error": "model \\"x\\" not found, try pulling it first"}`.
 
 Scripting from tests::

@@ -10,6 +10,7 @@ from datetime import timedelta
 from http.server import ThreadingHTTPServer
 from typing import Any
 
+from engine.testing.ollama_double.behaviour import PromptFit, default_num_ctx, features_of, reused_prefix
 from engine.testing.ollama_double.http import make_server
 from engine.testing.ollama_double.models import (
     FOREVER,
@@ -35,13 +36,20 @@ class OllamaDouble:
         *,
         models: Iterable[str | FakeModel] | Mapping[str, FakeModel | Mapping[str, Any]] = (),
         registry: Iterable[str | FakeModel] | Mapping[str, FakeModel | Mapping[str, Any]] = (),
-        version: str = "0.12.6",
+        version: str = "0.33.0",
         vram_bytes: int | None = None,
+        context_length_env: int | None = None,
         default_keep_alive: str | float = "5m",
         port: int = 0,
     ) -> None:
         self.version = version
+        """Today's by default; an older one turns off what it did not have yet (behaviour.features_of)."""
         self.vram_bytes = vram_bytes
+        self.context_length_env = context_length_env
+        """As OLLAMA_CONTEXT_LENGTH set for the server."""
+        self.truncations: list[tuple[str, int, int]] = []
+        """(model, tokens before, tokens after) for every prompt the server cut (Ollama only logs it)."""
+        self._cache: dict[str, list[str]] = {}
         self.default_keep_alive = default_keep_alive
         self.models: dict[str, FakeModel] = model_table(models)
         self.registry: dict[str, FakeModel] = model_table(registry)
@@ -63,11 +71,16 @@ class OllamaDouble:
 
     def reply(
         self, text: str, *, prompt_eval_count: int | None = None, eval_count: int | None = None,
-        done_reason: str = "stop",
+        done_reason: str = "stop", thinking: str | None = None,
     ) -> None:
-        """Queue the content of the next chat/generate answer (FIFO)."""
+        """Queue the content of the next chat/generate answer (FIFO); `thinking` for a thinking model's reasoning."""
         with self._lock:
-            self._replies.append(Reply(text, prompt_eval_count, eval_count, done_reason))
+            self._replies.append(Reply(text, prompt_eval_count, eval_count, done_reason, thinking))
+
+    @property
+    def default_num_ctx(self) -> int:
+        """The num_ctx of a request that names none (behaviour.default_num_ctx: by version, VRAM and the env)."""
+        return default_num_ctx(self.version, vram_bytes=self.vram_bytes, context_length_env=self.context_length_env)
 
     def fault(self, fault: Fault) -> None:
         """Queue a fault for the next request to one of `fault.paths` (FIFO among faults)."""
@@ -181,6 +194,7 @@ class OllamaDouble:
             if current is None or current.num_ctx != num_ctx:
                 self.load_count += 1
                 self.loads.append((name, num_ctx))
+                self._cache.pop(name, None)  # a new runner starts with an empty cache
                 load_seconds = 0.25
             expires = utc_now() + (FOREVER if seconds is None else timedelta(seconds=seconds))
             self.loaded[name] = LoadedModel(name, num_ctx, seconds, expires)
@@ -189,6 +203,16 @@ class OllamaDouble:
     def _unload(self, name: str) -> None:
         with self._lock:
             self.loaded.pop(name, None)
+            self._cache.pop(name, None)
+
+    def _evaluate(self, name: str, fit: PromptFit) -> int:
+        """Record a cut, put the prompt in the runner's cache; returns the tokens reused from the cache."""
+        with self._lock:
+            if fit.cut:
+                self.truncations.append((name, fit.before, len(fit.tokens)))
+            reused = reused_prefix(self._cache.get(name, []), fit.tokens)
+            self._cache[name] = list(fit.tokens)
+        return reused
 
     def ps(self) -> dict[str, Any]:
         self._expire_old()
@@ -239,7 +263,6 @@ class OllamaDouble:
 def _capabilities(model: FakeModel, version: str) -> dict[str, Any]:
     """`capabilities` came with v0.6.4 (ollama commit e172f095b, "api: return model capabilities from the show
     endpoint") and is `omitempty`: older servers, and an empty list, leave the key out."""
-    release = tuple(int(p) for p in version.split("-")[0].split(".")[:3] if p.isdigit())
-    return {"capabilities": list(model.capabilities)} if model.capabilities and release >= (0, 6, 4) else {}
+    return {"capabilities": list(model.capabilities)} if model.capabilities and features_of(version).capabilities else {}
 
 

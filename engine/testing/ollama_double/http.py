@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from engine.testing.ollama_double.behaviour import BadRequest, features_of, fit_prompt, think_mode
 from engine.testing.ollama_double.models import (
-    DEFAULT_NUM_CTX,
     Fault,
     canonical,
     parse_keep_alive,
@@ -232,7 +232,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, f'model "{name}" not found, try pulling it first')
             return
         options = body.get("options") or {}
-        num_ctx = int(options.get("num_ctx") or DEFAULT_NUM_CTX)
+        num_ctx = int(options.get("num_ctx") or self.double.default_num_ctx)
         keep_alive = body.get("keep_alive")
         try:
             ka_seconds = parse_keep_alive(keep_alive, parse_keep_alive(self.double.default_keep_alive))
@@ -260,21 +260,47 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         started = time.perf_counter()
+        with self.double._lock:
+            model = self.double.models[name]
+        features = features_of(self.double.version)
+        messages = list(body.get("messages") or []) if chat else [{"role": "user", "content": body.get("prompt")}]
+        honoured = features.truncate_and_shift
+        try:
+            thinks = think_mode(body, model=name, capabilities=model.capabilities, family=model.family,
+                                version=self.double.version)
+            fit = fit_prompt(messages, num_ctx=num_ctx, chars_per_token=model.chars_per_token,
+                             truncate=body.get("truncate") is not False or not honoured)
+        except BadRequest as exc:
+            self._error(400, str(exc))
+            return
         load_seconds = self.double._ensure_loaded(name, num_ctx, keep_alive)
+        reused = self.double._evaluate(name, fit)
         reply = self.double._take_reply(body)
-        pieces = split_pieces(reply.text)
-        prompt_text = json.dumps(body.get("messages") if chat else body.get("prompt"))
-        prompt_eval_count = reply.prompt_eval_count or max(1, len(prompt_text) // 4)
-        eval_count = reply.eval_count or len(pieces)
+        thinking = (reply.thinking if reply.thinking is not None else model.thinking_text) if thinks else ""
+        thought = split_pieces(thinking) if thinking and thinks == "separate" else []
+        content = f"<think>{thinking}</think>\n{reply.text}" if thinks == "inline" else reply.text
+        pieces = split_pieces(content)
+        # Thinking spends num_predict first; with shift off, generation also stops where the context is full.
+        limits = [int(options["num_predict"])] if int(options.get("num_predict") or -1) >= 0 else []
+        if honoured and body.get("shift") is False:
+            limits.append(max(0, num_ctx - len(fit.tokens)))
+        done_reason = reply.done_reason
+        if limits and len(thought) + len(pieces) > min(limits):
+            room = min(limits)
+            thought, pieces = thought[:room], pieces[:max(0, room - len(thought))]
+            done_reason = "length"
+        prompt_eval_count = reply.prompt_eval_count or max(1, len(fit.tokens) - reused)
+        eval_count = reply.eval_count or len(thought) + len(pieces)
 
-        def chunk(text: str) -> dict[str, Any]:
+        def chunk(text: str, thinking: str = "") -> dict[str, Any]:
             if chat:
-                return {**stamp, "message": {"role": "assistant", "content": text}, "done": False}
-            return {**stamp, "response": text, "done": False}
+                message = {"role": "assistant", "content": text, **({"thinking": thinking} if thinking else {})}
+                return {**stamp, "message": message, "done": False}
+            return {**stamp, "response": text, **({"thinking": thinking} if thinking else {}), "done": False}
 
         prompt_ns, eval_ns = 10_000_000 + prompt_eval_count * 100_000, eval_count * 20_000_000
         final: dict[str, Any] = {
-            **chunk(""), "done": True, "done_reason": reply.done_reason,
+            **chunk(""), "done": True, "done_reason": done_reason,
             "total_duration": int((time.perf_counter() - started + load_seconds) * 1e9) + prompt_ns + eval_ns,
             "load_duration": int(load_seconds * 1e9),
             "prompt_eval_count": prompt_eval_count, "prompt_eval_duration": prompt_ns,
@@ -294,13 +320,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self._reset()
             else:
                 whole = dict(final)
+                text, thinking_text = "".join(pieces), "".join(thought)
                 if chat:
-                    whole["message"] = {"role": "assistant", "content": reply.text}
+                    whole["message"] = {"role": "assistant", "content": text,
+                                        **({"thinking": thinking_text} if thinking_text else {})}
                 else:
-                    whole["response"] = reply.text
+                    whole["response"] = text
                 self._json(200, whole)
         else:
-            lines: list[Any] = [chunk(p) for p in pieces]
+            lines: list[Any] = [chunk("", t) for t in thought] + [chunk(p) for p in pieces]
             if fault is not None and fault.kind == "malformed":
                 lines.insert(min(1, len(lines)), '{"model": "' + name + '", "message": {"role": "assis')
             lines.append(final)

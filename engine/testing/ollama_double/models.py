@@ -12,7 +12,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 DEFAULT_NUM_CTX = 4096
-"""What Ollama uses when a request names no num_ctx (v0.6.7+, under 24 GiB of VRAM)."""
+"""What Ollama uses when a request names no num_ctx (v0.6.7+, under 24 GiB of VRAM; behaviour.default_num_ctx has the
+whole rule)."""
 
 FOREVER = timedelta(days=365 * 200)
 
@@ -31,6 +32,11 @@ class FakeModel:
     parameter_size: str = "6.7B"
     quantization_level: str = "Q4_0"
     capabilities: tuple[str, ...] = ("completion",)
+    chars_per_token: float = 4.0
+    """The double's tokenizer: characters per token (code and English run 3.5-4.5; a denser tokenizer, or dense
+    text, has fewer)."""
+    thinking_text: str = "The task asks for the files listed. I will write each one and answer in the schema."
+    """What a model with the `thinking` capability reasons before it answers (when the request lets it)."""
 
     def __post_init__(self) -> None:
         self.name = canonical(self.name)
@@ -120,6 +126,8 @@ class Reply:
     prompt_eval_count: int | None = None
     eval_count: int | None = None
     done_reason: str = "stop"
+    thinking: str | None = None
+    """What a thinking model reasons first; None: the model's thinking_text."""
 
 
 _DURATION = re.compile(r"(-?\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")

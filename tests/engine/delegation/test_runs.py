@@ -399,17 +399,3 @@ async def test_cancelling_a_finished_run_is_an_error_and_changes_nothing(engine:
             await engine.cancel(done["run_id"])
     assert _events(engine, done["run_id"]) == before
     assert (project_dir / "f.txt").read_text() == "kept"
-
-
-@pytest.mark.anyio
-async def test_a_prompt_the_backend_truncated_fails_the_run_instead_of_using_the_answer(
-    engine: Engine, project_dir: Path, ollama_double: OllamaDouble
-) -> None:
-    backend = _ollama(engine, ollama_double, num_ctx=2048)
-    # The double reports a prompt as long as the whole context: what Ollama shows after cutting a prompt silently.
-    ollama_double.reply(files_answer({"t.txt": "x"}), prompt_eval_count=2048)
-    with anyio.fail_after(20):
-        result = await engine.delegate(task="x", output_files=["t.txt"], max_attempts=3)
-    await backend.aclose()
-    assert result["state"] == "failed" and "truncated" in result["error"]
-    assert len(ollama_double.bodies("/api/chat")) == 1 and not (project_dir / "t.txt").exists()
