@@ -15,6 +15,7 @@ from engine.executor.backends import NoBackend, ollama_installed, select_backend
 from engine.executor.backends.base import BackendError, ModelInfo
 from engine.executor.backends.embedded import EMBEDDED_MODEL, embedded_installed
 from engine.executor.backends.ollama import OllamaBackend, canonical_model, context_length_from_show, ollama_base_url
+from engine.executor.backends.ollama_features import ServerFeatures
 from engine.session import gpu
 from engine.session.gpu import GpuReport, vram_summary
 from engine.session.recommendations import (
@@ -69,11 +70,22 @@ def status_view(
         "capabilities": data.capabilities,
         "keep_alive": data.keep_alive,
     }
+    if data.backend == "ollama" and data.model:
+        status.update(ollama_guards(data.server_version, data.capabilities))
     if server is not None:
         status["server"] = server
     if data.server_pid and server_pid_alive:
         status["server_pid"] = data.server_pid
     return status
+
+
+def ollama_guards(version: str | None, capabilities: Sequence[str] | None) -> dict[str, str]:
+    """What the session's Ollama does with an overlong prompt and with a model's thinking, in words."""
+    note = ServerFeatures(version).truncation_note()
+    guards = {"prompt_guard": note or f"Ollama {version} refuses an overlong prompt (truncate: false), with numbers"}
+    if capabilities is not None and "thinking" in capabilities:
+        guards["thinking"] = "the model can think: delegations ask it not to (think: false) unless a call asks"
+    return guards
 
 
 async def _pulled(probe: OllamaBackend) -> dict[str, PulledModel]:

@@ -148,3 +148,21 @@ async def test_capability_without_ollama_still_lists_the_candidates_and_says_pul
     assert cap["candidates"] and all(row["pulled"] is None for row in cap["candidates"])
     assert all(row["num_ctx"] >= 2048 for row in cap["candidates"])
     assert any("which candidates are pulled is unknown" in r for r in cap["reasons"])
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("version", "refuses"), [("0.33.0", True), ("0.12.5", False)])
+async def test_status_says_whether_the_server_refuses_overlong_prompts_or_the_engine_must(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, version: str, refuses: bool,
+) -> None:
+    thinker = FakeModel("qwen3:8b", context_length=40960, family="qwen3", capabilities=("completion", "thinking"))
+    with OllamaDouble(models=[thinker], version=version) as double:
+        monkeypatch.setenv("OLLAMA_HOST", double.host)
+        with anyio.fail_after(DEADLINE_S):
+            await engine.enable(llm="qwen3:8b")
+            status = await engine.status()
+            await engine.disable()
+    guard = status["prompt_guard"]
+    assert ("refuses an overlong prompt" in guard) is refuses
+    assert ("ignores `truncate: false`" in guard and "0.12.6" in guard) is not refuses
+    assert "think: false" in status["thinking"]
