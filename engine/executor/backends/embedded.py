@@ -123,6 +123,22 @@ def _llama(path: Path, n_ctx: int) -> Llama:
     return llm
 
 
+def _template_tokens(llm: Llama, messages: list[dict[str, str]]) -> int:
+    """Tokens of `messages` in the GGUF's chat template (llama_chat_format.Jinja2ChatFormatter, what Llama sets up
+    from `tokenizer.chat_template`); without a template, the tokens of each message plus role markers."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        return sum(len(llm.tokenize(m["content"].encode("utf-8"), add_bos=False)) + MESSAGE_OVERHEAD
+                   for m in messages)
+    text = llm.detokenize
+    formatter = Jinja2ChatFormatter(template=template, eos_token=text([llm.token_eos()]).decode("utf-8", "replace"),
+                                    bos_token=text([llm.token_bos()]).decode("utf-8", "replace"))
+    rendered = formatter(messages=messages)
+    return len(llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True))
+
+
 _GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q",
                  12: "<d"}
 
@@ -345,12 +361,18 @@ class EmbeddedBackend:
         return estimate_tokens(text)
 
     async def count_prompt(self, request: GenerateRequest) -> PromptCount:
-        with _cache_lock:
-            loaded = self._path is not None and self._path in _loaded
-        if not loaded:
+        """The prompt rendered with the model's own chat template and tokenized, as create_chat_completion does;
+        an estimate while the model is not loaded in this process."""
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+
+        def count() -> int | None:
+            with _cache_lock:
+                entry = _loaded.get(self._path) if self._path is not None else None
+                return None if entry is None else _template_tokens(entry[1], messages)
+
+        tokens = await anyio.to_thread.run_sync(count)
+        if tokens is None:
             return PromptCount(estimate_prompt(request.messages), exact=False)
-        # The tokenizer's count of each message plus the template's role markers.
-        tokens = sum(self.count_tokens(m.content) + MESSAGE_OVERHEAD for m in request.messages)
         return PromptCount(tokens, exact=True)
 
     async def aclose(self) -> None:

@@ -9,7 +9,14 @@ import anyio
 import pytest
 
 import engine.executor.backends.embedded as embedded
-from engine.executor.backends.base import BackendUnavailable, ChatMessage, GenerateRequest, ModelMissing
+from engine.executor.backends.base import (
+    BackendError,
+    BackendUnavailable,
+    ChatMessage,
+    GenerateRequest,
+    ModelMissing,
+    PromptTooLong,
+)
 from engine.executor.backends.embedded import (
     EMBEDDED_MODEL,
     EmbeddedBackend,
@@ -126,3 +133,34 @@ async def test_a_cancelled_generation_stops_at_the_next_token() -> None:
     assert 3 <= len(pieces) < 10
     # The model is still usable afterwards.
     assert (await backend.generate(request("Say hi.", max_tokens=4, seed=1))).completion_tokens > 0
+
+
+@needs_embedded
+@pytest.mark.anyio
+async def test_the_prompt_is_counted_with_the_models_tokenizer_close_to_what_llama_cpp_evaluates() -> None:
+    backend = EmbeddedBackend()
+    await backend.load(EMBEDDED_MODEL, num_ctx=2048, keep_alive=None)
+    prompt = request("def add(a, b):\n    return a + b\n" * 20, max_tokens=4, seed=1)
+    count = await backend.count_prompt(prompt)
+    with anyio.fail_after(60):
+        result = await backend.generate(prompt)
+    assert count.exact and count.server_refuses_overflow
+    # Rendered with the GGUF's chat template and tokenized: what llama.cpp evaluates, give or take the BOS.
+    assert abs(count.tokens - result.prompt_tokens) <= 2, (count.tokens, result.prompt_tokens)
+
+
+@needs_embedded
+@pytest.mark.anyio
+async def test_a_prompt_over_the_context_is_refused_with_its_numbers() -> None:
+    backend = EmbeddedBackend()
+    await backend.load(EMBEDDED_MODEL, num_ctx=512, keep_alive=None)
+    with anyio.fail_after(60), pytest.raises(PromptTooLong) as caught:
+        await backend.generate(request("word " * 2000, num_ctx=512, max_tokens=4))
+    assert caught.value.num_ctx == 512 and caught.value.prompt_tokens is not None
+    assert caught.value.prompt_tokens > 512 and not caught.value.retryable
+
+
+@pytest.mark.anyio
+async def test_the_embedded_model_cannot_think_and_says_so() -> None:
+    with pytest.raises(BackendError, match="cannot think"):
+        await EmbeddedBackend().generate(request("x", think=True))
