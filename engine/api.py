@@ -74,9 +74,12 @@ class Engine:
         return await self.session.capability()
 
     async def enable(
-        self, *, llm: str | bool | None = True, backend: str | None = None, progress: Progress = no_progress
+        self, *, llm: str | bool | None = True, backend: str | None = None, slots: int | None = None,
+        progress: Progress = no_progress,
     ) -> dict[str, Any]:
-        return await self.session.enable(llm=llm, backend=backend, progress=progress)
+        """Load the model for delegations. `slots`: how many generations run at once on the backend (an int >= 1;
+        None: what the server says, llama.cpp's /props, else 1)."""
+        return await self.session.enable(llm=llm, backend=backend, slots=slots, progress=progress)
 
     async def disable(self, *, stop_server: bool = False, progress: Progress = no_progress) -> dict[str, Any]:
         return await self.session.disable(stop_server=stop_server, progress=progress)

@@ -116,7 +116,7 @@ def build_server(engine: Engine) -> MCPServer:
                     return await engine.capability()
                 case "enable":
                     return await engine.enable(llm=fields["llm"] if fields["llm"] is not None else True,
-                                               backend=fields["backend"], progress=progress)
+                                               backend=fields["backend"], slots=fields["slots"], progress=progress)
                 case "disable":
                     return await engine.disable(stop_server=bool(fields["stop_server"]), progress=progress)
                 case "status":
@@ -223,6 +223,10 @@ def build_server(engine: Engine) -> MCPServer:
         backend: Annotated[
             Backend | None, Field(description="enable: force a backend")
         ] = None,
+        slots: Annotated[int | None, Field(strict=True, ge=1, description=(
+            "enable: how many generations run at once on the backend (default: what the server says, llama.cpp's "
+            "total_slots, else 1)"
+        ))] = None,
         stop_server: Annotated[bool, Field(strict=True, description="disable: stop the Ollama server too")] = False,
         run_id: Annotated[Text, Field(strict=True, description="result, cancel, diagram: the run")] = None,
         machine: Annotated[

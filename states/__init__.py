@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from states.data import MachineData, UnknownField
 from states.delegation import DELEGATION, Conflict, OutputFile, PromptOverflow, RunData, Turn, Verification
-from states.session import SESSION, SESSION_ID, SessionData
+from states.session import SESSION, SESSION_ID, SessionData, SessionWarning
 from states.spec import MachineModel, MachineSpec, TransitionSpec, build_machine
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "PromptOverflow",
     "RunData",
     "SessionData",
+    "SessionWarning",
     "TransitionSpec",
     "Turn",
     "UnknownField",

@@ -6,15 +6,23 @@ Nothing here is terminal: a failed session is enabled again, a stopped one retur
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TypedDict
 
 from states.data import MachineData
 from states.spec import MachineSpec, TransitionSpec
 
-__all__ = ["SESSION", "SESSION_ID", "SessionData"]
+__all__ = ["SESSION", "SESSION_ID", "SessionData", "SessionWarning"]
 
 SESSION_ID = "session"
 """One session machine per project database; the process that enabled it is recorded in its data."""
+
+
+class SessionWarning(TypedDict):
+    """Something about the enabled session the user should know and can change (it did not stop enable)."""
+
+    code: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,19 @@ class SessionData(MachineData):
     last_model: str | None = None
     """The model of the last loaded session, kept at idle so resumed runs get the model they started with."""
     last_backend: str | None = None
+    slots: int | None = None
+    """How many generations the engine runs at once on the backend (its `parallelism`)."""
+    slots_from: str | None = None
+    """Where `slots` came from: `setting` (enable's option), `server` (llama.cpp's /props) or `default` (1)."""
+    last_slots: int | None = None
+    """The `slots` setting of the last loaded session, kept at idle like `last_model`."""
+    server_kind: str | None = None
+    """What the OpenAI-compatible server is: llama.cpp, vllm, ollama, llama-cpp-python or unknown."""
+    server_slots: int | None = None
+    """How many requests the server itself runs at once (llama.cpp's total_slots)."""
+    slot_context: int | None = None
+    """Tokens one request may use on the server (llama.cpp: one slot's context); num_ctx never exceeds it."""
+    warnings: list[SessionWarning] = field(default_factory=list)
 
 
 SESSION = MachineSpec(

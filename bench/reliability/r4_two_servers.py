@@ -70,8 +70,7 @@ def _path(index: int) -> str:
 
 @asynccontextmanager
 async def _server(project: Path, double_host: str) -> AsyncIterator[Client]:
-    env = {**os.environ, "LOCAL_LLM_PROJECT": str(project), "OLLAMA_HOST": double_host, "OLLAMA_NUM_PARALLEL": "2",
-           "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "LOCAL_LLM_PROJECT": str(project), "OLLAMA_HOST": double_host, "PYTHONUNBUFFERED": "1"}
     params = StdioServerParameters(command=sys.executable, args=["-m", "mcp_adapter", "serve"], env=env, cwd=str(REPO))
     async with Client(params, read_timeout_seconds=60) as client:
         yield client
@@ -168,7 +167,7 @@ async def _round(result: ScenarioResult, rng: random.Random, *, kill: bool) -> N
                 first = await tg.start(servers[0].serve, project, double.host)
                 # Not persist: a restarted server unloads the session the killed one enabled while the other server's
                 # runs are in flight, and the runs it resumes enable it again (the harder path).
-                await _call(first, action="enable", llm=MODEL, backend="ollama")
+                await _call(first, action="enable", llm=MODEL, backend="ollama", slots=2)
                 second = await tg.start(servers[1].serve, project, double.host)
                 order = list(range(RUNS))
                 rng.shuffle(order)

@@ -35,6 +35,7 @@ from engine.executor.backends.base import Backend
 from engine.executor.backends.ollama import OllamaBackend, canonical_model, ollama_base_url
 from engine.progress import Progress, no_progress
 from engine.session import gpu
+from engine.session.choices import check_slots, cleared, resume_choice, unprepared
 from engine.session.gpu import GpuReport
 from engine.session.llm_spec import LlmSpec, parse_llm_spec
 from engine.session.prepare import SERVER_TIMEOUT_ENV, Timeouts, keep_alive_for, prepare
@@ -72,21 +73,6 @@ class SessionBusy(UserError):
     pass
 
 
-def _cleared(data: SessionData) -> dict[str, Any]:
-    """Session data after it returns to idle: nothing loaded, the last model kept for reference."""
-    return {"backend": None, "model": None, "persist": False, "num_ctx": None, "owner": None, "busy_by": None,
-            "reason": None, "base_url": None, "context_length": None, "keep_alive": None, "size_bytes": None,
-            "capabilities": None, "last_model": data.model, "last_backend": data.backend}
-
-
-def _resume_choice(data: SessionData) -> tuple[str | bool, str | None]:
-    """What an idle session is enabled with for a delegation: the model it had last (so runs resumed after a server
-    died keep the model they started with, whatever the VRAM would recommend now), else the defaults."""
-    if data.last_model and data.last_backend in ("ollama", "openai"):
-        return data.last_model, data.last_backend
-    return True, None
-
-
 class Session:
     def __init__(self, ctx: EngineContext) -> None:
         self.ctx = ctx
@@ -95,7 +81,7 @@ class Session:
         or dies."""
         self.timeouts = Timeouts(server_s=float(os.environ.get(SERVER_TIMEOUT_ENV) or 30.0))
         self._backend: Backend | None = None
-        self._backend_key: tuple[str, str | None, Any] | None = None
+        self._backend_key: tuple[str, str | None, Any, int | None] | None = None
         self._retired: list[Backend] = []
         self._busy = 0
         """enable/disable calls in flight in this process (the MCP server may get two at once)."""
@@ -135,11 +121,11 @@ class Session:
 
     def _backend_for(self, data: SessionData) -> Backend:
         """The session's backend, built once per Session from the persisted data."""
-        key = (str(data.backend), data.base_url, data.keep_alive)
+        key = (str(data.backend), data.base_url, data.keep_alive, data.slots)
         if self._backend is None or self._backend_key != key:
             if self._backend is not None:
                 self._retired.append(self._backend)
-            backend = make_backend(key[0], base_url=key[1])
+            backend = make_backend(key[0], base_url=key[1], slots=data.slots or 1)
             if isinstance(backend, OllamaBackend):
                 backend.default_keep_alive = data.keep_alive
             self._backend, self._backend_key = backend, key
@@ -193,26 +179,30 @@ class Session:
     # -- enable -----------------------------------------------------------------------------------------------------
 
     async def enable(
-        self, *, llm: str | bool | None = True, backend: str | None = None, progress: Progress = no_progress
+        self, *, llm: str | bool | None = True, backend: str | None = None, slots: int | None = None,
+        progress: Progress = no_progress,
     ) -> dict[str, Any]:
-        """idle/failed -> starting -> loaded; raises EnableFailed (the session is then `failed`) with what to do."""
+        """idle/failed -> starting -> loaded; raises EnableFailed (the session is then `failed`) with what to do.
+        `slots`: how many generations run at once (None: what the server says, else 1)."""
         spec = parse_llm_spec(llm)
+        slots = check_slots(slots, backend=backend or spec.backend)
         self._busy += 1
         try:
-            return await self._enable(spec, llm, backend, progress)
+            return await self._enable(spec, llm, backend, slots, progress)
         finally:
             self._busy -= 1
 
     async def _enable(
-        self, spec: LlmSpec, llm: str | bool | None, backend: str | None, progress: Progress
+        self, spec: LlmSpec, llm: str | bool | None, backend: str | None, slots: int | None, progress: Progress
     ) -> dict[str, Any]:
         record = self.record()
         if record.state in ("loaded", "delegating"):
-            return await self._already_enabled(SessionData.from_json(record.data), spec, backend)
+            return await self._already_enabled(SessionData.from_json(record.data), spec, backend, slots)
         if record.state in ("starting", "stopping"):
             self._take_over_stale(record)
         try:
             chosen = await select_backend(backend or spec.backend)
+            check_slots(slots, backend=chosen.name)
         except UserError as exc:
             # Nothing started yet, but the session still records why enable could not proceed.
             self._fire("enable", data=self._enable_data(None, spec), payload={"llm": str(llm)})
@@ -221,7 +211,7 @@ class Session:
                    payload={"llm": str(llm), "backend": chosen.name, "why": chosen.reason})
         log.info("enabling", backend=chosen.name, model=spec.model, persist=spec.persist)
         try:
-            ready = await prepare(chosen.name, spec, progress=progress, timeouts=self.timeouts,
+            ready = await prepare(chosen.name, spec, slots=slots, progress=progress, timeouts=self.timeouts,
                                   server_log=self.ctx.project.workflow_dir / "ollama-serve.log")
         except TimeoutError as exc:
             raise await self._failed(
@@ -240,12 +230,14 @@ class Session:
 
     def _enable_data(self, backend: str | None, spec: LlmSpec) -> dict[str, Any]:
         return {
-            "backend": backend, "model": spec.model, "persist": spec.persist,
+            **unprepared(), "backend": backend, "model": spec.model, "persist": spec.persist,
             "keep_alive": keep_alive_for(spec.persist), "owner": current_token() if self.owns_sessions else None,
-            "busy_by": current_token(), "reason": None, "num_ctx": None, "base_url": None, "capabilities": None,
+            "busy_by": current_token(), "reason": None, "capabilities": None,
         }
 
-    async def _already_enabled(self, data: SessionData, spec: LlmSpec, backend: str | None) -> dict[str, Any]:
+    async def _already_enabled(
+        self, data: SessionData, spec: LlmSpec, backend: str | None, slots: int | None
+    ) -> dict[str, Any]:
         same_model = spec.model is None or canonical_model(spec.model) == canonical_model(str(data.model))
         same_backend = (backend or spec.backend) in (None, data.backend)
         if not (same_model and same_backend):
@@ -260,6 +252,10 @@ class Session:
             persisted = SessionData.from_json({**data.to_json(), "keep_alive": keep_alive})
             await self._backend_for(persisted).load(str(data.model), num_ctx=int(data.num_ctx or 0),
                                                     keep_alive=keep_alive)
+        check_slots(slots, backend=data.backend)
+        if slots is not None and (slots, "setting") != (data.slots, data.slots_from):
+            # The engine's own limit: nothing to reload; this process's next executor gets a backend with the new one.
+            self.ctx.sessions.note(SESSION_ID, "slots", data={"slots": slots, "slots_from": "setting"})
         return await self.status()
 
     def _take_over_stale(self, record: MachineRecord) -> MachineRecord:
@@ -301,7 +297,7 @@ class Session:
         if record.state in ("idle", "failed"):
             if record.state == "failed":
                 await self._unload_quietly(data)
-                self._fire("reset", data=_cleared(data), payload={"stop_server": stop_server})
+                self._fire("reset", data=cleared(data), payload={"stop_server": stop_server})
             await self.drop_backend()
             return await self._status_with(await self._stop_server(data, progress) if stop_server else None)
         if runs := self.ctx.runs_active():
@@ -317,7 +313,7 @@ class Session:
             await self.drop_backend()
             raise SessionFailed(reason) from exc
         await self.drop_backend()
-        self._fire("stopped", data=_cleared(data), payload={"unloaded": not data.persist})
+        self._fire("stopped", data=cleared(data), payload={"unloaded": not data.persist})
         note = await self._stop_server(data, progress) if stop_server else None
         await progress(1, 1, "disabled")
         return await self._status_with(note)
@@ -353,8 +349,9 @@ class Session:
                     idle = self.record()
                     if idle.state == "idle":
                         try:
-                            llm, backend = _resume_choice(SessionData.from_json(idle.data))
-                            await self.enable(llm=llm, backend=backend, progress=progress)
+                            choice = resume_choice(SessionData.from_json(idle.data))
+                            await self.enable(llm=choice.llm, backend=choice.backend, slots=choice.slots,
+                                              progress=progress)
                         except SessionBusy:
                             pass  # another process began to start it first: wait for it below
                 continue
@@ -416,8 +413,8 @@ class Session:
             try:
                 await self.disable()
             except SessionFailed:
-                self._fire("reset", data=_cleared(SessionData.from_json(self.record().data)))
+                self._fire("reset", data=cleared(SessionData.from_json(self.record().data)))
         elif record.state == "failed":
             await self._unload_quietly(data)
-            self._fire("reset", data=_cleared(data))
+            self._fire("reset", data=cleared(data))
         return await self.status()

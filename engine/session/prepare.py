@@ -1,7 +1,10 @@
 """Preparing each backend for a session: start the server if needed, get the model, choose num_ctx, load it.
 
 Each `prepare_*` returns the session data the `ready` transition records (everything a later process needs to rebuild
-the executor), or raises a UserError that says what to do.
+the executor, the `slots` included), or raises a UserError that says what to do.
+
+Slots: the `slots` setting when enable got one; else what the server says (llama.cpp's `total_slots` in `/props`);
+else 1. Never this process's OLLAMA_NUM_PARALLEL: the engine's environment need not be the server's.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from engine.executor.backends.base import ModelMissing
 from engine.executor.backends.embedded import EMBEDDED_MODEL
 from engine.executor.backends.ollama import OllamaBackend, canonical_model, context_length_from_show, ollama_base_url
 from engine.executor.backends.openai import OpenAIBackend
+from engine.executor.backends.openai_server import ServerFacts
 from engine.progress import Progress
 from engine.session import gpu
 from engine.session.gpu import GB, GpuReport, choose_num_ctx
@@ -52,13 +56,17 @@ class Timeouts:
 
 
 async def prepare(
-    backend: str, spec: LlmSpec, *, progress: Progress, timeouts: Timeouts, server_log: Path
+    backend: str, spec: LlmSpec, *, slots: int | None = None, progress: Progress, timeouts: Timeouts,
+    server_log: Path,
 ) -> dict[str, Any]:
     if backend == "ollama":
-        return await _prepare_ollama(spec, progress=progress, timeouts=timeouts, server_log=server_log)
-    if backend == "embedded":
-        return await _prepare_embedded(spec, progress=progress)
-    return await _prepare_openai(spec, progress=progress)
+        ready = await _prepare_ollama(spec, progress=progress, timeouts=timeouts, server_log=server_log)
+    elif backend == "embedded":
+        ready = await _prepare_embedded(spec, progress=progress)
+    else:
+        return await _prepare_openai(spec, slots=slots, progress=progress)
+    # Neither Ollama's API nor the embedded model says how many requests it takes at once.
+    return {**ready, "slots": slots or 1, "slots_from": "setting" if slots else "default"}
 
 
 async def _prepare_ollama(
@@ -185,7 +193,7 @@ async def _prepare_embedded(spec: LlmSpec, *, progress: Progress) -> dict[str, A
             "context_length": context_length}
 
 
-async def _prepare_openai(spec: LlmSpec, *, progress: Progress) -> dict[str, Any]:
+async def _prepare_openai(spec: LlmSpec, *, slots: int | None, progress: Progress) -> dict[str, Any]:
     backend = OpenAIBackend()
     try:
         await progress(0, None, f"checking the OpenAI-compatible server at {backend.base_url}")
@@ -194,15 +202,42 @@ async def _prepare_openai(spec: LlmSpec, *, progress: Progress) -> dict[str, Any
                 f"no OpenAI-compatible server answers at {backend.base_url}/v1/models; start it (e.g. "
                 "`python -m llama_cpp.server --model FILE.gguf --port 8080`) or set $LOCAL_LLM_OPENAI_URL"
             )
-        served = await backend.models()
-        model = spec.model or (served[0].name if served else "")
+        facts = await backend.facts()
+        model = spec.model or (facts.models[0].name if facts.models else "")
         if not model:
             raise UserError(f"the server at {backend.base_url} lists no model; start it with one")
         await backend.pull(model, progress=progress)
         context_length = await backend.context_length(model)
-        num_ctx = choose_num_ctx(model_context=context_length, free_vram_bytes=None)
+        # One request never gets more than one of the server's slots holds (llama.cpp answers a longer prompt with
+        # an error; Ollama's /v1 cuts it silently): num_ctx stays within it, $LOCAL_LLM_NUM_CTX included.
+        limit = min((c for c in (context_length, facts.slot_context) if c), default=None)
+        num_ctx = choose_num_ctx(model_context=limit, free_vram_bytes=None)
+        num_ctx = min(num_ctx, limit) if limit else num_ctx
         await backend.load(model, num_ctx=num_ctx, keep_alive=None)
-        return {"backend": "openai", "base_url": backend.base_url, "model": model,
-                "num_ctx": num_ctx, "context_length": context_length}
+        warnings = _server_warnings(facts, backend.base_url, slots)
+        for warning in warnings:
+            log.warning(warning["code"], message=warning["message"], base_url=backend.base_url)
+        chosen = slots or facts.total_slots
+        return {"backend": "openai", "base_url": backend.base_url, "model": model, "num_ctx": num_ctx,
+                "context_length": context_length, "slots": chosen or 1,
+                "slots_from": "setting" if slots else "server" if chosen else "default",
+                "server_kind": facts.kind, "server_slots": facts.total_slots, "slot_context": facts.slot_context,
+                "server_version": facts.version, "warnings": warnings}
     finally:
         await backend.aclose()
+
+
+def _server_warnings(facts: ServerFacts, base_url: str, slots: int | None) -> list[dict[str, str]]:
+    warnings = []
+    if facts.kind == "ollama":
+        warnings.append({"code": "ollama_openai_endpoint", "message": (
+            f"{base_url} is Ollama {facts.version}'s OpenAI-compatible /v1 endpoint, where num_ctx and keep_alive "
+            "cannot be set: Ollama's default context applies (a longer prompt is cut silently, so num_ctx is kept "
+            f"to {facts.slot_context}) and the model unloads after Ollama's default keep-alive; use Ollama's native "
+            f"API instead: `local-llm enable --backend ollama` with OLLAMA_HOST={base_url}")})
+    if slots and facts.total_slots and slots > facts.total_slots:
+        warnings.append({"code": "slots_above_server", "message": (
+            f"slots {slots} is more than the server's {facts.total_slots} (its -np): the other generations wait in "
+            "the server's queue, where their first-token time limit already runs; use --slots "
+            f"{facts.total_slots} or start the server with -np {slots}")})
+    return warnings

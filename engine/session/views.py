@@ -69,9 +69,18 @@ def status_view(
         "context_length": data.context_length,
         "capabilities": data.capabilities,
         "keep_alive": data.keep_alive,
+        "slots": data.slots,
+        "slots_from": data.slots_from,
     }
     if data.backend == "ollama" and data.model:
         status.update(ollama_guards(data.server_version, data.capabilities))
+    if data.server_kind is not None:
+        status["server_kind"] = data.server_kind
+        status["slot_context"] = data.slot_context
+        if note := _context_note(data):
+            status["context_note"] = note
+    if data.warnings:
+        status["warnings"] = list(data.warnings)
     if server is not None:
         status["server"] = server
     if data.server_pid and server_pid_alive:
@@ -99,6 +108,17 @@ async def _pulled(probe: OllamaBackend) -> dict[str, PulledModel]:
         out[canonical_model(m.name)] = PulledModel(m.name, m.size_bytes, context_length_from_show(shown),
                                                    capabilities_from_show(shown))
     return out
+
+
+def _context_note(data: SessionData) -> str | None:
+    """How the server's context limits num_ctx: llama.cpp's server divides its context across its slots."""
+    if data.server_kind == "llama.cpp" and data.slot_context:
+        return (f"llama.cpp's server divides its context across its {data.server_slots or '?'} slots (n_ctx / slots, "
+                f"unless started with a unified KV cache); one request may use {data.slot_context} tokens, so "
+                f"num_ctx is {data.num_ctx}")
+    if data.server_kind == "vllm" and data.slot_context:
+        return f"vLLM serves up to max_model_len {data.slot_context} tokens per request; num_ctx is {data.num_ctx}"
+    return None
 
 
 async def capability() -> dict[str, Any]:

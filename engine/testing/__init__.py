@@ -7,10 +7,12 @@ import nothing from pytest:
   installed where the tests run);
 - `fake_ollama`: writes an `ollama` executable whose `serve` runs that double, for the lifecycle tests that start
   Ollama;
+- `openai_double`: `OpenAIDouble`, a real HTTP server that answers as llama.cpp's server, vLLM, Ollama's `/v1`,
+  llama-cpp-python's server or LM Studio (none of them runs where the tests run);
 - `scripted`: `ScriptedBackend`, an in-process Backend that answers from a queue, and `use_backend` to hand it to an
   Engine.
 """
 
 from __future__ import annotations
 
-__all__ = ["fake_ollama", "ollama_double", "scripted"]
+__all__ = ["fake_ollama", "ollama_double", "openai_double", "scripted"]

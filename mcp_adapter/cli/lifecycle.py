@@ -16,6 +16,9 @@ __all__ = ["register"]
 Backend = Literal[BACKENDS]  # type: ignore[valid-type]  # the engine's tuple is the one list of choices
 
 
+_SLOTS_FROM = {"setting": "--slots", "server": "the server's /props", "default": "default: the server does not say"}
+
+
 def _gb(value: Any) -> str:
     return f"{value / 1e9:.1f} GB" if isinstance(value, (int, float)) else "?"
 
@@ -33,6 +36,10 @@ def _status_text(s: dict[str, Any]) -> str:
         lines.append(f"capabilities: {', '.join(s['capabilities'])}")
     if s.get("num_ctx"):
         lines.append(f"num_ctx: {s['num_ctx']}")
+    if s.get("slots"):
+        lines.append(f"slots: {s['slots']} ({_SLOTS_FROM.get(s.get('slots_from') or '', 'default')})")
+    if s.get("context_note"):
+        lines.append(f"context: {s['context_note']}")
     for m in s.get("loaded") or []:
         where = f", {_gb(m['size_vram_bytes'])} on the GPU" if m.get("size_vram_bytes") else ""
         lines.append(f"loaded: {m.get('name')}{where}")
@@ -42,6 +49,7 @@ def _status_text(s: dict[str, Any]) -> str:
     lines.append(f"runs active: {s['runs_active']}")
     if s.get("reason"):
         lines.append(f"reason: {s['reason']}")
+    lines += [f"warning: {w['message']}" for w in s.get("warnings") or []]
     return "\n".join(lines)
 
 
@@ -86,10 +94,10 @@ async def _capability(engine: Engine) -> Result:
     return Result(await engine.capability(), _capability_text)
 
 
-async def _enable(engine: Engine, *, llm: str, backend: str | None) -> Result:
+async def _enable(engine: Engine, *, llm: str, backend: str | None, slots: int | None) -> Result:
     try:
         with progress_bar() as progress:
-            status = await engine.enable(llm=llm, backend=backend, progress=progress)
+            status = await engine.enable(llm=llm, backend=backend, slots=slots, progress=progress)
     except EnableFailed as exc:
         # The status (state failed, reason) is still the result; the exit code says it failed.
         return Result({**exc.status, "error": exc.reason},
@@ -126,12 +134,16 @@ def enable(
     backend: Annotated[Backend | None, typer.Option(
         "--backend", show_default=False,
         help="default: $LOCAL_LLM_BACKEND, else Ollama when reachable or installed, else embedded")] = None,
+    slots: Annotated[int | None, typer.Option(
+        "--slots", metavar="N", show_default=False,
+        help="generations at once on the backend (default: what the server says, llama.cpp's /props, else 1)")] = None,
     project: ProjectOption = None,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Start the backend if needed, pull and load the model, mark the session loaded."""
-    execute(ctx, partial(_enable, llm=llm, backend=backend), project=project, as_json=as_json, verbose=verbose)
+    execute(ctx, partial(_enable, llm=llm, backend=backend, slots=slots), project=project, as_json=as_json,
+            verbose=verbose)
 
 
 def disable(

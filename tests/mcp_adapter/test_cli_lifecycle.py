@@ -17,6 +17,7 @@ from engine.executor.backends.embedded import EMBEDDED_MODEL
 from engine.session.processes import alive as _alive
 from engine.testing.fake_ollama import free_port, write_fake_ollama
 from engine.testing.ollama_double import OllamaDouble
+from engine.testing.openai_double import OpenAIDouble
 from tests.markers import needs_embedded
 
 
@@ -144,3 +145,18 @@ def test_enable_falls_back_to_the_embedded_default_without_ollama(
     status = as_json(proc)
     assert (status["state"], status["backend"], status["model"]) == ("loaded", "embedded", EMBEDDED_MODEL)
     assert as_json(run(cli_command, env, "disable", "--json"))["state"] == "idle"
+
+
+def test_enable_slots_on_a_llama_cpp_server_across_processes(cli_command: list[str], env: dict[str, str]) -> None:
+    with OpenAIDouble("llama.cpp", n_ctx=8192, total_slots=4) as server:
+        env["LOCAL_LLM_OPENAI_URL"] = server.url
+        refused = run(cli_command, env, "enable", "--backend", "openai", "--slots", "0")
+        assert refused.returncode == 2 and refused.stdout == ""
+        assert "local-llm enable: slots: expected an integer >= 1" in refused.stderr
+        default = as_json(run(cli_command, env, "enable", "--backend", "openai", "--json"))
+        text = run(cli_command, env, "status").stdout
+        chosen = as_json(run(cli_command, env, "enable", "--backend", "openai", "--slots", "2", "--json"))
+    assert (default["slots"], default["slots_from"], default["num_ctx"]) == (4, "server", 2048)
+    assert "slots: 4 (the server's /props)" in text
+    assert "context: llama.cpp's server divides its context across its 4 slots" in text
+    assert (chosen["state"], chosen["slots"], chosen["slots_from"]) == ("loaded", 2, "setting")

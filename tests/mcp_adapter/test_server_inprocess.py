@@ -319,3 +319,19 @@ async def test_protected_outputs_are_refused_before_a_run_and_configuration_need
     assert refused_runs == [] and len(backend.requests) == 1
     assert allowed["state"] == "done" and allowed["files"][0]["path"] == ".mcp.json"
     assert (project_dir / ".mcp.json").read_text() == "{}\n" and not (project_dir / ".git").exists()
+
+
+async def test_enable_takes_a_slots_setting_and_refuses_one_that_is_not_a_positive_integer(
+    engine: Engine, ollama_double: OllamaDouble
+) -> None:
+    with anyio.fail_after(DEADLINE_S):
+        async with _client(engine) as client:
+            zero = await _error(client, action="enable", llm="deepseek-coder:6.7b", slots=0)
+            text = await _error(client, action="enable", llm="deepseek-coder:6.7b", slots="2")
+            idle = await _call(client, action="status")
+            enabled = await _call(client, action="enable", llm="deepseek-coder:6.7b", slots=2)
+            status = await _call(client, action="status")
+    assert "slots" in zero and "greater than or equal to 1" in zero
+    assert "slots" in text and "integer" in text
+    assert idle["state"] == "idle"
+    assert (enabled["slots"], enabled["slots_from"]) == (2, "setting") and status["slots"] == 2

@@ -50,11 +50,12 @@ def ollama_installed() -> str | None:
     return shutil.which("ollama")
 
 
-def make_backend(name: str, *, base_url: str | None = None) -> Backend:
+def make_backend(name: str, *, base_url: str | None = None, slots: int = 1) -> Backend:
+    """The backend `name`, running `slots` generations at once (the embedded model runs one at a time)."""
     if name == "ollama":
-        return OllamaBackend(base_url or ollama_base_url())
+        return OllamaBackend(base_url or ollama_base_url(), parallelism=slots)
     if name == "openai":
-        return OpenAIBackend(base_url or openai_base_url())
+        return OpenAIBackend(base_url or openai_base_url(), slots=slots)
     if name == "embedded":
         return EmbeddedBackend()
     raise InvalidArgument("backend", f"one of {', '.join(BACKENDS)}", name)

@@ -157,7 +157,7 @@ class Backend(Protocol):
     name: str
     """`ollama`, `openai` or `embedded`."""
     parallelism: int
-    """How many generations the backend runs at once (Ollama's OLLAMA_NUM_PARALLEL, default 1)."""
+    """How many generations the engine runs at once on it: the session's `slots` setting (default 1)."""
 
     async def version(self) -> str | None:
         """The server's version, or None when nothing answers."""

@@ -117,12 +117,13 @@ class OllamaBackend:
 
     def __init__(
         self, base_url: str | None = None, *, keep_alive: str | int | None = None, load_timeout_s: float = 300.0,
-        client: httpx.AsyncClient | None = None,
+        client: httpx.AsyncClient | None = None, parallelism: int = 1,
     ) -> None:
         self.base_url = (base_url or ollama_base_url()).rstrip("/")
         self.default_keep_alive = keep_alive
         """Sent with every generation that names none, so the session's model stays loaded between delegations."""
-        self.parallelism = max(1, int(os.environ.get("OLLAMA_NUM_PARALLEL") or 1))
+        # The session's `slots` setting: OLLAMA_NUM_PARALLEL belongs to the server's environment, not this process's.
+        self.parallelism = max(1, parallelism)
         # Reads wait as long as a model load may take (OLLAMA_LOAD_TIMEOUT defaults to 5m); connects fail fast.
         read_timeout = float(os.environ.get(REQUEST_TIMEOUT_ENV) or load_timeout_s)
         self._client = client or httpx.AsyncClient(

@@ -1,10 +1,15 @@
-"""Any OpenAI-compatible server (llama.cpp's server, llama-cpp-python's server, vLLM, LM Studio): `/v1/models` and
-streamed `/v1/chat/completions`.
+"""Any OpenAI-compatible server (llama.cpp's server, llama-cpp-python's server, vLLM, LM Studio, Ollama's `/v1`):
+`/v1/models` and streamed `/v1/chat/completions`.
 
 These servers load their model at start, so load/unload only check that the model is served; the OpenAI API has no
-`num_ctx` or `keep_alive` (the server's own context size applies). JSON schemas go as
-`response_format: {"type": "json_object", "schema": ...}` (llama.cpp, llama-cpp-python); a server that refuses that
-form (vLLM, LM Studio) gets `{"type": "json_schema", "json_schema": {...}}` on the retry, and keeps getting it.
+`num_ctx` or `keep_alive` (the server's own context size applies). What the server says about itself (which server,
+its slots, the context one request may use) is read once per backend (openai_server.py). JSON schemas go as
+`response_format: {"type": "json_schema", ...}` first, except to llama-cpp-python's server, which only takes
+`{"type": "json_object", "schema": ...}`; a server that refuses the form it got (an old llama.cpp refuses
+`json_schema`, LM Studio refuses `json_object`) gets the other one on the retry, and keeps getting it.
+
+`parallelism` is the session's `slots` setting (engine/session/), never read from this process's environment: the
+engine's environment need not be the server's.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from engine.executor.backends.base import (
     PromptTooLong,
     TokenCallback,
 )
+from engine.executor.backends.openai_server import ServerFacts, model_info, probe_server, response_format
 from engine.executor.thinking import split_thinking
 from engine.executor.tokens import estimate_prompt, estimate_tokens
 from engine.progress import Progress
@@ -65,19 +71,18 @@ class OpenAIBackend:
 
     def __init__(
         self, base_url: str | None = None, *, api_key: str | None = None, timeout_s: float = 300.0,
-        client: httpx.AsyncClient | None = None,
+        client: httpx.AsyncClient | None = None, slots: int = 1,
     ) -> None:
         self.base_url = openai_base_url(base_url)
-        self.parallelism = max(1, int(os.environ.get("LOCAL_LLM_OPENAI_PARALLEL") or 1))
+        self.parallelism = max(1, slots)
         key = api_key or os.environ.get("LOCAL_LLM_OPENAI_API_KEY") or os.environ.get("OPENAI_API_KEY")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._client = client or httpx.AsyncClient(
             base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout_s, connect=3.0), trust_env=False
         )
-        self._schema_style = "json_object"
-        self.unguarded: str | None = None
-        """llama.cpp's server, llama-cpp-python's and vLLM answer an overlong prompt with a 400; Ollama's /v1 cuts it
-        silently (it cannot be told `truncate: false`): then this says so."""
+        self._facts: ServerFacts | None = None
+        self._schema_style: str | None = None
+        self._refused: set[str] = set()
 
     def __repr__(self) -> str:
         return f"OpenAIBackend({self.base_url!r})"
@@ -102,11 +107,17 @@ class OpenAIBackend:
             raise self._unavailable(exc) from exc
         if response.status_code >= 400:
             raise BackendError(f"{self.base_url}/v1/models answered {response.status_code}: {_error_text(response)}")
-        entries = response.json().get("data", [])
-        return [
-            ModelInfo(name=str(e.get("id")), context_length=(e.get("meta") or {}).get("n_ctx_train"), details=e)
-            for e in entries
-        ]
+        try:
+            entries = response.json().get("data", [])
+        except (ValueError, AttributeError) as exc:
+            raise BackendError(f"{self.base_url}/v1/models sent no model list: {response.text[:200]!r}") from exc
+        return [model_info(e) for e in entries if isinstance(e, dict)]
+
+    async def facts(self) -> ServerFacts:
+        """What the server says about itself (asked once per backend: a server keeps its kind, slots and context)."""
+        if self._facts is None:
+            self._facts = await probe_server(self._client, await self.models())
+        return self._facts
 
     async def loaded(self) -> list[ModelInfo]:
         # The server holds its models in memory for its whole life.
@@ -148,23 +159,28 @@ class OpenAIBackend:
         }
         if request.seed is not None:
             body["seed"] = request.seed
-        if request.schema is not None:
-            if self._schema_style == "json_object":
-                body["response_format"] = {"type": "json_object", "schema": request.schema}
-            else:
-                body["response_format"] = {
-                    "type": "json_schema",
-                    "json_schema": {"name": "answer", "schema": request.schema, "strict": True},
-                }
+        if request.schema is not None and self._schema_style is not None:
+            body["response_format"] = response_format(self._schema_style, request.schema)
         return body
 
     async def generate(self, request: GenerateRequest, *, on_token: TokenCallback | None = None) -> GenerateResult:
-        try:
-            return await self._generate(request, on_token)
-        except _SchemaStyleRefused:
-            self._schema_style = "json_schema"
-            log.info("server refused response_format json_object; using json_schema", base_url=self.base_url)
-            return await self._generate(request, on_token)
+        if request.schema is not None and self._schema_style is None:
+            self._schema_style = (await self.facts()).schema_styles[0]
+        while True:  # each pass refuses one more form, and there are two
+            try:
+                return await self._generate(request, on_token)
+            except _SchemaStyleRefused as refused:
+                self._refused.add(refused.style)
+                other = next((s for s in (await self.facts()).schema_styles if s not in self._refused), None)
+                if other is None:
+                    raise BackendError(
+                        f"the server at {self.base_url} refuses both forms of response_format (json_schema, "
+                        f"json_object: {refused.text}); use a server that constrains answers to a JSON schema "
+                        "(llama.cpp, vLLM) or --backend ollama"
+                    ) from None
+                log.info("server refused a response_format form; using the other", refused=refused.style,
+                         using=other, base_url=self.base_url)
+                self._schema_style = other
 
     async def _generate(self, request: GenerateRequest, on_token: TokenCallback | None) -> GenerateResult:
         body = self._body(request)
@@ -179,9 +195,10 @@ class OpenAIBackend:
                 if response.status_code >= 400:
                     await response.aread()
                     text = _error_text(response)
-                    if request.schema is not None and response.status_code in (400, 422) and \
-                            self._schema_style == "json_object" and "response_format" in text:
-                        raise _SchemaStyleRefused
+                    # 400/422 today; llama.cpp before PR #9527 refused json_schema with a 500.
+                    if request.schema is not None and response.status_code in (400, 422, 500) and \
+                            "response_format" in text and self._schema_style is not None:
+                        raise _SchemaStyleRefused(self._schema_style, text)
                     if response.status_code == 404:
                         raise ModelMissing(f"{self.base_url}: {text}; check the model name with `local-llm capability`")
                     if response.status_code == 400 and _overflow(text):
@@ -248,8 +265,21 @@ class OpenAIBackend:
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)
 
+    async def _unguarded(self) -> str | None:
+        """llama.cpp's server, llama-cpp-python's and vLLM answer an overlong prompt with a 400; Ollama's /v1 cuts it
+        silently, since the OpenAI API cannot carry `truncate: false`."""
+        try:
+            facts = await self.facts()
+        except BackendError:
+            return None  # the generation that follows reports the server's state
+        if facts.kind == "ollama":
+            return "Ollama's OpenAI-compatible /v1 cannot be told `truncate: false` and cuts an overlong prompt " \
+                   "silently; use --backend ollama"
+        return None
+
     async def count_prompt(self, request: GenerateRequest) -> PromptCount:
         """llama.cpp's server and llama-cpp-python's count with the model's tokenizer; others get the estimate."""
+        unguarded = await self._unguarded()
         text = "\n".join(m.content for m in request.messages)
         overhead = 4 * len(request.messages)
         for path, body, key in (("/tokenize", {"content": text}, "tokens"),
@@ -259,10 +289,10 @@ class OpenAIBackend:
                 if response.status_code == 200:
                     value = response.json()[key]
                     return PromptCount((len(value) if isinstance(value, list) else int(value)) + overhead,
-                                       exact=True, unguarded=self.unguarded)
+                                       exact=True, unguarded=unguarded)
             except (httpx.HTTPError, ValueError, KeyError, TypeError):
                 continue
-        return PromptCount(estimate_prompt(request.messages), exact=False, unguarded=self.unguarded)
+        return PromptCount(estimate_prompt(request.messages), exact=False, unguarded=unguarded)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -276,7 +306,9 @@ def _overflow(text: str) -> bool:
 
 
 class _SchemaStyleRefused(Exception):
-    pass
+    def __init__(self, style: str, text: str) -> None:
+        super().__init__(style)
+        self.style, self.text = style, text
 
 
 async def _sse(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
