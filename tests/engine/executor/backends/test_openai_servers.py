@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from engine.executor.backends import make_backend
-from engine.executor.backends.base import BackendError, ChatMessage, GenerateRequest
+from engine.executor.backends.base import BackendError, ChatMessage, GenerateRequest, PromptTooLong
 from engine.executor.backends.openai import OpenAIBackend
 from engine.testing.openai_double import OpenAIDouble
 
@@ -157,3 +157,30 @@ async def test_parallelism_is_the_slots_given_and_never_read_from_the_environmen
     finally:
         for b in built:
             await b.aclose()
+
+
+@pytest.mark.anyio
+async def test_llama_cpps_overflow_is_a_prompt_too_long_and_its_tokenizer_counts_ahead() -> None:
+    async with serving("llama.cpp", n_ctx=4096, total_slots=2) as (double, backend):
+        long = GenerateRequest(model=double.model, messages=[ChatMessage("user", "x" * 4 * 2048)], num_ctx=2048)
+        count = await backend.count_prompt(long)
+        with pytest.raises(PromptTooLong) as caught:
+            await backend.generate(long)
+    assert count.exact and count.server_refuses_overflow and count.tokens > 2048
+    assert caught.value.refused_by == "server" and caught.value.num_ctx == 2048 and not caught.value.retryable
+
+
+@pytest.mark.anyio
+async def test_ollamas_v1_is_known_to_cut_overlong_prompts_silently() -> None:
+    async with serving("ollama", version="0.13.1") as (double, backend):
+        count = await backend.count_prompt(GenerateRequest(model=double.model, messages=[ChatMessage("user", "x")]))
+    assert not count.server_refuses_overflow and not count.exact
+    assert count.unguarded is not None and "--backend ollama" in count.unguarded
+
+
+@pytest.mark.anyio
+async def test_inline_reasoning_from_an_openai_server_is_counted_and_never_the_answer() -> None:
+    async with serving("vllm") as (double, backend):
+        double.reply("<think>plan the file</think>" + '{"code": "x = 1"}')
+        result = await backend.generate(ask(double.model))
+    assert result.text == '{"code": "x = 1"}' and result.thinking_tokens > 0
