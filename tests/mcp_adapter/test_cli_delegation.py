@@ -56,6 +56,19 @@ def test_delegate_writes_verifies_and_prints_the_result(
     assert "done" in human.stdout and "written" in human.stdout
 
 
+def test_think_reaches_a_thinking_model_and_the_result_counts_its_thinking(
+    cli_command: list[str], ollama_env: dict[str, str], ollama_double: OllamaDouble, project_dir: Path
+) -> None:
+    ollama_double.models["deepseek-coder:6.7b"].capabilities = ("completion", "thinking")
+    ollama_double.reply(files_answer({"a.py": "x = 1\n"}), thinking="I will write one line.")
+    out = _cli(cli_command, ollama_env, "delegate", "Write a.py", "--output", "a.py", "--think", "low")
+    assert out.returncode == 0, out.stderr
+    assert ollama_double.bodies("/api/chat")[-1]["think"] == "low"
+    assert "(5 thinking)" in out.stdout
+    bad = _cli(cli_command, ollama_env, "delegate", "Write b.py", "--output", "b.py", "--think", "lots")
+    assert bad.returncode == 2 and "--think" in bad.stderr
+
+
 def test_a_delegation_that_fails_verification_exits_nonzero_and_shows_the_output(
     cli_command: list[str], ollama_env: dict[str, str], ollama_double: OllamaDouble, project_dir: Path
 ) -> None:
