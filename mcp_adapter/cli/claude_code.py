@@ -142,11 +142,12 @@ def _atomic_write(target: Path, data: bytes) -> None:
         raise
 
 
-def install(base: Path, files: list[Planned], *, force: bool) -> list[dict[str, str]]:
-    """Write `files` under `base`, all or none: every target is checked before the first write."""
+def install(base: Path, files: list[Planned], *, force: bool, confine: bool = True) -> list[dict[str, str]]:
+    """Write `files` under `base`, all or none: every target is checked before the first write. `confine`: refuse a
+    target that resolves outside `base` (a project's; a user's ~/.claude may well be a link into a dotfiles repo)."""
     decided = []
     for planned in files:
-        target = _inside(base, base / planned.relative)
+        target = _inside(base, base / planned.relative) if confine else base / planned.relative
         data = planned.text.encode("utf-8")
         decided.append((planned, target, data, decide(_read(target), data, force=force)))
     refused = [str(target) for _, target, _, status in decided if status == "refused"]

@@ -37,7 +37,7 @@ async def _install_command(engine: Engine, *, user: bool, server_name: str, forc
     # Checked here, inside the handler, so that a bad name is a UserError: exit 2, one line on stderr.
     name = check_server_name(server_name)
     base = Path.home() if user else engine.project.root
-    files = install(base, planned_files(name), force=force)
+    files = install(base, planned_files(name), force=force, confine=not user)
     data = {"files": files, "server_name": name, "tool": tool_name(name), "use": "/workflow:implement llm=true TASK"}
     return Result(data, _installed_text)
 

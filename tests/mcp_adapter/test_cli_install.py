@@ -123,6 +123,20 @@ def test_a_claude_directory_that_links_outside_the_project_is_refused(
     assert not (elsewhere / "commands").exists() and not (elsewhere / "skills").exists()  # (workflow/ is the engine's)
 
 
+def test_user_installs_into_the_home_directory_even_through_a_linked_claude_directory(
+    project_dir: Path, tmp_path: Path, cli_command: list[str], cli_env: dict[str, str]
+) -> None:
+    home, dotfiles = tmp_path / "home", tmp_path / "dotfiles"
+    home.mkdir()
+    dotfiles.mkdir()
+    (home / ".claude").symlink_to(dotfiles)  # a common setup: ~/.claude kept in a dotfiles repository
+    result = _cli(cli_command, {**cli_env, "HOME": str(home)}, "--user", "--json")
+    assert result.returncode == 0, result.stderr
+    assert [f["path"] for f in json.loads(result.stdout)["files"]] == [str(home / COMMAND_PATH), str(home / SKILL_PATH)]
+    assert (dotfiles / "skills" / "local-llm" / "SKILL.md").is_file()
+    assert not (project_dir / ".claude" / "skills").exists()
+
+
 def test_only_an_absent_file_or_force_lets_other_bytes_in() -> None:
     assert decide(None, b"new", force=False) == "installed"
     assert decide(b"new", b"new", force=False) == "unchanged"
