@@ -56,7 +56,8 @@ def serve(
 def install_command(
     ctx: typer.Context,
     *,
-    user: Annotated[bool, typer.Option("--user", help="into ~/.claude/ (every project) instead of the project")] = False,
+    user: Annotated[bool, typer.Option(
+        "--user", help="into ~/.claude/ (every project) instead of the project")] = False,
     server_name: Annotated[str, typer.Option(
         "--server-name", metavar="NAME",
         help="the name you gave `claude mcp add` (the tool is mcp__NAME__local_llm)")] = DEFAULT_SERVER_NAME,

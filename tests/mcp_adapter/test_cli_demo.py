@@ -51,7 +51,8 @@ async def test_a_median_that_fails_the_check_rolls_back_and_the_demo_says_so_pla
 ) -> None:
     result = await _demo(engine, project_dir, *[files_answer({DEMO_OUTPUT: WRONG})] * 3)
     assert outcome(result) == "failed_check" and result["state"] == "failed" and result["attempts"] == 3
-    assert "median([3.0, 1.0, 2.0]) returned 3.0, expected 2.0" in result["verification"]["output_tail"]  # type: ignore[index]
+    tail = result["verification"]["output_tail"]  # type: ignore[index]
+    assert "median([3.0, 1.0, 2.0]) returned 3.0, expected 2.0" in tail
     message = verdict(result, backend="embedded")
     assert message.startswith(f"The tiny embedded model ({TINY}) wrote code that failed the check `{DEMO_VERIFY}`")
     assert "the run rolled back and the demo project's files are unchanged" in message

@@ -42,7 +42,8 @@ def test_the_skill_and_the_command_name_the_tool_of_the_server_the_user_register
     answer = json.loads(result.stdout)
     assert answer["tool"] == "mcp__my_llm-2__local_llm" and answer["server_name"] == "my_llm-2"
     assert [(f["kind"], f["path"], f["status"]) for f in answer["files"]] == [
-        ("command", str(project_dir / COMMAND_PATH), "installed"), ("skill", str(project_dir / SKILL_PATH), "installed")]
+        ("command", str(project_dir / COMMAND_PATH), "installed"),
+        ("skill", str(project_dir / SKILL_PATH), "installed")]
     skill, body = _frontmatter(project_dir / SKILL_PATH)
     assert skill["name"] == SKILL_PATH.parent.name == "local-llm"
     assert skill["allowed-tools"] == "mcp__my_llm-2__local_llm"

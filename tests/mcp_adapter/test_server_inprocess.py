@@ -365,6 +365,7 @@ async def test_a_conflict_reaches_the_client_as_a_structured_field_of_a_compact_
     assert result["conflicts"] == [{"path": "a.py", "found": "changed", "during": "writing",
                                     "kept_at": f".claude/workflow/conflicts/{result['run_id']}/a.py"}]
     assert result == view  # the engine's view, unchanged
+    assert {"verification", "error", "thinking_tokens", "prompt_overflow", "files_skipped"} <= set(result)
     encoded = json.dumps(result)
     assert "CONTEXT_MARKER" not in encoded and "ANSWER_MARKER" not in encoded
     assert len(encoded) < 2048, encoded
