@@ -6,6 +6,11 @@ only as "Error executing tool local_llm").
 
 Every field is strict: no `true` for an integer, no `"3"` for a number, no `1` or `"yes"` for a flag, no NaN or
 infinity. The SDK's own validation refuses them, naming the field, before the engine sees the call.
+
+Every action returns the engine's dict as it is, which the SDK sends as the result's structured content. Claude Code
+(2.1.197) shows the model only that structured content, as JSON, and drops the text beside it: whatever the
+orchestrator must act on (conflicts, verification, thinking, a prompt that did not fit) has to be a field of the
+engine's view, and nothing big (prompts, answers) belongs there. tests/mcp_adapter/test_server_inprocess.py checks both.
 """
 
 from __future__ import annotations

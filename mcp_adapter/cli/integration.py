@@ -1,34 +1,45 @@
-"""How Claude Code reaches the tool: `serve` (the MCP server) and `install-command` (the /workflow:implement command)."""
+"""How Claude Code reaches the tool: `serve` (the MCP server) and `install-command` (the /workflow:implement command
+and the `local-llm` skill, both naming the tool `mcp__<server name>__local_llm`)."""
 
 from __future__ import annotations
 
-import importlib.resources
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from engine import Engine
+from mcp_adapter.cli.claude_code import (
+    COMMAND_PATH,
+    DEFAULT_SERVER_NAME,
+    SKILL_PATH,
+    check_server_name,
+    install,
+    planned_files,
+    tool_name,
+)
 from mcp_adapter.cli.common import Globals, JsonOption, ProjectOption, VerboseOption, execute
 from mcp_adapter.cli.output import Result
 from mcp_adapter.cli.serve import run_serve
 
-__all__ = ["COMMAND_PATH", "register"]
-
-COMMAND_PATH = Path(".claude") / "commands" / "workflow" / "implement.md"
+__all__ = ["COMMAND_PATH", "SKILL_PATH", "register"]
 
 
-async def _install_command(engine: Engine, *, user: bool) -> Result:
+def _installed_text(r: dict[str, Any]) -> str:
+    lines = [f"{f['status']:<10} {f['path']}" for f in r["files"]]
+    lines.append(f"both name the tool {r['tool']} (the server `claude mcp add` registered as {r['server_name']})")
+    lines.append(f"in Claude Code: {r['use']}, or let Claude pick the `local-llm` skill for mechanical work")
+    return "\n".join(lines)
+
+
+async def _install_command(engine: Engine, *, user: bool, server_name: str, force: bool) -> Result:
+    # Checked here, inside the handler, so that a bad name is a UserError: exit 2, one line on stderr.
+    name = check_server_name(server_name)
     base = Path.home() if user else engine.project.root
-    target = base / COMMAND_PATH
-    text = importlib.resources.files("mcp_adapter").joinpath("resources/implement.md").read_text(encoding="utf-8")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    existed = target.exists()
-    target.write_text(text, encoding="utf-8")
-    data = {"installed": str(target), "replaced": existed, "use": "/workflow:implement llm=true TASK"}
-    return Result(data, f"{'updated' if existed else 'installed'} {target}\n"
-                        "in Claude Code: /workflow:implement llm=true TASK")
+    files = install(base, planned_files(name), force=force, confine=not user)
+    data = {"files": files, "server_name": name, "tool": tool_name(name), "use": "/workflow:implement llm=true TASK"}
+    return Result(data, _installed_text)
 
 
 def serve(
@@ -45,13 +56,20 @@ def serve(
 def install_command(
     ctx: typer.Context,
     *,
-    user: Annotated[bool, typer.Option("--user", help="into ~/.claude/commands instead of the project")] = False,
+    user: Annotated[bool, typer.Option(
+        "--user", help="into ~/.claude/ (every project) instead of the project")] = False,
+    server_name: Annotated[str, typer.Option(
+        "--server-name", metavar="NAME",
+        help="the name you gave `claude mcp add` (the tool is mcp__NAME__local_llm)")] = DEFAULT_SERVER_NAME,
+    force: Annotated[bool, typer.Option(
+        "--force", help="replace files that are there with other content (your edits are lost)")] = False,
     project: ProjectOption = None,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Install the /workflow:implement slash command for Claude Code."""
-    execute(ctx, partial(_install_command, user=user), project=project, as_json=as_json, verbose=verbose)
+    """Install the /workflow:implement slash command and the local-llm skill for Claude Code."""
+    handler = partial(_install_command, user=user, server_name=server_name, force=force)
+    execute(ctx, handler, project=project, as_json=as_json, verbose=verbose)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,7 @@ is in test_server_stdio.py.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -335,3 +336,37 @@ async def test_enable_takes_a_slots_setting_and_refuses_one_that_is_not_a_positi
     assert "slots" in text and "integer" in text
     assert idle["state"] == "idle"
     assert (enabled["slots"], enabled["slots_from"]) == (2, "setting") and status["slots"] == 2
+
+
+async def test_a_conflict_reaches_the_client_as_a_structured_field_of_a_compact_result(
+    engine: Engine, project_dir: Path
+) -> None:
+    # Claude Code shows the model only a result's structured content: what the orchestrator must act on (here a
+    # conflict) is a field there, as the engine's view has it, and neither the prompt nor the answer comes along.
+    (project_dir / "a.py").write_text("seen by the model\n")
+    (project_dir / "context.py").write_text("CONTEXT_MARKER = 1\n" * 50)
+    backend = _scripted(engine, files_answer({"a.py": "ANSWER_MARKER = 2\n" * 50}))
+    backend.block = anyio.Event()
+    with anyio.fail_after(DEADLINE_S):
+        async with _client(engine) as client:
+            started = await client.call_tool("local_llm", {
+                "action": "delegate", "task": "rewrite a.py", "output_files": [{"path": "a.py"}],
+                "context_files": ["context.py"], "verify": "true", "wait": 0})
+            await backend.wait_active(1)
+            (project_dir / "a.py").write_text("the person's edit\n")
+            backend.block.set()
+            finished = await client.call_tool("local_llm", {"action": "result", "run_id":
+                                                            started.structured_content["run_id"], "wait": DEADLINE_S})
+            view = await engine.result(started.structured_content["run_id"])
+    assert not started.is_error and started.structured_content["conflicts"] == []
+    result = finished.structured_content
+    assert result is not None and not finished.is_error
+    assert result["state"] == "failed"
+    assert result["conflicts"] == [{"path": "a.py", "found": "changed", "during": "writing",
+                                    "kept_at": f".claude/workflow/conflicts/{result['run_id']}/a.py"}]
+    assert result == view  # the engine's view, unchanged
+    assert {"verification", "error", "thinking_tokens", "prompt_overflow", "files_skipped"} <= set(result)
+    encoded = json.dumps(result)
+    assert "CONTEXT_MARKER" not in encoded and "ANSWER_MARKER" not in encoded
+    assert len(encoded) < 2048, encoded
+    assert (project_dir / "a.py").read_text() == "the person's edit\n"

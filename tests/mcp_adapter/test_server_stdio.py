@@ -185,17 +185,6 @@ def test_serve_writes_nothing_but_protocol_messages_to_stdout(project_dir: Path,
         assert json.loads(line)["jsonrpc"] == "2.0"
 
 
-def test_install_command_writes_the_slash_command(project_dir: Path, cli_command: list[str],
-                                                   cli_env: dict[str, str]) -> None:
-    result = subprocess.run([*cli_command, "install-command", "--json"], env=cli_env, capture_output=True,
-                            text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stderr
-    target = project_dir / ".claude" / "commands" / "workflow" / "implement.md"
-    assert json.loads(result.stdout)["installed"] == str(target)
-    text = target.read_text()
-    assert "llm=MODEL:persist" in text and '"action": "enable"' in text and '"action": "analyze"' in text
-
-
 @pytest.mark.anyio
 async def test_a_run_in_flight_when_the_server_stops_finishes_after_the_next_start(
     project_dir: Path, ollama_double: OllamaDouble
