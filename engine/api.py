@@ -127,8 +127,10 @@ class Engine:
             think=think,
         )
 
-    async def result(self, run_id: str, *, wait: float = 0.0) -> dict[str, Any]:
-        return await self.delegations.result(run_id, wait=wait)
+    async def result(self, run_id: str, *, wait: float = 0.0, diff: bool = False) -> dict[str, Any]:
+        """A run's compact result, after waiting up to `wait` seconds for its end; `diff` adds each file's unified
+        diff against the file as the run found it."""
+        return await self.delegations.result(run_id, wait=wait, diff=diff)
 
     async def cancel(self, run_id: str) -> dict[str, Any]:
         return await self.delegations.cancel(run_id)

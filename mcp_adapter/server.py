@@ -156,7 +156,7 @@ def build_server(engine: Engine) -> MCPServer:
                 case "result":
                     _required(action, run_id=fields["run_id"])
                     wait = DEFAULT_WAIT_S if fields["wait"] is None else fields["wait"]
-                    return await engine.result(fields["run_id"], wait=wait)
+                    return await engine.result(fields["run_id"], wait=wait, diff=fields["diff"])
                 case "stats":
                     return engine.stats()
                 case "runs":
@@ -234,6 +234,7 @@ def build_server(engine: Engine) -> MCPServer:
         ))] = None,
         stop_server: Annotated[bool, Field(strict=True, description="disable: stop the Ollama server too")] = False,
         run_id: Annotated[Text, Field(strict=True, description="result, cancel, diagram: the run")] = None,
+        diff: Annotated[bool, Field(strict=True, description="result: add each file's unified diff")] = False,
         machine: Annotated[
             Literal["session", "delegation"] | None, Field(description="diagram: which machine")
         ] = None,

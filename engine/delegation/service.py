@@ -124,14 +124,14 @@ class Delegations:
             raise InvalidArgument("run_id", expected, run_id)
         return record
 
-    def view(self, run_id: str) -> dict[str, Any]:
-        return result_view(self.record(run_id), self.ctx.store.file_writes(run_id))
+    def view(self, run_id: str, *, diff: bool = False) -> dict[str, Any]:
+        return result_view(self.record(run_id), self.ctx.store.file_writes(run_id), diff=diff)
 
     async def _until_ended(self, run_id: str) -> None:
         while self.ctx.store.get(run_id).state not in DELEGATION.terminal:
             await anyio.sleep(REMOTE_POLL_S)
 
-    async def result(self, run_id: str, *, wait: float = 0.0) -> dict[str, Any]:
+    async def result(self, run_id: str, *, wait: float = 0.0, diff: bool = False) -> dict[str, Any]:
         record = self.record(run_id)
         if wait and record.state not in DELEGATION.terminal:
             with anyio.move_on_after(wait):
@@ -140,7 +140,7 @@ class Delegations:
                     await live.done.wait()
                 else:  # driven by another process
                     await self._until_ended(run_id)
-        return self.view(run_id)
+        return self.view(run_id, diff=diff)
 
     async def cancel(self, run_id: str) -> dict[str, Any]:
         record = self.record(run_id)

@@ -283,10 +283,9 @@ async def _verifying(tools: StepTools, record: MachineRecord, attempt: Attempt) 
     turn: Turn = {"answer": data.last_answer, "kind": "verify", "detail": outcome.output_tail}
     update: dict[str, Any] = {"verification": verification, "history": [*data.history, turn]}
     if data.attempt >= data.max_attempts:
-        update["error"] = (
-            f"verification failed on all {data.attempt} attempt(s); files rolled back. Last output:\n"
-            f"{outcome.output_tail}"
-        )
+        # The output itself is in `verification.output_tail`: said once.
+        update["error"] = (f"verification failed on all {data.attempt} attempt(s) (exit code {outcome.exit_code}"
+                           f"{', timed out' if outcome.timed_out else ''}); files rolled back")
     tools.moves.fire(record, "verify_failed", data=update,
                      payload={"attempt": data.attempt, "exit_code": outcome.exit_code,
                               "timed_out": outcome.timed_out})

@@ -3,6 +3,7 @@ the full `run` view, the answer of `delegate` and `result`, and the line the del
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,7 +11,11 @@ from engine.delegation import metrics
 from engine.store.db import EventRecord, FileWrite, MachineRecord
 from states import RunData
 
-__all__ = ["elapsed", "list_row", "log_line", "result_view", "run_view"]
+__all__ = ["RESULT_TAIL_CHARS", "elapsed", "file_change", "list_row", "log_line", "result_view", "run_view"]
+
+RESULT_TAIL_CHARS = 1200
+"""How much of a failed verify command's output the orchestrator gets (the model's retry prompt gets more): the end,
+where test runners put their summary."""
 
 
 def elapsed(record: MachineRecord) -> float:
@@ -48,22 +53,52 @@ def run_view(record: MachineRecord, events: Sequence[EventRecord]) -> dict[str, 
     }
 
 
-def result_view(record: MachineRecord, writes: Sequence[FileWrite]) -> dict[str, Any]:
-    """What `delegate` and `result` answer."""
+def _lines(data: bytes | None) -> list[str]:
+    return [] if data is None else data.decode("utf-8", "replace").splitlines()
+
+
+def file_change(write: FileWrite, *, diff: bool = False) -> dict[str, Any]:
+    """One output for the orchestrator: what became of it and how much changed (lines added and removed against the
+    file as the run found it); the unified diff only when asked for."""
+    out: dict[str, Any] = {"path": write.path, "status": write.status, "existed": write.existed,
+                           "bytes": len(write.content) if write.content is not None else 0}
+    if write.content is None:
+        return out
+    before, after = _lines(write.previous), _lines(write.content)
+    added = removed = 0
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, before, after, autojunk=False).get_opcodes():
+        if tag != "equal":
+            removed, added = removed + i2 - i1, added + j2 - j1
+    out.update(added=added, removed=removed)
+    if diff:
+        out["diff"] = "".join(difflib.unified_diff(
+            [line + "\n" for line in before], [line + "\n" for line in after],
+            fromfile=f"a/{write.path}" if write.existed else "/dev/null", tofile=f"b/{write.path}"))
+    return out
+
+
+def _verification(data: RunData) -> dict[str, Any]:
+    if data.verification is None:
+        return {"passed": None, "output_tail": ""}
+    verification = dict(data.verification)
+    tail = str(verification.get("output_tail") or "")
+    if len(tail) > RESULT_TAIL_CHARS:
+        verification["output_tail"] = "..." + tail[-RESULT_TAIL_CHARS:]
+    return verification
+
+
+def result_view(record: MachineRecord, writes: Sequence[FileWrite], *, diff: bool = False) -> dict[str, Any]:
+    """What `delegate` and `result` answer, compact: the orchestrator pays for every token of it. The task (it
+    wrote it) and the prompts stay out; the verify output appears once, its end only; diffs when asked for."""
     data = RunData.from_json(record.data)
     return {
         "run_id": record.id,
         "state": record.state,
-        "task": data.task,
         "task_type": data.task_type,
         "model": data.model_name,
-        "files": [
-            {"path": w.path, "status": w.status, "existed": w.existed,
-             "bytes": len(w.content) if w.content is not None else 0}
-            for w in writes
-        ],
+        "files": [file_change(w, diff=diff) for w in writes],
         "files_skipped": data.files_skipped,
-        "verification": data.verification or {"passed": None, "output_tail": ""},
+        "verification": _verification(data),
         "attempts": data.attempt,
         "max_attempts": data.max_attempts,
         "tokens_generated": data.tokens_generated,

@@ -42,7 +42,11 @@ async def _runs(engine: Engine, *, limit: int) -> Result:
     return Result(engine.list_runs(limit=limit), lambda rows: table(rows, RUN_COLUMNS))
 
 
-async def _run(engine: Engine, *, run_id: str) -> Result:
+async def _run(engine: Engine, *, run_id: str, diff: bool) -> Result:
+    if diff:
+        result = await engine.result(run_id, diff=True)
+        text = "".join(f.get("diff", "") for f in result["files"]) or "no changes\n"
+        return Result(result, text.rstrip("\n"))
     return Result(engine.run_view(run_id), _run_text)
 
 
@@ -81,12 +85,13 @@ def run(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="the run's id (see `local-llm runs`)")],
     *,
+    diff: Annotated[bool, typer.Option("--diff", help="the unified diff of each file instead of the journal")] = False,
     project: ProjectOption = None,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """One run with its journal."""
-    execute(ctx, partial(_run, run_id=run_id), project=project, as_json=as_json, verbose=verbose)
+    """One run with its journal (or, with --diff, what it changed)."""
+    execute(ctx, partial(_run, run_id=run_id, diff=diff), project=project, as_json=as_json, verbose=verbose)
 
 
 def resume(

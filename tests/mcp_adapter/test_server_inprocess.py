@@ -293,7 +293,7 @@ async def test_a_task_that_reads_as_json_reaches_the_engine_as_text(engine: Engi
             listed = await _call(client, action="delegate", task="[1, 2]", output_files=["a.txt"], verify="null",
                                  max_attempts=1)
             nothing = await _call(client, action="delegate", task="null", output_files=["b.txt"], model=None)
-    assert (listed["task"], nothing["task"]) == ("[1, 2]", "null")
+    assert (engine.list_runs()[1]["task"], engine.list_runs()[0]["task"]) == ("[1, 2]", "null")
     assert "[1, 2]" in backend.requests[0].messages[1].content
     # `verify: "null"` ran as the command `null` (not found), not as "no verify command".
     assert listed["state"] == "failed" and listed["verification"]["exit_code"] == 127

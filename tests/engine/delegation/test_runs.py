@@ -33,7 +33,8 @@ async def test_a_run_without_verify_is_done_after_an_atomic_journaled_write(engi
     assert result["state"] == "done" and result["attempts"] == 1 and result["error"] is None
     assert (project_dir / "src" / "hello.py").read_text() == "print('hi')\n"
     assert _events(engine, result["run_id"]) == ["create", "start", "packed", "generated", "written"]
-    assert result["files"] == [{"path": "src/hello.py", "status": "written", "existed": False, "bytes": 12}]
+    assert result["files"] == [{"path": "src/hello.py", "status": "written", "existed": False, "bytes": 12,
+                               "added": 1, "removed": 0}]
     request = backend.requests[0]
     assert request.schema is not None and "src/hello.py: prints hi" in request.messages[1].content
     line = read_log(engine.project.delegation_log).records[-1]
@@ -276,7 +277,9 @@ async def test_the_last_failed_attempt_rolls_every_file_back_byte_for_byte(
                                        verify="echo 'still broken' >&2; exit 1", max_attempts=2)
     await backend.aclose()
     assert result["state"] == "failed" and result["attempts"] == 2
-    assert "still broken" in result["verification"]["output_tail"] and "still broken" in result["error"]
+    # The output once (in verification), not again in the error.
+    assert "still broken" in result["verification"]["output_tail"] and "still broken" not in result["error"]
+    assert "exit code 1" in result["error"] and "rolled back" in result["error"]
     assert (project_dir / "existing.cfg").read_bytes() == original
     assert not (project_dir / "brand" / "new.txt").exists()
     assert {f["path"]: f["status"] for f in result["files"]} == {"existing.cfg": "rolled_back",
