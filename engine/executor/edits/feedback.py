@@ -66,10 +66,10 @@ def _numbered(closest: Sequence[tuple[int, str]]) -> str:
     return "\n".join(f"{n:>{width}} | {line}" for n, line in closest)
 
 
-def quote_problem(problem: EditProblem) -> str:
+def quote_problem(problem: EditProblem, *, with_block: bool = True) -> str:
     """One problem as the retry shows it: the reason, the block as written, and the closest real lines."""
     parts = [f"- {problem.message}"]
-    if problem.quote:
+    if problem.quote and with_block:
         fence = fence_for(problem.quote)
         parts.append(f"  Your block:\n{fence}\n{problem.quote}\n{fence}")
     if problem.closest:
@@ -85,7 +85,12 @@ def quote_problem(problem: EditProblem) -> str:
 def retry_message(problems: Iterable[EditProblem], *, applies_to: str = APPLIES_TO) -> str:
     """The user message after an attempt whose blocks could not be used: nothing of it was written."""
     listed = list(problems)
-    quoted = "\n".join(quote_problem(p) for p in listed)
+    shown: set[tuple[int | None, str]] = set()
+    parts = []
+    for p in listed:  # a block with two problems is quoted once
+        parts.append(quote_problem(p, with_block=(p.block, p.quote) not in shown))
+        shown.add((p.block, p.quote))
+    quoted = "\n".join(parts)
     count = "1 problem" if len(listed) == 1 else f"{len(listed)} problems"
     return (f"Your edit blocks could not be applied ({count}), so nothing of that answer was written:\n{quoted}\n\n"
             f"{applies_to}")

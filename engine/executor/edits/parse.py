@@ -267,6 +267,8 @@ class _Reader:
             self.problems.append(EditProblem(
                 UNFINISHED, f"block {number} for {name} has no >>>>>>> REPLACE line ({why})",
                 path=guess.path if guess else None, block=number, quote=source))
+            if guess is not None and guess.path is None:
+                self.refuse_path(guess, number, i + 1, source)
             return stop
         if self.refuse_path(guess, number, i + 1, source):
             return end + 1
