@@ -5,6 +5,7 @@ search/replace blocks and creates new ones whole, and no code travels inside JSO
     apply_edits(base, blocks, path=...)   one file's new bytes, or the problems (apply.py)
     apply_answer(parsed, files)           every output at once, all or nothing (apply.py)
     retry_message(problems)               what the model is told when its blocks fail (feedback.py)
+    summarize_change / unified_diff       what changed, compactly (summary.py)
 
 Blocks of one answer apply in sequence; every attempt starts again from the run's base (feedback.py says why).
 """
@@ -15,6 +16,7 @@ from engine.executor.edits.apply import AnswerApplied, Applied, apply_answer, ap
 from engine.executor.edits.feedback import APPLIES_TO, EDIT_INSTRUCTIONS, fence_for, quote_problem, retry_message
 from engine.executor.edits.model import PROBLEM_KINDS, EditBlock, EditProblem, ParsedAnswer
 from engine.executor.edits.parse import normalize_path, parse_edits
+from engine.executor.edits.summary import FileChange, changed_regions, summarize_change, unified_diff
 from engine.executor.edits.text import FileText, check_utf8
 
 __all__ = [
@@ -25,10 +27,12 @@ __all__ = [
     "Applied",
     "EditBlock",
     "EditProblem",
+    "FileChange",
     "FileText",
     "ParsedAnswer",
     "apply_answer",
     "apply_edits",
+    "changed_regions",
     "check_utf8",
     "closest_lines",
     "fence_for",
@@ -36,4 +40,6 @@ __all__ = [
     "parse_edits",
     "quote_problem",
     "retry_message",
+    "summarize_change",
+    "unified_diff",
 ]
