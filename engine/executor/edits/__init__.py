@@ -6,6 +6,7 @@ search/replace blocks and creates new ones whole, and no code travels inside JSO
     apply_answer(parsed, files)           every output at once, all or nothing (apply.py)
     retry_message(problems)               what the model is told when its blocks fail (feedback.py)
     summarize_change / unified_diff       what changed, compactly (summary.py)
+    blocks_for(base, target, path=...)    the smallest answer for a known change, for benchmarks (synth.py)
 
 Blocks of one answer apply in sequence; every attempt starts again from the run's base (feedback.py says why).
 """
@@ -17,6 +18,7 @@ from engine.executor.edits.feedback import APPLIES_TO, EDIT_INSTRUCTIONS, fence_
 from engine.executor.edits.model import PROBLEM_KINDS, EditBlock, EditProblem, ParsedAnswer
 from engine.executor.edits.parse import normalize_path, parse_edits
 from engine.executor.edits.summary import FileChange, changed_regions, summarize_change, unified_diff
+from engine.executor.edits.synth import blocks_for, render_block, whole_file_answer
 from engine.executor.edits.text import FileText, check_utf8
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "ParsedAnswer",
     "apply_answer",
     "apply_edits",
+    "blocks_for",
     "changed_regions",
     "check_utf8",
     "closest_lines",
@@ -39,7 +42,9 @@ __all__ = [
     "normalize_path",
     "parse_edits",
     "quote_problem",
+    "render_block",
     "retry_message",
     "summarize_change",
     "unified_diff",
+    "whole_file_answer",
 ]
