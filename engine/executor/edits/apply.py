@@ -20,6 +20,8 @@ The rules (DESIGN.md "What the model answers"), as applied here:
 from __future__ import annotations
 
 import difflib
+import heapq
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -41,6 +43,9 @@ __all__ = ["AnswerApplied", "Applied", "apply_answer", "apply_edits", "closest_l
 
 CLOSEST_MIN_RATIO = 0.2
 """Below this similarity, no lines are quoted as "closest" (they would only mislead)."""
+CLOSEST_SHORTLIST = 8
+"""How many windows, ranked by shared tokens, are compared character by character."""
+_TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
 @dataclass(frozen=True)
@@ -153,23 +158,31 @@ def _spaces(text: str) -> str:
     return repr(text)
 
 
+def _tokens(line: str) -> frozenset[str]:
+    return frozenset(_TOKEN.findall(line))
+
+
+def _alike(a: frozenset[str], b: frozenset[str]) -> float:
+    return 1.0 if not a and not b else len(a & b) / len(a | b)
+
+
 def closest_lines(text: str | Sequence[str], search: str | Sequence[str]) -> tuple[tuple[int, str], ...]:
     """The region of `text` most like `search` (as many lines), as (1-based line number, line) pairs, compared
-    without indentation; () when nothing is at least CLOSEST_MIN_RATIO alike."""
+    without indentation; () when nothing is at least CLOSEST_MIN_RATIO alike. Windows are ranked by the tokens their
+    lines share with the SEARCH lines, then the best few by difflib's ratio (fast on long files)."""
     lines, wanted = _as_lines(text), _as_lines(search)
     if not lines or not wanted:
         return ()
     k = min(len(wanted), len(lines))
-    target = "\n".join(s.strip() for s in wanted)
+    have, want = [_tokens(x) for x in lines], [_tokens(x) for x in wanted[:k]]
+    scores = [(sum(_alike(have[i + j], want[j]) for j in range(k)), -i) for i in range(len(lines) - k + 1)]
+    shortlist = [-i for _, i in heapq.nlargest(CLOSEST_SHORTLIST, scores)]
     matcher = difflib.SequenceMatcher(None, autojunk=False)
-    matcher.set_seq2(target)
+    matcher.set_seq2("\n".join(x.strip() for x in wanted))
     best, best_at = CLOSEST_MIN_RATIO, None
-    for i in range(len(lines) - k + 1):
-        matcher.set_seq1("\n".join(s.strip() for s in lines[i : i + k]))
-        if matcher.real_quick_ratio() <= best or matcher.quick_ratio() <= best:
-            continue
-        ratio = matcher.ratio()
-        if ratio > best:
+    for i in shortlist:
+        matcher.set_seq1("\n".join(x.strip() for x in lines[i : i + k]))
+        if (ratio := matcher.ratio()) > best:
             best, best_at = ratio, i
     if best_at is None:
         return ()

@@ -4,9 +4,11 @@ fences as mere wrappers, problems with messages fit for the model."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.delegation.paths import canonical_relative
-from engine.executor.edits import normalize_path, parse_edits
+from engine.executor.edits import apply_answer, normalize_path, parse_edits
 
 BLOCK = "<<<<<<< SEARCH\nold\n=======\nnew\n>>>>>>> REPLACE\n"
 
@@ -115,3 +117,18 @@ def test_the_one_fenced_block_of_an_answer_for_one_output_is_that_output_whole()
 def test_a_bom_and_crlf_in_the_answer_itself_are_read_through() -> None:
     [block] = parse_edits(("\ufeffa.py\n" + BLOCK).replace("\n", "\r\n"), outputs=["a.py"]).blocks
     assert (block.search, block.replace) == ("old\n", "new\n")
+
+
+_PIECES = ["a.py", "b.py", "other.py", "**a.py**", "```", "````", "```python", "~~~", "<<<<<<< SEARCH", "=======",
+           ">>>>>>> REPLACE", "x = 1", "    y = 2", "", "Some prose.", "=====", "```python a.py"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=40), st.booleans())
+def test_no_answer_makes_the_parser_or_the_applier_raise(pieces: list[str], crlf: bool) -> None:
+    text = "\n".join(pieces).replace("\n", "\r\n" if crlf else "\n")
+    parsed = parse_edits(text, outputs=["a.py", "b.py"])
+    assert all(p.message for p in parsed.problems) and all(b.path in ("a.py", "b.py") for b in parsed.blocks)
+    result = apply_answer(parsed, {"a.py": b"x = 1\n    y = 2\n", "b.py": None})
+    assert result.ok or result.contents == {}
+    assert parsed.blocks or parsed.problems
