@@ -13,6 +13,7 @@ from __future__ import annotations
 from engine.api import Engine
 from engine.delegation.requests import TASK_TYPES
 from engine.errors import InvalidArgument, UserError
+from engine.executor.answers import ANSWER_FORMS
 from engine.executor.backends import BACKENDS
 from engine.executor.backends.base import THINK_LEVELS
 from engine.progress import Progress, no_progress
@@ -21,6 +22,7 @@ from engine.session.lifecycle import EnableFailed, SessionBusy, SessionFailed
 from engine.store.health import DamagedRow, DatabaseDamaged, DatabaseUnavailable
 
 __all__ = [
+    "ANSWER_FORMS",
     "BACKENDS",
     "TASK_TYPES",
     "THINK_LEVELS",

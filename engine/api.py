@@ -75,11 +75,13 @@ class Engine:
 
     async def enable(
         self, *, llm: str | bool | None = True, backend: str | None = None, slots: int | None = None,
-        progress: Progress = no_progress,
+        answer_form: str | None = None, progress: Progress = no_progress,
     ) -> dict[str, Any]:
         """Load the model for delegations. `slots`: how many generations run at once on the backend (an int >= 1;
-        None: what the server says, llama.cpp's /props, else 1)."""
-        return await self.session.enable(llm=llm, backend=backend, slots=slots, progress=progress)
+        None: what the server says, llama.cpp's /props, else 1). `answer_form`: the session's default for delegations
+        (`edits` or `json`; None keeps the backend's)."""
+        return await self.session.enable(llm=llm, backend=backend, slots=slots, answer_form=answer_form,
+                                         progress=progress)
 
     async def disable(self, *, stop_server: bool = False, progress: Progress = no_progress) -> dict[str, Any]:
         return await self.session.disable(stop_server=stop_server, progress=progress)
@@ -116,15 +118,15 @@ class Engine:
         context_files: Sequence[str] | None = None, verify: str | None = None, max_attempts: int | None = None,
         model: str | None = None, allow_secrets: bool = False, allow_config_writes: bool = False,
         verify_timeout: float | None = DEFAULT_TIMEOUT_S, wait: float | None = None, progress: Progress = no_progress,
-        think: bool | str | None = False,
+        think: bool | str | None = False, answer_form: str | None = None,
     ) -> dict[str, Any]:
-        """Run a delegation. `think`: False (the default: mechanical work), True or a level, for models that can. `wait=None` waits for its end; a number of seconds answers after that long with the
+        """Run a delegation. `answer_form`: `edits`, `json` or None/`auto` (the session's, else the backend's). `think`: False (the default: mechanical work), True or a level, for models that can. `wait=None` waits for its end; a number of seconds answers after that long with the
         run's current view (the run goes on in `background()`; collect it with `result`)."""
         return await self.delegations.delegate(
             task=task, output_files=output_files, task_type=task_type, context_files=context_files, verify=verify,
             max_attempts=max_attempts, model=model, allow_secrets=allow_secrets,
             allow_config_writes=allow_config_writes, verify_timeout=verify_timeout, wait=wait, progress=progress,
-            think=think,
+            think=think, answer_form=answer_form,
         )
 
     async def result(self, run_id: str, *, wait: float = 0.0, diff: bool = False) -> dict[str, Any]:

@@ -121,7 +121,8 @@ def build_server(engine: Engine) -> MCPServer:
                     return await engine.capability()
                 case "enable":
                     return await engine.enable(llm=fields["llm"] if fields["llm"] is not None else True,
-                                               backend=fields["backend"], slots=fields["slots"], progress=progress)
+                                               backend=fields["backend"], slots=fields["slots"],
+                                               answer_form=fields["answer_form"], progress=progress)
                 case "disable":
                     return await engine.disable(stop_server=bool(fields["stop_server"]), progress=progress)
                 case "status":
@@ -151,6 +152,7 @@ def build_server(engine: Engine) -> MCPServer:
                         allow_secrets=fields["allow_secrets"],
                         allow_config_writes=fields["allow_config_writes"],
                         think=fields["think"],
+                        answer_form=fields["answer_form"],
                         wait=DEFAULT_WAIT_S if fields["wait"] is None else fields["wait"],
                     )
                 case "result":
@@ -213,6 +215,10 @@ def build_server(engine: Engine) -> MCPServer:
             ".claude/{commands,skills,agents,hooks}/, .mcp.json, .gitattributes, .gitmodules, .envrc, "
             ".pre-commit-config.yaml, .github/workflows/); .git/ and the engine's state are never written"
         ))] = False,
+        answer_form: Annotated[Literal["edits", "json", "auto"] | None, Field(description=(
+            "enable: the session's answer form; delegate: this run's. edits (search/replace blocks; the default) or "
+            "json (whole files in a schema; for models too small for edits, the embedded default's)"
+        ))] = None,
         think: Annotated[StrictBool | ThinkLevel | None, Field(description=(
             "delegate: let a model that can think do so first (true or a level); default false, as mechanical "
             "work needs no reasoning and thinking spends the answer's tokens"

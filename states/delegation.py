@@ -106,6 +106,10 @@ class RunData(MachineData):
     attempt: int = 0
     model: str | None = None
     """The model asked for by the caller; None means the session's."""
+    answer_form: str = "json"
+    """`edits` (search/replace blocks; whole content for new files), `json` (every file whole in a JSON object), or
+    `auto` until the run packs its prompt and records the form it chose. Rows from before the field were JSON runs,
+    whose packed prompts ask for JSON, so that is the default (no migration)."""
     think: bool | str = False
     """Whether a model that can think may (a level: how much); mechanical work says no. Rows from before the field
     read False, so it needs no migration."""
@@ -118,6 +122,9 @@ class RunData(MachineData):
     prompt: PromptText | None = None
     """The packed first messages, kept so every attempt (and a resumed run) sends them byte for byte."""
     num_ctx: int | None = None
+    answer_floor: int | None = None
+    """The least room the answer gets (packing.answer_floor), fixed when the prompt is packed; None in runs packed
+    before it existed, which kept a quarter of num_ctx."""
     files_skipped: list[SkippedFile] = field(default_factory=list)
     history: list[Turn] = field(default_factory=list)
     last_answer: str = ""

@@ -67,6 +67,8 @@ class SessionData(MachineData):
     slot_context: int | None = None
     """Tokens one request may use on the server (llama.cpp: one slot's context); num_ctx never exceeds it."""
     warnings: list[SessionWarning] = field(default_factory=list)
+    answer_form: str | None = None
+    """The session's default answer form (`edits` or `json`), set with enable; None: the backend's."""
 
 
 SESSION = MachineSpec(

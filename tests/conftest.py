@@ -38,6 +38,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"{item.nodeid}: a real-component test was skipped under CI=true: {report.longrepr}"
 
 
+@pytest.fixture(autouse=True)
+def whole_file_answers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Most tests script whole-file JSON answers (engine.testing.scripted.files_answer, the Ollama double's schema
+    example), so they run in the JSON answer form; the edit form's tests ask for it per call, and a test marked
+    `answer_form_default` sees the product's default."""
+    if request.node.get_closest_marker("answer_form_default") is None:
+        monkeypatch.setenv("LOCAL_LLM_ANSWER_FORM", "json")
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

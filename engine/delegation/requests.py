@@ -18,6 +18,7 @@ from engine.delegation.context_files import MAX_CONTEXT_BYTES, read_text_file
 from engine.delegation.paths import Protection, check_output, resolve_inside
 from engine.delegation.verify import DEFAULT_TIMEOUT_S
 from engine.errors import InvalidArgument
+from engine.executor.answers import check_answer_form
 from engine.executor.backends.base import THINK_LEVELS
 from engine.executor.prompting import OutputSpec
 from states import OutputFile
@@ -81,6 +82,7 @@ class DelegateRequest:
     allow_secrets: bool
     allow_config_writes: bool = False
     think: bool | str = False
+    answer_form: str = "auto"
 
     @property
     def output_files(self) -> list[OutputFile]:
@@ -186,7 +188,7 @@ def check_analyze(
 def check_delegate(
     *, task: object, task_type: object, context_files: object, output_files: object, verify: object,
     max_attempts: object, model: object, allow_secrets: object, verify_timeout: object,
-    allow_config_writes: object = False, think: object = False,
+    allow_config_writes: object = False, think: object = False, answer_form: object = None,
 ) -> DelegateRequest:
     """The request's values, checked without touching the disk (see check_files). None for task_type,
     max_attempts or verify_timeout means the default (callers pass omitted fields as None)."""
@@ -209,6 +211,7 @@ def check_delegate(
         max_attempts=attempts, model=model.strip() or None if isinstance(model, str) else None,
         allow_secrets=_flag(allow_secrets, "allow_secrets"),
         allow_config_writes=_flag(allow_config_writes, "allow_config_writes"), think=check_think(think),
+        answer_form=check_answer_form(answer_form) or "auto",
     )
 
 
@@ -256,5 +259,5 @@ def as_run_data(request: DelegateRequest, *, score: float) -> dict[str, Any]:
         "output_files": request.output_files, "verify": request.verify, "verify_timeout": request.verify_timeout,
         "max_attempts": request.max_attempts, "attempt": 0, "model": request.model,
         "allow_secrets": request.allow_secrets, "allow_config_writes": request.allow_config_writes, "score": score,
-        "think": request.think,
+        "think": request.think, "answer_form": request.answer_form,
     }

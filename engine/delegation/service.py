@@ -68,7 +68,7 @@ class Delegations:
         context_files: Sequence[str] | None = None, verify: str | None = None, max_attempts: int | None = None,
         model: str | None = None, allow_secrets: bool = False, allow_config_writes: bool = False,
         verify_timeout: float | None = DEFAULT_TIMEOUT_S, wait: float | None = None, progress: Progress = no_progress,
-        think: bool | str | None = False,
+        think: bool | str | None = False, answer_form: str | None = None,
     ) -> dict[str, Any]:
         """Check, create the run, drive it. `wait=None` waits for the end; a number of seconds returns the run's
         current view after that long (the run goes on in the engine's background task group)."""
@@ -77,6 +77,7 @@ class Delegations:
             task=task, task_type=task_type, context_files=context_files, output_files=output_files, verify=verify,
             max_attempts=max_attempts, model=model, allow_secrets=allow_secrets,
             allow_config_writes=allow_config_writes, verify_timeout=verify_timeout, think=think,
+            answer_form=answer_form,
         )
         # stat, realpath and reading the context files: off the event loop that serves every other call.
         request = await anyio.to_thread.run_sync(partial(check_files, self.ctx.project.root, request))

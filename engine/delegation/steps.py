@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,19 +29,11 @@ import anyio
 import structlog
 
 from engine.context import EngineContext
-from engine.delegation.generation import (
-    Slots,
-    answer_room,
-    check_prompt,
-    counter,
-    fit_history,
-    generate,
-    overflow_record,
-    pack,
-    safe_progress,
-)
+from engine.delegation.generation import Slots, fit_history, generate, safe_progress
 from engine.delegation.moves import RunMoves, mark_writes
+from engine.delegation.packing import answer_room, check_prompt, counter, overflow_record, pack
 from engine.delegation.paths import resolve_inside
+from engine.delegation.reading import read_answer
 from engine.delegation.shared_tree import (
     Action,
     apply_action,
@@ -55,7 +47,7 @@ from engine.delegation.shared_tree import Step as ShareStep
 from engine.delegation.verify import run_verify
 from engine.delegation.writes import on_disk
 from engine.executor import Executor
-from engine.executor.answers import AnswerError, answer_schema, parse_answer
+from engine.executor.answers import AnswerError, answer_schema, default_answer_form
 from engine.executor.backends.base import BackendError, ChatMessage, GenerateRequest, GenerateResult, PromptTooLong
 from engine.progress import Progress
 from engine.store.db import MachineRecord, Transaction
@@ -131,17 +123,15 @@ async def _executor(tools: StepTools, attempt: Attempt) -> Executor:
 
 async def _delegating(tools: StepTools, record: MachineRecord, attempt: Attempt) -> None:
     executor = await _executor(tools, attempt)
-    backend, num_ctx = executor.backend, int(executor.num_ctx)
+    num_ctx = int(executor.num_ctx)
     data = RunData.from_json(record.data)
     model = data.model or executor.model
-    room = answer_room(num_ctx, thinking=data.think is not False)
     try:
         if data.prompt is None:
-            guard = await backend.count_prompt(GenerateRequest(model=model, messages=(), num_ctx=num_ctx))
-            record, data = _packed(tools, record, data, pack(tools.root, data, backend, num_ctx, guard=guard))
-        result = await _generate(tools, attempt, executor, data, model=model, room=room)
+            record, data = await _pack(tools, record, data, executor, model=model)
+        result = await _generate(tools, attempt, executor, data, model=model)
     except PromptTooLong as exc:
-        overflow = overflow_record(exc, answer_room=room)
+        overflow = overflow_record(exc, answer_room=_floor(data, num_ctx))
         tools.ctx.runs.note(record.id, "prompt_too_long", data={"prompt_overflow": overflow}, payload=dict(overflow))
         raise
     except BackendError as exc:
@@ -155,24 +145,24 @@ async def _delegating(tools: StepTools, record: MachineRecord, attempt: Attempt)
         "prompt_tokens": data.prompt_tokens + int(result.prompt_tokens),
         "model_used": result.model or model,
     }
+    bases = {w.path: w.previous for w in tools.ctx.store.file_writes(record.id)}
     try:
         if result.done_reason == "length":
             thought = (f", {result.thinking_tokens} of them thinking (ask with think=false, or a model that "
                        "does not think)") if result.thinking_tokens else ""
             raise AnswerError(
-                f"the answer was cut at the token limit ({result.completion_tokens} tokens{thought}); write "
-                "shorter files"
+                f"the answer was cut at the token limit ({result.completion_tokens} tokens{thought}); "
+                + ("use fewer, smaller edit blocks" if data.answer_form == "edits" else "write shorter files")
             )
-        files = parse_answer(result.text, data.output_paths)
+        contents = read_answer(data.answer_form, result.text, outputs=data.output_paths, bases=bases)
     except AnswerError as exc:
         _generation_failed(tools, record, result.text, str(exc), extra=counters)
         return
-    contents = [(p, files[p].encode("utf-8")) for p in data.output_paths]
     number, root = data.attempt, tools.root
 
     def journal(tx: Transaction, moved: MachineRecord) -> None:
         journaled = {w.path for w in tx.file_writes(record.id)}
-        for path, content in contents:
+        for path, content in contents.items():
             if path not in journaled:  # packed by a version that journaled no bases: the base is what is there now
                 tx.journal_base(record.id, path, previous=read_bases(root, [path])[path])
             tx.journal_content(record.id, path, content=content, attempt=number)
@@ -185,34 +175,52 @@ async def _delegating(tools: StepTools, record: MachineRecord, attempt: Attempt)
     )
 
 
-def _packed(
-    tools: StepTools, record: MachineRecord, data: RunData, packed: tuple[dict[str, Any], list[Any], int],
+def _floor(data: RunData, num_ctx: int) -> int:
+    """The answer's floor; runs packed before it was recorded kept a quarter of num_ctx."""
+    if data.answer_floor is not None:
+        return data.answer_floor
+    room = max(256, min(4096, num_ctx // 4))
+    return 2 * room if data.think is not False else room
+
+
+async def _pack(
+    tools: StepTools, record: MachineRecord, data: RunData, executor: Executor, *, model: str,
 ) -> tuple[MachineRecord, RunData]:
-    changes, skipped, tokens = packed
+    backend, num_ctx = executor.backend, int(executor.num_ctx)
+    form = data.answer_form
+    if form == "auto":
+        form = executor.answer_form or default_answer_form(backend.name)
     bases = read_bases(tools.root, data.output_paths)  # what the model sees is what later writes compare with
+    guard = await backend.count_prompt(GenerateRequest(model=model, messages=(), num_ctx=num_ctx))
+    changes = pack(tools.root, data, backend, num_ctx, guard=guard, form=form, bases=bases)
+    context_tokens = changes.pop("context_tokens")
 
     def journal_bases(tx: Transaction, moved: MachineRecord) -> None:
         for path, previous in bases.items():
             tx.journal_base(moved.id, path, previous=previous)
 
     record = tools.ctx.runs.note(record.id, "packed", data=changes, payload={
-        "context_tokens": tokens, "files_skipped": [s["path"] for s in skipped]}, after=journal_bases)
+        "context_tokens": context_tokens, "answer_form": form,
+        "files_skipped": [s["path"] for s in changes["files_skipped"]]}, after=journal_bases)
     return record, RunData.from_json(record.data)
 
 
 async def _generate(
-    tools: StepTools, attempt: Attempt, executor: Executor, data: RunData, *, model: str, room: int,
+    tools: StepTools, attempt: Attempt, executor: Executor, data: RunData, *, model: str,
 ) -> GenerateResult:
     assert data.prompt is not None
     backend, num_ctx = executor.backend, int(executor.num_ctx)
+    floor = _floor(data, num_ctx)
     base = (ChatMessage("system", data.prompt["system"]), ChatMessage("user", data.prompt["user"]))
     guard = await backend.count_prompt(GenerateRequest(model=model, messages=(), num_ctx=num_ctx))
-    messages = fit_history(base, data.history, counter(backend, guard), num_ctx - room)
+    messages = fit_history(base, data.history, counter(backend, guard), num_ctx - floor, form=data.answer_form)
     await safe_progress(attempt.progress, data.attempt - 1, data.max_attempts, f"attempt {data.attempt}: generating")
-    request = GenerateRequest(model=model, messages=messages, schema=answer_schema(data.output_paths),
-                              num_ctx=num_ctx, max_tokens=room, temperature=0.1, seed=data.attempt,
-                              keep_alive=executor.keep_alive, think=data.think)
-    # A prompt cut silently would drop the very file text the answer must build on: refused, with numbers.
+    schema = answer_schema(data.output_paths) if data.answer_form == "json" else None
+    request = GenerateRequest(model=model, messages=messages, schema=schema, num_ctx=num_ctx, max_tokens=floor,
+                              temperature=0.1, seed=data.attempt, keep_alive=executor.keep_alive, think=data.think)
+    # The answer gets what the context really leaves; a prompt cut silently would drop the very file text the
+    # answer must build on, so none is sent that does not fit (refused with numbers).
+    request = replace(request, max_tokens=await answer_room(backend, request, floor=floor))
     await check_prompt(backend, request)
     return await generate(backend, request, slots=tools.slots, progress=attempt.progress, attempt=data.attempt,
                           total=data.max_attempts)

@@ -19,3 +19,5 @@ class Executor:
     model: str
     num_ctx: int
     keep_alive: str | int | None = None
+    answer_form: str | None = None
+    """The session's default answer form for delegations (None: the backend's, `default_answer_form`)."""

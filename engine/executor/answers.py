@@ -8,11 +8,42 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["AnswerError", "answer_schema", "parse_answer"]
+from engine.errors import InvalidArgument
+
+__all__ = ["ANSWER_FORMS", "ANSWER_FORM_ENV", "AnswerError", "answer_schema", "check_answer_form", "default_answer_form", "parse_answer"]
+
+ANSWER_FORMS = ("edits", "json")
+"""`edits`: search/replace blocks for files that exist, whole content for new ones, no code inside JSON (the default:
+models write better code outside JSON strings, and a small change costs a small answer). `json`: every file whole
+inside `{files: [{path, content}]}`, constrained by the schema where the backend enforces one: for models too small
+to follow the edit form (the embedded default) or backends without a grammar that ramble."""
+
+
+ANSWER_FORM_ENV = "LOCAL_LLM_ANSWER_FORM"
+"""The default answer form of the process's sessions (e.g. `claude mcp add ... -e LOCAL_LLM_ANSWER_FORM=json`); an
+`answer_form` given to enable or delegate wins."""
+
+
+def default_answer_form(backend: str) -> str:
+    """$LOCAL_LLM_ANSWER_FORM, else by backend: the embedded SmolLM2-135M cannot follow the edit-block form, and with
+    the JSON schema as a llama.cpp grammar its answer always parses, so its runs go end to end; every other backend
+    gets edits."""
+    if env := os.environ.get(ANSWER_FORM_ENV):
+        return str(check_answer_form(env.strip(), auto=False, field=ANSWER_FORM_ENV))
+    return "json" if backend == "embedded" else "edits"
+
+
+def check_answer_form(value: object, *, auto: bool = True, field: str = "answer_form") -> str | None:
+    """`edits`, `json`, (per call) `auto`, or None for the default; else a clear error naming the field."""
+    allowed = (*ANSWER_FORMS, "auto") if auto else ANSWER_FORMS
+    if value is None or value in allowed:
+        return value  # type: ignore[return-value]
+    raise InvalidArgument(field, f"one of {', '.join(allowed)}", value)
 
 
 class AnswerError(ValueError):

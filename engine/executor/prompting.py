@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from engine.executor.backends.base import ChatMessage
+from engine.executor.edits import APPLIES_TO, EDIT_INSTRUCTIONS
 
 __all__ = [
     "ContextFile",
@@ -32,6 +33,11 @@ SYSTEM_PROMPT = (
     "Answer with JSON only, exactly in this shape: "
     '{"files": [{"path": "<one of the requested paths>", "content": "<the complete file content>"}]}. '
     "Write every requested file in full. No explanations, no markdown."
+)
+
+SYSTEM_PROMPT_EDITS = (
+    "You are a precise code editor. You receive a task, context files, the files to write and the current content of "
+    "those that exist. Change them with edit blocks; create new files whole. No explanations.\n\n" + EDIT_INSTRUCTIONS
 )
 
 _TYPE_HINTS = {
@@ -126,34 +132,59 @@ def pack_context(
     return PackedContext(tuple(kept[i] for i in sorted(kept)), tuple(skipped), budget - remaining)
 
 
-def user_message(task: str, task_type: str, outputs: Sequence[OutputSpec], context: Sequence[ContextFile]) -> str:
+def user_message(
+    task: str, task_type: str, outputs: Sequence[OutputSpec], context: Sequence[ContextFile],
+    editing: Sequence[ContextFile] = (), *, form: str = "json",
+) -> str:
+    """The task, the files to write, the context files and (edit form) the files to change, in full: their SEARCH
+    lines are copied from here."""
     parts = [f"Task ({task_type}): {task}", _TYPE_HINTS.get(task_type, "")]
     parts.append("Files to write:")
-    parts += [f"- {o.path}" + (f": {o.description}" if o.description else "") for o in outputs]
+    exists = {f.path for f in editing}
+
+    def how(path: str) -> str:
+        if form != "edits":
+            return ""
+        return " (exists: change it with edit blocks)" if path in exists else " (new: an empty SEARCH, the whole file)"
+
+    parts += [f"- {o.path}" + (f": {o.description}" if o.description else "") + how(o.path) for o in outputs]
     if context:
         parts.append("Context files:")
         parts += [_file_block(f) for f in context]
+    if editing:
+        parts.append("Current content of the files to change (SEARCH copies these lines exactly):")
+        parts += [_file_block(f) for f in editing]
     return "\n".join(p for p in parts if p)
 
 
 def base_messages(
-    task: str, task_type: str, outputs: Sequence[OutputSpec], context: Sequence[ContextFile]
+    task: str, task_type: str, outputs: Sequence[OutputSpec], context: Sequence[ContextFile], *,
+    form: str = "json", editing: Sequence[ContextFile] = (),
 ) -> tuple[ChatMessage, ChatMessage]:
-    return (ChatMessage("system", SYSTEM_PROMPT), ChatMessage("user", user_message(task, task_type, outputs, context)))
+    system = SYSTEM_PROMPT_EDITS if form == "edits" else SYSTEM_PROMPT
+    return (ChatMessage("system", system),
+            ChatMessage("user", user_message(task, task_type, outputs, context, editing if form == "edits" else (),
+                                             form=form)))
 
 
-def feedback_message(kind: str, detail: str) -> str:
+def feedback_message(kind: str, detail: str, *, form: str = "json") -> str:
+    """What the model is told after a failed attempt. Edit form: a failed answer's detail is already the retry
+    message (engine.executor.edits.retry_message, which says which text the next blocks apply to)."""
+    if form == "edits":
+        if kind == "verify":
+            return f"verification failed:\n{detail}\nFix it with edit blocks. {APPLIES_TO}"
+        return detail
     if kind == "verify":
         return f"verification failed:\n{detail}\nFix the files and answer again with the complete files as JSON."
     return f"your answer could not be used: {detail}\nAnswer again with the complete files as JSON."
 
 
 def attempt_messages(
-    base: Sequence[ChatMessage], history: Sequence[Mapping[str, str]]
+    base: Sequence[ChatMessage], history: Sequence[Mapping[str, str]], *, form: str = "json",
 ) -> list[ChatMessage]:
     """Attempt N: the same first messages, then one (assistant answer, user feedback) pair per failed attempt."""
     messages = list(base)
     for turn in history:
         messages.append(ChatMessage("assistant", turn["answer"]))
-        messages.append(ChatMessage("user", feedback_message(turn["kind"], turn["detail"])))
+        messages.append(ChatMessage("user", feedback_message(turn["kind"], turn["detail"], form=form)))
     return messages

@@ -35,6 +35,7 @@ from engine.executor.backends.base import Backend
 from engine.executor.backends.ollama import OllamaBackend, canonical_model, ollama_base_url
 from engine.progress import Progress, no_progress
 from engine.session import gpu
+from engine.executor.answers import check_answer_form
 from engine.session.choices import check_slots, cleared, resume_choice, unprepared
 from engine.session.gpu import GpuReport
 from engine.session.llm_spec import LlmSpec, parse_llm_spec
@@ -180,17 +181,22 @@ class Session:
 
     async def enable(
         self, *, llm: str | bool | None = True, backend: str | None = None, slots: int | None = None,
-        progress: Progress = no_progress,
+        answer_form: str | None = None, progress: Progress = no_progress,
     ) -> dict[str, Any]:
         """idle/failed -> starting -> loaded; raises EnableFailed (the session is then `failed`) with what to do.
-        `slots`: how many generations run at once (None: what the server says, else 1)."""
+        `slots`: how many generations run at once (None: what the server says, else 1). `answer_form`: the session's
+        default for delegations (None: keep it, else the backend's)."""
         spec = parse_llm_spec(llm)
-        slots = check_slots(slots, backend=backend or spec.backend)
+        slots, form = check_slots(slots, backend=backend or spec.backend), check_answer_form(answer_form, auto=False)
         self._busy += 1
         try:
-            return await self._enable(spec, llm, backend, slots, progress)
+            status = await self._enable(spec, llm, backend, slots, progress)
         finally:
             self._busy -= 1
+        if form is not None:
+            self.ctx.sessions.note(SESSION_ID, "answer_form", data={"answer_form": form})
+            status["answer_form"] = form
+        return status
 
     async def _enable(
         self, spec: LlmSpec, llm: str | bool | None, backend: str | None, slots: int | None, progress: Progress
@@ -373,7 +379,8 @@ class Session:
         if data.backend == "embedded":
             # In-process model: load it here (cached per process) so token counts are exact from the first prompt.
             await backend.load(data.model, num_ctx=data.num_ctx, keep_alive=None)
-        return Executor(backend=backend, model=data.model, num_ctx=data.num_ctx, keep_alive=data.keep_alive)
+        return Executor(backend=backend, model=data.model, num_ctx=data.num_ctx, keep_alive=data.keep_alive,
+                        answer_form=data.answer_form)
 
     # -- the ends of a session --------------------------------------------------------------------------------------
 

@@ -7,13 +7,14 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from engine import TASK_TYPES, THINK_LEVELS, Engine, InvalidArgument
+from engine import ANSWER_FORMS, TASK_TYPES, THINK_LEVELS, Engine, InvalidArgument
 from mcp_adapter.cli.common import JsonOption, ProjectOption, VerboseOption, execute
 from mcp_adapter.cli.output import Result, progress_bar
 
 __all__ = ["TaskType", "register", "result_text"]
 
 TaskType = Literal[TASK_TYPES]  # type: ignore[valid-type]  # the engine's tuple is the one list of choices
+AnswerForm = Literal[ANSWER_FORMS]  # type: ignore[valid-type]
 ThinkChoice = Literal[("off", "on", *THINK_LEVELS)]  # type: ignore[valid-type]
 
 
@@ -87,7 +88,7 @@ async def _analyze(
 async def _delegate(
     engine: Engine, *, task: str, task_type: str, context: list[str], output: list[str], verify: str | None,
     max_attempts: int, verify_timeout: float, model: str | None, allow_secrets: bool, allow_config_writes: bool,
-    think: str,
+    think: str, answer_form: str | None,
 ) -> Result:
     # Parsed inside the handler so that a bad --output is a UserError (exit 2, message on stderr) like the engine's.
     output_files = [_output_spec(o) for o in output]
@@ -96,7 +97,7 @@ async def _delegate(
             task=task, task_type=task_type, context_files=context, output_files=output_files, verify=verify,
             max_attempts=max_attempts, model=model, allow_secrets=allow_secrets,
             allow_config_writes=allow_config_writes, verify_timeout=verify_timeout, progress=progress,
-            think={"off": False, "on": True}.get(think, think),
+            think={"off": False, "on": True}.get(think, think), answer_form=answer_form,
         )
     return Result(result, result_text, exit_code=0 if result["state"] == "done" else 1)
 
@@ -148,6 +149,9 @@ def delegate(
         "--allow-config-writes",
         help="let the run write configuration that runs code or grants permissions (.claude/settings.json, "
              ".mcp.json, .github/workflows/, ...); .git/ and .claude/workflow/ are never written")] = False,
+    answer_form: Annotated[AnswerForm | None, typer.Option(
+        "--answer-form", show_default=False,
+        help="edits (search/replace blocks) or json (whole files); default: the session's")] = None,
     think: Annotated[ThinkChoice, typer.Option(
         "--think", help="let a model that can think do so first (on or a level); off suits mechanical work")] = "off",
     project: ProjectOption = None,
@@ -158,7 +162,7 @@ def delegate(
     handler = partial(
         _delegate, task=task, task_type=task_type, context=list(context or []), output=list(output), verify=verify,
         max_attempts=max_attempts, verify_timeout=verify_timeout, model=model, allow_secrets=allow_secrets,
-        allow_config_writes=allow_config_writes, think=think,
+        allow_config_writes=allow_config_writes, think=think, answer_form=answer_form,
     )
     execute(ctx, handler, project=project, as_json=as_json, verbose=verbose, stop_on_signals=True)
 

@@ -7,13 +7,14 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from engine import BACKENDS, EnableFailed, Engine
+from engine import ANSWER_FORMS, BACKENDS, EnableFailed, Engine
 from mcp_adapter.cli.common import JsonOption, ProjectOption, VerboseOption, execute
 from mcp_adapter.cli.output import Result, progress_bar
 
 __all__ = ["register"]
 
 Backend = Literal[BACKENDS]  # type: ignore[valid-type]  # the engine's tuple is the one list of choices
+AnswerForm = Literal[ANSWER_FORMS]  # type: ignore[valid-type]
 
 
 _SLOTS_FROM = {"setting": "--slots", "server": "the server's /props", "default": "default: the server does not say"}
@@ -94,10 +95,13 @@ async def _capability(engine: Engine) -> Result:
     return Result(await engine.capability(), _capability_text)
 
 
-async def _enable(engine: Engine, *, llm: str, backend: str | None, slots: int | None) -> Result:
+async def _enable(
+    engine: Engine, *, llm: str, backend: str | None, slots: int | None, answer_form: str | None,
+) -> Result:
     try:
         with progress_bar() as progress:
-            status = await engine.enable(llm=llm, backend=backend, slots=slots, progress=progress)
+            status = await engine.enable(llm=llm, backend=backend, slots=slots, answer_form=answer_form,
+                                         progress=progress)
     except EnableFailed as exc:
         # The status (state failed, reason) is still the result; the exit code says it failed.
         return Result({**exc.status, "error": exc.reason},
@@ -137,13 +141,17 @@ def enable(
     slots: Annotated[int | None, typer.Option(
         "--slots", metavar="N", show_default=False,
         help="generations at once on the backend (default: what the server says, llama.cpp's /props, else 1)")] = None,
+    answer_form: Annotated[AnswerForm | None, typer.Option(
+        "--answer-form", show_default=False,
+        help="how the model answers in this session: edits (search/replace blocks) or json (whole files); "
+             "default: json on the embedded model, edits elsewhere")] = None,
     project: ProjectOption = None,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Start the backend if needed, pull and load the model, mark the session loaded."""
-    execute(ctx, partial(_enable, llm=llm, backend=backend, slots=slots), project=project, as_json=as_json,
-            verbose=verbose)
+    execute(ctx, partial(_enable, llm=llm, backend=backend, slots=slots, answer_form=answer_form), project=project,
+            as_json=as_json, verbose=verbose)
 
 
 def disable(

@@ -1,0 +1,158 @@
+"""What a run's prompt holds and what room its answer gets: the prompt packed once per run, the budget that follows
+the work, and the check that no prompt is sent that the server would cut.
+
+The budget (issue #12): num_ctx is fixed for the session (changing it reloads the model), so a run takes what it is
+given. The files to change go into the prompt whole (edit form: the model copies its SEARCH lines from them), then
+the context files that fit; the answer gets what the context really leaves after the prompt, never less than its
+floor (`answer_floor`): a few thousand tokens of edit blocks, or every output whole in the JSON form. A run whose
+files to change and task leave less than the floor is refused up front with the numbers and how to get a larger
+context.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from engine.delegation.context_files import read_text_file
+from engine.errors import UserError
+from engine.executor.backends.base import Backend, GenerateRequest, PromptCount, PromptTooLong
+from engine.executor.prompting import ContextFile, OutputSpec, base_messages, pack_context
+from states import PromptOverflow, RunData
+
+__all__ = [
+    "FEEDBACK_TOKENS",
+    "UNGUARDED_MARGIN",
+    "answer_floor",
+    "answer_room",
+    "check_prompt",
+    "counter",
+    "editing_files",
+    "overflow_record",
+    "pack",
+]
+
+UNGUARDED_MARGIN = 1.5
+"""Where the server would cut an overlong prompt silently, the engine's estimate (3 characters a token) is taken 1.5
+times: 2 characters a token, what dense code (minified, base64, long identifiers) costs with current tokenizers."""
+FEEDBACK_TOKENS = 256
+"""Room kept for the failing output that a retry adds to the prompt."""
+LARGER_CONTEXT = ("enable a larger context: `local-llm disable`, then `LOCAL_LLM_NUM_CTX=<tokens> local-llm enable` "
+                  "(or a model with a longer context)")
+
+
+def answer_floor(num_ctx: int, *, form: str, whole_tokens: int = 0, thinking: bool = False) -> int:
+    """The least room an answer must have. Edit blocks: an eighth of the context (256 to 2,048 tokens). JSON form:
+    that, or every output whole (`whole_tokens`, what the existing outputs weigh) plus some, whichever is more.
+    Twice as much when the model may think first (its reasoning spends the same room)."""
+    floor = max(256, min(2048, num_ctx // 8))
+    if form == "json":
+        floor = max(floor, whole_tokens + whole_tokens // 8 + 128)
+    return 2 * floor if thinking else floor
+
+
+def editing_files(bases: Mapping[str, bytes | None]) -> list[ContextFile]:
+    """The outputs that exist, as text for the prompt; one that is not UTF-8 cannot be edited as text."""
+    files = []
+    for path, data in bases.items():
+        if data is None:
+            continue
+        try:
+            files.append(ContextFile(path, data.decode("utf-8")))
+        except UnicodeDecodeError as exc:
+            raise UserError(f"output {path} is not valid UTF-8 text (byte {exc.start}); the model can only change "
+                            "text files: leave it out of output_files") from None
+    return files
+
+
+def pack(
+    root: Path, data: RunData, backend: Backend, num_ctx: int, *, guard: PromptCount, form: str,
+    bases: Mapping[str, bytes | None],
+) -> dict[str, Any]:
+    """The run's first messages (packed once and kept in its data, so every attempt, and a resumed run, sends them
+    byte for byte) with as many context files as fit beside the files to change and the answer's floor; returns the
+    data changes (prompt, files_skipped, num_ctx, answer_form, answer_floor). `guard` is what the backend says of
+    its counts: where an estimate stands before a silent cut it is taken with UNGUARDED_MARGIN."""
+    outputs = [OutputSpec(o["path"], o["description"]) for o in data.output_files]
+    # Edit form: the files to change are in the prompt whatever it costs; JSON form: they are rewritten whole.
+    editing = editing_files(bases) if form == "edits" else []
+    count = counter(backend, guard)
+    system, user = base_messages(data.task, data.task_type, outputs, [], form=form, editing=editing)
+    fixed = count(system.content) + count(user.content) + 16
+    whole = sum(count(b.decode("utf-8", "replace")) for b in bases.values() if b is not None) if form == "json" else 0
+    floor = answer_floor(num_ctx, form=form, whole_tokens=whole, thinking=data.think is not False)
+    reserve = floor + (min(floor, 512) + FEEDBACK_TOKENS if data.max_attempts > 1 else 0)
+    if fixed + floor > num_ctx:
+        what = "the task and the files to change" if editing and form == "edits" else "the task and the instructions"
+        raise PromptTooLong(
+            f"{what} are {fixed} tokens ({_how(guard)}) and the answer needs at least {floor}, more than num_ctx "
+            f"{num_ctx}{_why(guard)}; give fewer output files per delegation, or {LARGER_CONTEXT}",
+            prompt_tokens=fixed, num_ctx=num_ctx, exact=guard.exact,
+            refused_by="tokenizer" if guard.exact else "estimate",
+        )
+    files = [
+        ContextFile(p, read_text_file(root, p, field=f"context_files[{i}]", allow_secrets=data.allow_secrets))
+        for i, p in enumerate(data.context_files) if not (form == "edits" and p in bases and bases[p] is not None)
+    ]
+    packed = pack_context(files, budget=max(0, num_ctx - fixed - reserve), count=count, task=data.task,
+                          outputs=outputs)
+    system, user = base_messages(data.task, data.task_type, outputs, packed.included, form=form, editing=editing)
+    return {"prompt": {"system": system.content, "user": user.content}, "files_skipped": list(packed.skipped),
+            "num_ctx": num_ctx, "answer_form": form, "answer_floor": floor, "context_tokens": packed.tokens}
+
+
+def counter(backend: Backend, guard: PromptCount) -> Callable[[str], int]:
+    """The backend's token count, with UNGUARDED_MARGIN where an estimate is all that stands before a silent cut."""
+    margin = _margin(guard)
+    if margin == 1.0:
+        return backend.count_tokens
+    return lambda text: math.ceil(backend.count_tokens(text) * margin)
+
+
+async def check_prompt(backend: Backend, request: GenerateRequest) -> None:
+    """Refuse, before sending, a prompt that leaves less than `request.max_tokens` of the context for the answer,
+    when the count says so for sure (the model's tokenizer) or when nothing else would (a server that cuts an
+    overlong prompt silently; there the conservative estimate decides). Where the server refuses overlong prompts
+    itself, an estimate over the limit is no reason to stop: the server has the real count."""
+    count = await backend.count_prompt(request)
+    tokens = math.ceil(count.tokens * _margin(count))
+    limit = request.num_ctx - request.max_tokens
+    if tokens <= limit or not (count.exact or not count.server_refuses_overflow):
+        return
+    raise PromptTooLong(
+        f"the prompt is {tokens} tokens ({_how(count)}) and num_ctx {request.num_ctx} holds {limit} beside the "
+        f"{request.max_tokens} kept for the answer{_why(count)}; pass fewer or smaller context files, or "
+        f"{LARGER_CONTEXT}",
+        prompt_tokens=tokens, num_ctx=request.num_ctx, exact=count.exact,
+        refused_by="tokenizer" if count.exact else "estimate",
+    )
+
+
+async def answer_room(backend: Backend, request: GenerateRequest, *, floor: int) -> int:
+    """What the context really leaves for the answer once this prompt is in it (never under `floor`: then
+    check_prompt decides whether the prompt may go)."""
+    count = await backend.count_prompt(request)
+    return max(floor, request.num_ctx - math.ceil(count.tokens * _margin(count)) - 8)
+
+
+def _margin(count: PromptCount) -> float:
+    return 1.0 if count.exact or count.server_refuses_overflow else UNGUARDED_MARGIN
+
+
+def _how(count: PromptCount) -> str:
+    if count.exact:
+        return "counted with the model's tokenizer"
+    if count.server_refuses_overflow:
+        return "a conservative estimate"
+    return f"a conservative estimate, taken {UNGUARDED_MARGIN:g} times"
+
+
+def _why(count: PromptCount) -> str:
+    return f" ({count.unguarded})" if count.unguarded else ""
+
+
+def overflow_record(exc: PromptTooLong, *, answer_room: int) -> PromptOverflow:
+    return {"prompt_tokens": exc.prompt_tokens, "exact": exc.exact, "num_ctx": exc.num_ctx,
+            "answer_room": answer_room, "refused_by": exc.refused_by}

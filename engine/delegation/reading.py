@@ -1,0 +1,30 @@
+"""Reading an attempt's answer into the bytes of each output, in the run's answer form: edit blocks applied to the
+run's bases (engine.executor.edits), or the JSON form's whole files (engine.executor.answers). All or nothing: an
+answer with any problem raises AnswerError, whose message is what the model is told on the next attempt."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from engine.executor.answers import AnswerError, parse_answer
+from engine.executor.edits import apply_answer, parse_edits, retry_message
+
+__all__ = ["read_answer"]
+
+
+def read_answer(form: str, text: str, *, outputs: Sequence[str], bases: Mapping[str, bytes | None]) -> dict[str, bytes]:
+    """Every output's bytes after this answer. Edit form: the blocks apply to the base each output had when the run
+    packed its prompt (an output no block touches keeps its base, so a file an earlier attempt changed is put back)."""
+    if form != "edits":
+        files = parse_answer(text, outputs)
+        return {path: files[path].encode("utf-8") for path in outputs}
+    parsed = parse_edits(text, outputs=outputs)
+    applied = apply_answer(parsed, {path: bases.get(path) for path in outputs})
+    if not applied.ok:
+        raise AnswerError(retry_message(applied.problems))
+    contents: dict[str, bytes] = {}
+    for path in outputs:
+        new = applied.contents.get(path, bases.get(path))
+        if new is not None:
+            contents[path] = new
+    return contents
