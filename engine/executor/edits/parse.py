@@ -109,6 +109,9 @@ class _Paths:
         self._by_spelling = {normalize_path(o): o for o in outputs}
         self._by_spelling.update({o: o for o in outputs})
 
+    def known(self, raw: str) -> bool:
+        return raw in self._by_spelling or normalize_path(raw) in self._by_spelling
+
     def resolve(self, raw: str) -> _Guess | None:
         found = self._by_spelling.get(raw) or self._by_spelling.get(normalize_path(raw))
         if found is not None:
@@ -121,11 +124,12 @@ class _Paths:
         """The path a line above a block names: alone on its line (decorations allowed), or with `prose`, the one
         requested output a sentence names."""
         text = _undecorate(line)
-        if text and not any(c.isspace() for c in text):
+        if text and (not any(c.isspace() for c in text) or self.known(text)):
             return self.resolve(text)
         if not prose:
             return None
         named = {g.path for token in line.split() if (g := self.resolve(_unwrap(token))) and g.path}
+        named |= {o for o in self.outputs if " " in o and o in line}
         if len(named) == 1:
             return _Guess(path=named.pop(), how=f"took the path from the sentence {line.strip()!r}")
         return None
@@ -184,7 +188,7 @@ def _text(lines: Sequence[str]) -> str:
 
 class _Reader:
     def __init__(self, text: str, outputs: Sequence[str]) -> None:
-        self.lines = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        self.lines = text.lstrip("\ufeff").replace("\r\n", "\n").split("\n")
         self.paths = _Paths(outputs)
         self.blocks: list[EditBlock] = []
         self.problems: list[EditProblem] = []

@@ -132,3 +132,16 @@ def test_no_answer_makes_the_parser_or_the_applier_raise(pieces: list[str], crlf
     result = apply_answer(parsed, {"a.py": b"x = 1\n    y = 2\n", "b.py": None})
     assert result.ok or result.contents == {}
     assert parsed.blocks or parsed.problems
+
+
+def test_a_requested_path_with_spaces_is_found_alone_or_in_a_sentence() -> None:
+    outputs = ["docs/My Notes.md", "a.py"]
+    for above in ("docs/My Notes.md", "**docs/My Notes.md**", "Now docs/My Notes.md:"):
+        [block] = parse_edits(f"{above}\n```\n{BLOCK}```\n", outputs=outputs).blocks
+        assert block.path == "docs/My Notes.md", above
+
+
+def test_a_path_that_climbs_out_never_matches_a_requested_one() -> None:
+    for spelling in ("src/../src/a.py", "../src/a.py", "src/a.py/.."):
+        parsed = parse_edits(f"{spelling}\n```\n{BLOCK}```\n", outputs=["src/a.py"])
+        assert parsed.blocks == () and [p.kind for p in parsed.problems] == ["unknown_path"], spelling
