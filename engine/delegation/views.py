@@ -3,16 +3,18 @@ the full `run` view, the answer of `delegate` and `result`, and the line the del
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from typing import Any
 
 from engine.delegation import metrics
+from engine.executor.edits import summarize_change, unified_diff
 from engine.store.db import EventRecord, FileWrite, MachineRecord
 from states import RunData
 
 __all__ = ["RESULT_TAIL_CHARS", "elapsed", "file_change", "list_row", "log_line", "result_view", "run_view"]
 
+MAX_REGIONS = 8
+"""Functions, classes or sections named per file in a result; the diff has the rest."""
 RESULT_TAIL_CHARS = 1200
 """How much of a failed verify command's output the orchestrator gets (the model's retry prompt gets more): the end,
 where test runners put their summary."""
@@ -53,10 +55,6 @@ def run_view(record: MachineRecord, events: Sequence[EventRecord]) -> dict[str, 
     }
 
 
-def _lines(data: bytes | None) -> list[str]:
-    return [] if data is None else data.decode("utf-8", "replace").splitlines()
-
-
 def file_change(write: FileWrite, *, diff: bool = False) -> dict[str, Any]:
     """One output for the orchestrator: what became of it and how much changed (lines added and removed against the
     file as the run found it); the unified diff only when asked for."""
@@ -64,16 +62,10 @@ def file_change(write: FileWrite, *, diff: bool = False) -> dict[str, Any]:
                            "bytes": len(write.content) if write.content is not None else 0}
     if write.content is None:
         return out
-    before, after = _lines(write.previous), _lines(write.content)
-    added = removed = 0
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, before, after, autojunk=False).get_opcodes():
-        if tag != "equal":
-            removed, added = removed + i2 - i1, added + j2 - j1
-    out.update(added=added, removed=removed)
+    change = summarize_change(write.previous, write.content, path=write.path)
+    out.update(added=change.added, removed=change.removed, changed=list(change.regions[:MAX_REGIONS]))
     if diff:
-        out["diff"] = "".join(difflib.unified_diff(
-            [line + "\n" for line in before], [line + "\n" for line in after],
-            fromfile=f"a/{write.path}" if write.existed else "/dev/null", tofile=f"b/{write.path}"))
+        out["diff"] = unified_diff(write.previous, write.content, path=write.path)
     return out
 
 

@@ -35,7 +35,7 @@ async def test_a_run_without_verify_is_done_after_an_atomic_journaled_write(engi
     assert (project_dir / "src" / "hello.py").read_text() == "print('hi')\n"
     assert _events(engine, result["run_id"]) == ["create", "start", "packed", "generated", "written"]
     assert result["files"] == [{"path": "src/hello.py", "status": "written", "existed": False, "bytes": 12,
-                               "added": 1, "removed": 0}]
+                               "added": 1, "removed": 0, "changed": ["(top level)"]}]
     request = backend.requests[0]
     assert request.schema is not None and "src/hello.py: prints hi" in request.messages[1].content
     line = read_log(engine.project.delegation_log).records[-1]
