@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, str] = {
     "B4": "bench.b4_startup",
     "B5": "bench.b5_prompt_reuse",
     "B6": "bench.b6_footprint",
+    "B7": "bench.b7_edit_tokens",
     "B8": "bench.b8_result_size",
 }
 COLUMNS = ("id", "figure", "engine", "baseline", "ratio", "target", "result")

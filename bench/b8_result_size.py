@@ -72,10 +72,10 @@ async def _measure(project: Path) -> dict[str, Any]:
         tools = await client.list_tools()
         [tool] = [t for t in tools.tools if t.name == "local_llm"]
         schema = tool.model_dump(mode="json", by_alias=True, exclude_none=True)
-        passed = await client.call_tool("local_llm", {"action": "delegate", "task": TASK, "output_files": outputs,
-                                                      "verify": "true"})
-        failed = await client.call_tool("local_llm", {"action": "delegate", "task": TASK, "output_files": outputs,
-                                                      "verify": "cat fail.txt; exit 1", "max_attempts": 3})
+        # The scripted answers are whole files (the JSON form); the result's size does not depend on the form.
+        common = {"action": "delegate", "task": TASK, "output_files": outputs, "answer_form": "json"}
+        passed = await client.call_tool("local_llm", {**common, "verify": "true"})
+        failed = await client.call_tool("local_llm", {**common, "verify": "cat fail.txt; exit 1", "max_attempts": 3})
     engine.close()
     return {"schema": schema, "passed": passed.structured_content, "failed": failed.structured_content}
 
