@@ -13,6 +13,7 @@ from engine import Engine
 from engine.executor.answers import default_answer_form
 from engine.executor.edits import blocks_for
 from engine.testing.scripted import ScriptedBackend, use_backend
+from tests.markers import needs_embedded
 
 pytestmark = pytest.mark.anyio
 
@@ -157,3 +158,25 @@ async def test_the_default_form_is_edits_except_on_the_embedded_model(engine: En
         result = await engine.delegate(task="x", output_files=["a.py"])
     assert result["state"] == "done" and (project_dir / "a.py").read_text() == "x = 2\n"
     assert default_answer_form("embedded") == "json" and default_answer_form("ollama") == "edits"
+
+
+@needs_embedded
+async def test_the_edit_form_runs_end_to_end_on_the_embedded_model(engine: Engine, project_dir: Path) -> None:
+    """The tiny model's edits may be poor; the prompt, the parsing, the retry and the rollback are the real ones."""
+    base = "def greet(name):\n    return 'hello ' + name\n"
+    (project_dir / "greet.py").write_text(base)
+    verify = "python3 -c 'import greet; assert greet.greet(\"x\") == \"Hello, x!\"'"
+    with anyio.fail_after(300):
+        await engine.enable(llm=True, backend="embedded", answer_form="edits")
+        result = await engine.delegate(task="Make greet return 'Hello, NAME!'", output_files=["greet.py"],
+                                       verify=verify, max_attempts=2)
+    events = [e for e in engine.store.events(result["run_id"])]
+    packed = next(e for e in events if e.event == "packed")
+    assert packed.payload["answer_form"] == "edits"
+    assert result["state"] in ("done", "failed") and result["tokens_generated"] > 0
+    if result["state"] == "failed":
+        assert (project_dir / "greet.py").read_text() == base  # nothing of a failed run is left behind
+        failures = [e for e in events if e.event in ("generation_failed", "verify_failed")]
+        assert len(failures) == 2  # both attempts were tried and each failure was recorded for the retry
+    else:
+        assert "Hello" in (project_dir / "greet.py").read_text()
