@@ -63,7 +63,9 @@ Delegate mechanical coding work (boilerplate, CRUD, unit tests, docstrings, mech
 languages) to a local model, so your own context stays free for reasoning. Flow: action=enable (once per session),
 action=analyze (task, output_files) -> delegate only when recommendation is "delegate", action=delegate (task,
 output_files [{path, description}], context_files, verify). A delegate that takes longer than `wait` seconds returns
-its run_id; collect it with action=result (run_id, wait). action=disable at the end unloads the model."""
+its run_id; collect it with action=result (run_id, wait; diff=true adds each file's unified diff). The model changes
+existing files with search/replace edit blocks (answer_form=json: whole files instead). action=disable at the end
+unloads the model."""
 
 
 def _none_or_text(value: object, handler: ValidatorFunctionWrapHandler) -> object:

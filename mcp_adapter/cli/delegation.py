@@ -28,7 +28,9 @@ def result_text(r: dict[str, Any]) -> str:
     """A delegation's result for people: files, verification, tokens, and the error of a run that did not finish."""
     lines = [f"run {r['run_id']}: {r['state']} after {r['attempts']} attempt(s)"]
     for f in r.get("files", []):
-        lines.append(f"  {f['status']:<12} {f['path']} ({f['bytes']} bytes)")
+        change = f", +{f['added']} -{f['removed']}" if "added" in f else ""
+        where = f" in {', '.join(f['changed'])}" if f.get("changed") else ""
+        lines.append(f"  {f['status']:<12} {f['path']} ({f['bytes']} bytes{change}){where}")
     for s in r.get("files_skipped", []):
         lines.append(f"  skipped      {s['path']}: {s['reason']}")
     for c in r.get("conflicts", []):

@@ -41,6 +41,7 @@ def test_the_fixture_is_a_database_of_the_previous_schema_version() -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.answer_form_default  # the product's default is now edits; runs the old version wrote stay JSON
 async def test_runs_interrupted_under_the_previous_version_resume_after_the_upgrade(project_dir: Path) -> None:
     db = _old_project(project_dir)
     engine = Engine(Project.resolve(project_dir))
@@ -57,6 +58,7 @@ async def test_runs_interrupted_under_the_previous_version_resume_after_the_upgr
         assert (project_dir / "new" / "made.txt").read_bytes() == b"made\n"
         assert (project_dir / "gen.py").read_text() == "VALUE = 1\n"
         assert len(backend.requests) == 1  # only the run interrupted before generating asks the model again
+        assert backend.requests[0].schema is not None  # in the form it was asked in: whole files as JSON
         view = await engine.result("run-v2-writing")
         assert view["files"] and {f["status"] for f in view["files"]} == {"written"}
     finally:
