@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -18,7 +19,7 @@ from datetime import datetime, timezone
 from importlib import import_module
 from typing import Any
 
-from bench.common import Figure
+from bench.common import SCRIPTED_ANSWER_FORM, Figure
 
 __all__ = ["BENCHMARKS", "format_table", "main", "notes", "rows"]
 
@@ -87,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
     args = parser.parse_args(argv)
     selected = _selected(args.only)
+    os.environ.setdefault("LOCAL_LLM_ANSWER_FORM", SCRIPTED_ANSWER_FORM)
 
     from engine.logs import configure_logging
 

@@ -15,8 +15,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+SCRIPTED_ANSWER_FORM = "json"
+"""The benchmarks' scripted backends and the Ollama double answer whole files; B7 chooses its forms per call."""
+
 __all__ = [
     "PYTHON",
+    "SCRIPTED_ANSWER_FORM",
     "REPO",
     "Figure",
     "free_port",
@@ -92,6 +96,7 @@ def serve_env(project: Path, **extra: str) -> dict[str, str]:
         "LOCAL_LLM_PROJECT": str(project),
         "OLLAMA_HOST": UNREACHABLE_OLLAMA,
         "PYTHONPATH": str(REPO),
+        "LOCAL_LLM_ANSWER_FORM": os.environ.get("LOCAL_LLM_ANSWER_FORM", "json"),
     }
     env.update(extra)
     return env

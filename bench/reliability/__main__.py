@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from bench.common import SCRIPTED_ANSWER_FORM
 from bench.reliability import SCENARIOS, ScenarioResult, run_scenarios
 
 __all__ = ["format_table", "main"]
@@ -47,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     args = parser.parse_args(argv)
+    os.environ.setdefault("LOCAL_LLM_ANSWER_FORM", SCRIPTED_ANSWER_FORM)  # the double answers whole files
 
     from engine.logs import configure_logging
 

@@ -35,6 +35,8 @@ UNREACHABLE = "127.0.0.1:9"  # discard port: nothing answers, so no Ollama is fo
 
 def _env(project: Path, **extra: str) -> dict[str, str]:
     env = {"LOCAL_LLM_PROJECT": str(project), "OLLAMA_HOST": UNREACHABLE, "PATH": os.environ.get("PATH", "")}
+    if form := os.environ.get("LOCAL_LLM_ANSWER_FORM"):  # the double answers whole files (tests/conftest.py)
+        env["LOCAL_LLM_ANSWER_FORM"] = form
     env.update(extra)
     return env
 
