@@ -11,7 +11,9 @@ import pytest
 
 from engine import Engine
 from engine.executor.answers import default_answer_form
+from engine.executor.backends.ollama import OllamaBackend
 from engine.executor.edits import blocks_for
+from engine.testing.ollama_double import OllamaDouble
 from engine.testing.scripted import ScriptedBackend, use_backend
 from tests.markers import needs_embedded
 
@@ -180,3 +182,20 @@ async def test_the_edit_form_runs_end_to_end_on_the_embedded_model(engine: Engin
         assert len(failures) == 2  # both attempts were tried and each failure was recorded for the retry
     else:
         assert "Hello" in (project_dir / "greet.py").read_text()
+
+
+async def test_through_ollama_the_edit_form_sends_no_schema_and_applies_the_blocks(
+    engine: Engine, project_dir: Path, ollama_double: OllamaDouble,
+) -> None:
+    (project_dir / "cfg.py").write_text("DEBUG = True\nPORT = 80\n")
+    ollama_double.reply("cfg.py\n```python\n<<<<<<< SEARCH\nPORT = 80\n=======\nPORT = 8080\n>>>>>>> REPLACE\n```\n")
+    backend = OllamaBackend(ollama_double.url)
+    use_backend(engine, backend, model="deepseek-coder:6.7b", num_ctx=8192)
+    try:
+        with anyio.fail_after(20):
+            result = await engine.delegate(task="Use port 8080", output_files=["cfg.py"], answer_form="edits")
+    finally:
+        await backend.aclose()
+    assert result["state"] == "done" and (project_dir / "cfg.py").read_text() == "DEBUG = True\nPORT = 8080\n"
+    body = ollama_double.bodies("/api/chat")[-1]
+    assert "format" not in body and "DEBUG = True\nPORT = 80" in body["messages"][1]["content"]
