@@ -120,8 +120,8 @@ async def test_a_cancelled_generation_stops_at_the_next_token() -> None:
     backend = EmbeddedBackend()
     await backend.load(EMBEDDED_MODEL, num_ctx=2048, keep_alive=None)
     pieces: list[str] = []
-    with anyio.fail_after(30):
-        with anyio.move_on_after(10) as scope:
+    with anyio.fail_after(120):  # a hang guard only: the scope below ends on the third token, never on a clock
+        with anyio.CancelScope() as scope:
             def on_token(piece: str) -> None:
                 pieces.append(piece)
                 if len(pieces) == 3:
