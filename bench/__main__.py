@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, str] = {
     "B6": "bench.b6_footprint",
     "B7": "bench.b7_edit_tokens",
     "B8": "bench.b8_result_size",
+    "B9": "bench.b9_batch",
 }
 COLUMNS = ("id", "figure", "engine", "baseline", "ratio", "target", "result")
 

@@ -23,9 +23,9 @@ from engine.progress import Progress, no_progress
 from engine.project import Project
 from engine.session.lifecycle import Session
 from engine.store import repair
-from engine.store.db import Store
+from engine.store.db import MachineRecord, Store
 from engine.store.health import DamagedRow, DatabaseUnavailable
-from states import DELEGATION, MACHINES, OutputFile
+from states import BATCH, DELEGATION, MACHINES, OutputFile, RunData
 
 __all__ = ["Engine"]
 
@@ -129,8 +129,16 @@ class Engine:
             think=think, answer_form=answer_form,
         )
 
+    async def batch(self, spec: object, *, wait: float | None = None, progress: Progress = no_progress
+                    ) -> dict[str, Any]:
+        """Run a batch: `spec` is a list of delegate requests, or an object with `runs` (that list) or `template` +
+        `glob` (one request per matching file), and the options `max_parallel` (default: the backend's slots),
+        `max_failures`, `max_attempts` (per child) and `parallel_verify` (default false: one verify at a time).
+        Answers like `delegate` after `wait`: the counts while it runs, one line per child once it ended."""
+        return await self.delegations.batch(spec, wait=wait, progress=progress)
+
     async def result(self, run_id: str, *, wait: float = 0.0, diff: bool = False) -> dict[str, Any]:
-        """A run's compact result, after waiting up to `wait` seconds for its end; `diff` adds each file's unified
+        """A run's compact result (a batch's counts, or its summary once ended), after waiting up to `wait` seconds for its end; `diff` adds each file's unified
         diff against the file as the run found it."""
         return await self.delegations.result(run_id, wait=wait, diff=diff)
 
@@ -147,6 +155,12 @@ class Engine:
         rows += [(d.created_at, d.machine_id, _damaged_row(d)) for d in damaged]
         return [row for *_, row in sorted(rows, key=lambda r: (r[0], r[1]), reverse=True)]
 
+    def _in_live_batch(self, record: MachineRecord) -> bool:
+        """A child whose batch has not ended: the batch resumes it (a child not started never runs on its own)."""
+        batch_id = RunData.from_json(record.data).batch_id
+        batch = self.ctx.store.find(batch_id) if batch_id else None
+        return batch is not None and batch.state not in BATCH.terminal
+
     def _row(self, run_id: str) -> dict[str, Any]:
         try:
             return list_row(self.ctx.store.get(run_id))
@@ -154,6 +168,12 @@ class Engine:
             return _damaged_row(exc)
 
     def run_view(self, run_id: str) -> dict[str, Any]:
+        """A run's row, data and journal; for a batch id, its summary and journal (its children: `<id>.<n>`)."""
+        if self.delegations.is_batch(run_id):
+            view = self.delegations.batch_view(run_id)
+            return {"run_id": run_id, "task_type": "batch", "task": f"{view['total']} children", **view,
+                    "events": [{"version": e.version, "event": e.event, "from": e.src, "to": e.dst,
+                                "payload": e.payload, "at": e.at} for e in self.ctx.store.events(run_id)]}
         record = self.delegations.record(run_id)
         return run_view(record, self.ctx.store.events(run_id))
 
@@ -162,8 +182,11 @@ class Engine:
     ) -> dict[str, Any]:
         """Resume every run whose process died; `progress` counts the runs."""
         report = await recover(self.ctx.runs, self.delegations.resume_run, max_recoveries=max_recoveries,
-                               progress=progress)
+                               progress=progress, skip=self._in_live_batch)
+        batches = await recover(self.ctx.batches, self.delegations.resume_batch, max_recoveries=max_recoveries,
+                                progress=progress)
         return {
+            "batches": batches.resumed + batches.skipped,
             "resumed": report.resumed,
             "aborted": report.aborted,
             "skipped": report.skipped,

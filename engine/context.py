@@ -1,4 +1,4 @@
-"""What the session code and the delegation runs share: the project, its store, the two sets of persisted machines,
+"""What the session code and the delegation runs share: the project, its store, the sets of persisted machines (sessions, runs, batches),
 and the task group that background runs live in. The `Engine` facade builds one; nothing below the facade imports it.
 """
 
@@ -15,7 +15,7 @@ import anyio.abc
 from engine.project import Project
 from engine.store.db import Store
 from engine.store.machines import PersistedMachines
-from states import DELEGATION, SESSION
+from states import BATCH, DELEGATION, SESSION
 
 __all__ = ["Background", "EngineContext"]
 
@@ -64,11 +64,13 @@ class EngineContext:
     store: Store
     sessions: PersistedMachines = field(init=False)
     runs: PersistedMachines = field(init=False)
+    batches: PersistedMachines = field(init=False)
     background: Background = field(default_factory=Background)
 
     def __post_init__(self) -> None:
         self.sessions = PersistedMachines(self.store, SESSION)
         self.runs = PersistedMachines(self.store, DELEGATION)
+        self.batches = PersistedMachines(self.store, BATCH)
 
     def runs_active(self) -> int:
         live = [s for s in DELEGATION.states if s not in DELEGATION.terminal]

@@ -46,7 +46,8 @@ __all__ = ["ACTIONS", "DEFAULT_WAIT_S", "build_server", "serve"]
 log = structlog.get_logger(__name__)
 
 Action = Literal[
-    "capability", "enable", "disable", "status", "analyze", "delegate", "stats", "result", "runs", "cancel", "diagram"
+    "capability", "enable", "disable", "status", "analyze", "delegate", "batch", "stats", "result", "runs", "cancel",
+    "diagram",
 ]
 ACTIONS: tuple[str, ...] = Action.__args__  # type: ignore[attr-defined]
 
@@ -63,7 +64,9 @@ Delegate mechanical coding work (boilerplate, CRUD, unit tests, docstrings, mech
 languages) to a local model, so your own context stays free for reasoning. Flow: action=enable (once per session),
 action=analyze (task, output_files) -> delegate only when recommendation is "delegate", action=delegate (task,
 output_files [{path, description}], context_files, verify). A delegate that takes longer than `wait` seconds returns
-its run_id; collect it with action=result (run_id, wait; diff=true adds each file's unified diff). The model changes
+its run_id; collect it with action=result (run_id, wait; diff=true adds each file's unified diff). One job over
+many files: action=batch (runs: [delegate requests], or template {task, output: "tests/test_{stem}.py", ...} with
+glob); result with its batch_id gives counts, then one line per child (child n is run <batch_id>.<n>). The model changes
 existing files with search/replace edit blocks (answer_form=json: whole files instead). action=disable at the end
 unloads the model."""
 
@@ -157,6 +160,14 @@ def build_server(engine: Engine) -> MCPServer:
                         answer_form=fields["answer_form"],
                         wait=DEFAULT_WAIT_S if fields["wait"] is None else fields["wait"],
                     )
+                case "batch":
+                    spec: dict[str, Any] = {k: fields[k] for k in (
+                        "runs", "template", "glob", "max_parallel", "max_failures", "max_attempts", "parallel_verify",
+                    ) if fields[k] is not None}
+                    if "runs" not in spec and "template" not in spec:
+                        raise ToolError("runs: required for action 'batch' (or template with glob)")
+                    return await engine.batch(spec, progress=progress,
+                                              wait=DEFAULT_WAIT_S if fields["wait"] is None else fields["wait"])
                 case "result":
                     _required(action, run_id=fields["run_id"])
                     wait = DEFAULT_WAIT_S if fields["wait"] is None else fields["wait"]
@@ -204,7 +215,7 @@ def build_server(engine: Engine) -> MCPServer:
             Text, Field(strict=True, description="delegate: shell command that checks the result")
         ] = None,
         max_attempts: Annotated[
-            int | None, Field(strict=True, ge=1, le=10, description="delegate: attempts (default 3)")
+            int | None, Field(strict=True, ge=1, le=10, description="delegate: attempts (default 3); batch: per child")
         ] = None,
         model: Annotated[
             Text, Field(strict=True, description="delegate: model to use instead of the session's")
@@ -241,10 +252,24 @@ def build_server(engine: Engine) -> MCPServer:
             "total_slots, else 1)"
         ))] = None,
         stop_server: Annotated[bool, Field(strict=True, description="disable: stop the Ollama server too")] = False,
-        run_id: Annotated[Text, Field(strict=True, description="result, cancel, diagram: the run")] = None,
+        runs: Annotated[list[dict[str, Any]] | None, Field(description=(
+            "batch: delegate requests ({task, output_files, context_files, verify, ...}), one child run each"
+        ))] = None,
+        template: Annotated[dict[str, Any] | None, Field(description=(
+            "batch: one request expanded per file of `glob`: {task, output, description, context_files, verify, "
+            "...}; {path} {name} {stem} {dir} are filled in (context_files defaults to [{path}])"
+        ))] = None,
+        glob: Annotated[Text, Field(strict=True, description="batch: the files a template is expanded over")] = None,
+        max_parallel: Annotated[int | None, Field(strict=True, ge=1, description=(
+            "batch: children in flight at once (default: the backend's slots)"))] = None,
+        max_failures: Annotated[int | None, Field(strict=True, ge=1, description=(
+            "batch: stop (cancel the children not started) after this many failed children"))] = None,
+        parallel_verify: Annotated[bool | None, Field(strict=True, description=(
+            "batch: let children's verify commands run at the same time (default: one at a time)"))] = None,
+        run_id: Annotated[Text, Field(strict=True, description="result, cancel, diagram: the run (or batch)")] = None,
         diff: Annotated[bool, Field(strict=True, description="result: add each file's unified diff")] = False,
         machine: Annotated[
-            Literal["session", "delegation"] | None, Field(description="diagram: which machine")
+            Literal["session", "delegation", "batch"] | None, Field(description="diagram: which machine")
         ] = None,
         format: Annotated[Literal["mermaid", "dot"], Field(description="diagram: output format")] = "mermaid",
         limit: Annotated[int, Field(strict=True, ge=1, le=500, description="runs: how many, newest first")] = 20,

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from states.batch import BATCH, BatchData
 from states.data import MachineData, UnknownField
 from states.delegation import DELEGATION, Conflict, OutputFile, PromptOverflow, RunData, Turn, Verification
 from states.session import SESSION, SESSION_ID, SessionData, SessionWarning
 from states.spec import MachineModel, MachineSpec, TransitionSpec, build_machine
 
 __all__ = [
+    "BATCH",
     "DELEGATION",
     "MACHINES",
     "SESSION",
     "SESSION_ID",
+    "BatchData",
     "Conflict",
     "MachineData",
     "MachineModel",
@@ -28,4 +31,4 @@ __all__ = [
     "build_machine",
 ]
 
-MACHINES: dict[str, MachineSpec] = {spec.kind: spec for spec in (SESSION, DELEGATION)}
+MACHINES: dict[str, MachineSpec] = {spec.kind: spec for spec in (SESSION, DELEGATION, BATCH)}

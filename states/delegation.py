@@ -141,6 +141,11 @@ class RunData(MachineData):
     conflicts: list[Conflict] = field(default_factory=list)
     cancel_requested: bool = False
     recoveries: int = 0
+    batch_id: str | None = None
+    """The batch this run is a child of (states/batch.py); None for a run delegated on its own. A child is driven
+    by its batch, and recovered through it."""
+    verify_alone: bool = False
+    """A batch child whose verify command waits until no other child of its batch verifies."""
 
     @property
     def output_paths(self) -> list[str]:

@@ -127,9 +127,19 @@ def arguments(outside: Path, known_runs: list[str]) -> st.SearchStrategy[dict[st
         "backend": _mostly(st.sampled_from(["ollama", "openai"]), st.one_of(st.just("bogus"), junk)),
         "stop_server": _mostly(st.sampled_from([False, None]), st.sampled_from(["maybe", 2])),
         "run_id": run_id,
-        "machine": _mostly(st.sampled_from(["session", "delegation"]), st.one_of(st.just("bogus"), junk)),
+        "machine": _mostly(st.sampled_from(["session", "delegation", "batch"]), st.one_of(st.just("bogus"), junk)),
         "format": _mostly(st.sampled_from(["mermaid", "dot"]), st.one_of(st.just("svg"), junk)),
         "limit": _mostly(st.integers(1, 500), st.one_of(st.integers(-5, 1000), junk)),
+        "runs": _mostly(st.lists(st.fixed_dictionaries({"task": st.sampled_from(["write it", ""]),
+                                                        "output_files": st.lists(output, min_size=1, max_size=2)}),
+                                 min_size=1, max_size=3), st.one_of(st.just([]), junk)),
+        "template": _mostly(st.fixed_dictionaries({"task": st.just("test {path}"),
+                                                   "output": st.sampled_from(["out/t_{stem}.txt", "one.txt"])}),
+                            junk),
+        "glob": _mostly(st.sampled_from(["*", "ok/*", "nothing/*", "../*"]), junk),
+        "max_parallel": _mostly(st.integers(1, 4), st.one_of(st.integers(-2, 0), junk)),
+        "max_failures": _mostly(st.integers(1, 3), st.one_of(st.integers(-2, 0), junk)),
+        "parallel_verify": _mostly(st.booleans(), junk),
     }
     uses = {
         "capability": [], "status": [], "stats": [], "disable": ["stop_server"], "enable": ["llm", "backend"],
@@ -138,6 +148,8 @@ def arguments(outside: Path, known_runs: list[str]) -> st.SearchStrategy[dict[st
                      "allow_secrets", "wait"],
         "result": ["run_id", "wait"], "cancel": ["run_id"], "runs": ["limit"],
         "diagram": ["machine", "run_id", "format"],
+        "batch": ["runs", "template", "glob", "max_parallel", "max_failures", "max_attempts", "parallel_verify",
+                  "wait"],
     }
     assert set(uses) == set(ACTIONS), "every action of the tool is fuzzed"
     weights = {"delegate": 6, "analyze": 3, "result": 2, "cancel": 2, "enable": 2}
@@ -178,6 +190,7 @@ CRASH_PREFIX = "Error executing tool local_llm:"
 _NAMES = (
     "action", "task", "task_type", "files", "context_files", "output_files", "verify", "max_attempts", "model",
     "allow_secrets", "wait", "llm", "backend", "stop_server", "run_id", "machine", "format", "limit",
+    "runs", "template", "glob", "max_parallel", "max_failures", "parallel_verify", "batch",
     "validation error", "session", "enable", "Ollama", "run ",
 )
 """A field of the tool, or the session / backend / run an error is about."""

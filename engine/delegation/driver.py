@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from functools import partial
 
 import anyio
 import structlog
@@ -16,9 +17,10 @@ from engine.delegation.generation import Slots, safe_progress
 from engine.delegation.locks import PathLocks
 from engine.delegation.moves import RunMoves, StateMoved
 from engine.delegation.paths import output_identity
-from engine.delegation.steps import STEPS, Attempt, SessionLink, StepTools, test_pause
+from engine.delegation.steps import STEPS, Attempt, SessionLink, Step, StepTools, test_pause
 from engine.errors import UserError
 from engine.progress import Progress
+from engine.store.db import MachineRecord
 from states import DELEGATION, RunData
 
 __all__ = ["CANCEL_POLL_S", "Driver", "Live"]
@@ -49,6 +51,9 @@ class Driver:
         self._tools = StepTools(ctx=ctx, moves=self.moves, session=session, slots=Slots())
         self._locks = PathLocks(ctx.project.workflow_dir / "locks")
         self._in_flight = 0
+        self._verify_locks: dict[str, anyio.Lock] = {}
+        """One per batch whose children verify one at a time (RunData.verify_alone): a suite-wide verify never
+        sees another child's unverified files."""
 
     async def drive(self, run_id: str, progress: Progress, live: Live) -> None:
         self._in_flight += 1
@@ -98,7 +103,18 @@ class Driver:
                     if record.state != "writing":  # writing pauses after its first file
                         await test_pause(record.state)
                     step = STEPS[record.state]
-                    if await self._cancellable(run_id, live, lambda: step(self._tools, record, attempt)):
+                    if record.state == "verifying" and data.verify_alone and data.batch_id:
+                        lock = self._verify_locks.setdefault(data.batch_id, anyio.Lock())
+
+                        async def alone(step: Step = step, record: MachineRecord = record,
+                                        lock: anyio.Lock = lock) -> None:
+                            async with lock:
+                                await step(self._tools, record, attempt)
+
+                        work: Callable[[], Awaitable[None]] = alone
+                    else:
+                        work = partial(step, self._tools, record, attempt)
+                    if await self._cancellable(run_id, live, work):
                         continue
             except StateMoved:
                 continue

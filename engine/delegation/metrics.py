@@ -171,6 +171,28 @@ def _group(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+RECENT_BATCHES = 10
+
+
+def _batches(lines: list[dict[str, Any]], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batches: how many ended, and the totals of the latest ones. Their children are counted once, as runs (each
+    run line names its batch); a batch's own line only carries its totals."""
+    children = [r for r in runs if r.get("batch_id")]
+    latest: dict[str, dict[str, Any]] = {}
+    for b in lines:
+        latest[str(b.get("batch_id"))] = {
+            "state": b.get("state"), "children": int(_num(b.get("children"))),
+            "counts": b.get("counts") if isinstance(b.get("counts"), dict) else {},
+            "tokens_generated": int(_num(b.get("tokens_generated"))), "time_seconds": _num(b.get("time_seconds")),
+        }
+    return {
+        "count": len(latest),
+        "child_runs": len(children),
+        "child_runs_done": sum(1 for r in children if r.get("state") == "done"),
+        "recent": dict(list(latest.items())[-RECENT_BATCHES:]),
+    }
+
+
 def aggregate(contents: LogContents) -> dict[str, Any]:
     analyses = [r for r in contents.records if r.get("event") == "analyze"]
     runs = [r for r in contents.records if r.get("event") == "run"]
@@ -210,5 +232,6 @@ def aggregate(contents: LogContents) -> dict[str, Any]:
             "sum(tokens_generated - thinking_tokens of runs that ended done) - sum(ceil(len(task)/4) + "
             f"{ORCHESTRATOR_OVERHEAD_TOKENS}) over all runs, floored at 0"
         ),
+        "batches": _batches([r for r in contents.records if r.get("event") == "batch"], runs),
         "corrupt_lines": contents.corrupt_lines,
     }

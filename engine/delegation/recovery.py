@@ -21,6 +21,7 @@ from states import RunData
 
 __all__ = [
     "DEFAULT_MAX_RECOVERIES", "RecoveryReport", "ResumeHook", "claim", "interrupted", "interrupted_runs", "recover",
+    "recover_one",
 ]
 
 ResumeHook = Callable[[MachineRecord], Awaitable[None]]
@@ -86,16 +87,20 @@ async def recover(
     max_recoveries: int = DEFAULT_MAX_RECOVERIES,
     token: str | None = None,
     progress: Progress = no_progress,
+    skip: Callable[[MachineRecord], bool] = lambda record: False,
 ) -> RecoveryReport:
+    """Resume every interrupted machine of `runs`' kind but those `skip` names (a batch's children: their batch
+    resumes them)."""
     report = RecoveryReport()
     pending, damaged = interrupted(runs)
+    pending = [r for r in pending if not skip(r)]
     for bad in damaged:
         log.warning("a run's row cannot be read; it is not resumed", run_id=bad.machine_id, problem=bad.problem)
         report.errors[bad.machine_id] = str(bad)
     for n, record in enumerate(pending):
         await progress(n, len(pending), f"run {record.id} ({record.state})")
         try:  # one broken run must not stop the others from recovering
-            outcome = await _recover_one(runs, record, resume, max_recoveries=max_recoveries, token=token)
+            outcome = await recover_one(runs, record, resume, max_recoveries=max_recoveries, token=token)
         except UserError as exc:  # the row or the database: its message says what to do
             log.error("resume failed", run_id=record.id, error=str(exc))
             report.errors[record.id] = str(exc)
@@ -109,19 +114,20 @@ async def recover(
     return report
 
 
-async def _recover_one(
-    runs: PersistedMachines, record: MachineRecord, resume: ResumeHook, *, max_recoveries: int, token: str | None
+async def recover_one(
+    runs: PersistedMachines, record: MachineRecord, resume: ResumeHook, *, max_recoveries: int,
+    token: str | None = None,
 ) -> str:
     """Claim, journal the recovery, resume; which list of the report the run belongs to."""
     claimed = claim(runs, record.id, token=token)
     if claimed is None:
         return "skipped"
-    count = RunData.from_json(claimed.data).recoveries + 1
+    count = int(getattr(runs.spec.data_type.from_json(claimed.data), "recoveries", 0)) + 1
     noted = runs.note(
         record.id, "recover", data={"recoveries": count}, payload={"state": claimed.state, "recovery": count}
     )
     outcome = "resumed"
-    if count > max_recoveries:
+    if count > max_recoveries and "abort" in runs.spec.triggers:  # a batch never gives up: its children do
         noted = _give_up(runs, noted, count, max_recoveries)
         outcome = "aborted"
     log.info("recovering run", run_id=record.id, state=noted.state, recovery=count)

@@ -41,6 +41,8 @@ __all__ = [
     "check_analyze",
     "check_delegate",
     "check_files",
+    "check_flag",
+    "check_number",
     "check_wait",
     "output_specs",
 ]
@@ -250,6 +252,12 @@ def check_files(root: Path, request: DelegateRequest) -> DelegateRequest:
         left -= len(text.encode("utf-8"))
     canonical = [OutputSpec(output.relative, spec.description) for output, spec in zip(outputs, request.outputs)]
     return replace(request, outputs=canonical)
+
+
+check_flag = _flag
+"""A real boolean (never "no" or 1), named after its field."""
+check_number = _number
+"""A finite number (never a bool) within bounds, named after its field."""
 
 
 def as_run_data(request: DelegateRequest, *, score: float) -> dict[str, Any]:

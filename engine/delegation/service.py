@@ -13,6 +13,9 @@ import structlog
 
 from engine.context import EngineContext
 from engine.delegation import metrics
+from engine.delegation.batch import BatchDriver, BatchLive
+from engine.delegation.batch_requests import check_batch, check_batch_files
+from engine.delegation.batch_views import batch_view
 from engine.delegation.driver import Driver, Live
 from engine.delegation.recovery import claim
 from engine.delegation.requests import as_run_data, check_analyze, check_delegate, check_files, check_wait
@@ -25,7 +28,7 @@ from engine.progress import Progress, no_progress
 from engine.store.db import MachineRecord, StaleVersion
 from engine.store.machines import InvalidEvent, new_id
 from engine.store.ownership import current_token, token_alive
-from states import DELEGATION
+from states import BATCH, DELEGATION
 
 __all__ = ["Delegations"]
 
@@ -40,6 +43,7 @@ class Delegations:
     def __init__(self, ctx: EngineContext, session: SessionLink) -> None:
         self.ctx = ctx
         self.driver = Driver(ctx, session)
+        self.batches = BatchDriver(ctx, self.driver, session)
 
     # -- analyze --------------------------------------------------------------------------------------------------
 
@@ -114,6 +118,87 @@ class Delegations:
         live = self.driver.live[record.id] = Live(resumed=True)
         await self.driver.drive(record.id, no_progress, live)
 
+    # -- batches ----------------------------------------------------------------------------------------------------
+
+    async def batch(self, spec: object, *, wait: float | None = None, progress: Progress = no_progress
+                    ) -> dict[str, Any]:
+        """Check every child, create the batch and its children in one transaction, drive it (its children in
+        parallel up to the backend's slots). `wait` as for `delegate`."""
+        wait = check_wait(wait)
+        root = self.ctx.project.root
+        request = check_batch(root, spec)
+        request = await anyio.to_thread.run_sync(partial(check_batch_files, root, request))
+        scores = [score_task(c.task, files=c.context_files, output_files=[o.path for o in c.outputs],
+                             task_type=c.task_type).score for c in request.children]
+        record = self.batches.create(request, scores=scores)
+        live = BatchLive(progress=progress)
+        self.batches.live[record.id] = live
+        log.info("batch created", batch_id=record.id, children=len(request.children))
+        if wait is None or not self.ctx.background.spawn(self._batch_in_background, record.id, live):
+            await self.batches.drive(record.id, live)
+            return self.batch_view(record.id)
+        with anyio.move_on_after(wait):
+            await live.done.wait()
+        return self.batch_view(record.id)
+
+    async def _batch_in_background(self, batch_id: str, live: BatchLive) -> None:
+        try:
+            await self.batches.drive(batch_id, live)
+        except UserError as exc:
+            log.error("background batch stopped", batch_id=batch_id, error=str(exc))
+        except Exception:
+            log.exception("background batch stopped", batch_id=batch_id)
+
+    async def resume_batch(self, record: MachineRecord) -> None:
+        """The resume hook of batches: drive it from its persisted state; it resumes its own children."""
+        if record.id in self.batches.live:
+            return
+        await self.batches.drive(record.id, BatchLive(resumed=True))
+
+    def is_batch(self, machine_id: object) -> bool:
+        return isinstance(machine_id, str) and (found := self.ctx.store.find(machine_id)) is not None \
+            and found.kind == BATCH.kind
+
+    def batch_view(self, batch_id: str) -> dict[str, Any]:
+        record = self.ctx.store.get(batch_id)
+        return batch_view(record, self.batches.children(record))
+
+    async def batch_result(self, batch_id: str, *, wait: float = 0.0) -> dict[str, Any]:
+        if wait and self.ctx.store.get(batch_id).state not in BATCH.terminal:
+            with anyio.move_on_after(wait):
+                live = self.batches.live.get(batch_id)
+                if live is not None:
+                    await live.done.wait()
+                else:
+                    while self.ctx.store.get(batch_id).state not in BATCH.terminal:
+                        await anyio.sleep(REMOTE_POLL_S)
+        return self.batch_view(batch_id)
+
+    async def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        """Cancel the children that have not ended (rolled back); finished children stay."""
+        record = self.ctx.store.get(batch_id)
+        if record.state in BATCH.terminal:
+            raise UserError(f"batch {batch_id} has finished in state {record.state!r}; there is nothing to cancel")
+        self.batches.request_cancel(batch_id)
+        live = self.batches.live.get(batch_id)
+        if live is None and claim(self.ctx.batches, batch_id) is not None:  # nobody drives it: stop it here
+            live = BatchLive(cancel_requested=True, resumed=True)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self.batches.drive, batch_id, live)
+                await self._cancel_children(record)
+            return self.batch_view(batch_id)
+        await self._cancel_children(record)
+        if live is not None:
+            await live.done.wait()
+        else:  # driven by another live process: it sees the request in the store
+            await self.batch_result(batch_id, wait=REMOTE_CANCEL_WAIT_S)
+        return self.batch_view(batch_id)
+
+    async def _cancel_children(self, record: MachineRecord) -> None:
+        for child in self.batches.children(record):
+            if child.id in self.driver.live and child.state not in DELEGATION.terminal:
+                await self.batches.cancel_child(child.id)
+
     # -- result / cancel / stats ----------------------------------------------------------------------------------
 
     def record(self, run_id: object) -> MachineRecord:
@@ -133,6 +218,8 @@ class Delegations:
             await anyio.sleep(REMOTE_POLL_S)
 
     async def result(self, run_id: str, *, wait: float = 0.0, diff: bool = False) -> dict[str, Any]:
+        if self.is_batch(run_id):
+            return await self.batch_result(run_id, wait=wait)
         record = self.record(run_id)
         if wait and record.state not in DELEGATION.terminal:
             with anyio.move_on_after(wait):
@@ -144,6 +231,8 @@ class Delegations:
         return self.view(run_id, diff=diff)
 
     async def cancel(self, run_id: str) -> dict[str, Any]:
+        if self.is_batch(run_id):
+            return await self.cancel_batch(run_id)
         record = self.record(run_id)
         if record.state in DELEGATION.terminal:
             raise UserError(

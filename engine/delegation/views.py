@@ -124,5 +124,5 @@ def log_line(record: MachineRecord) -> dict[str, Any]:
         "prompt_tokens": data.prompt_tokens, "thinking_tokens": data.thinking_tokens, "think": data.think,
         "prompt_overflow": data.prompt_overflow, "files": data.output_paths,
         "files_skipped": [s["path"] for s in data.files_skipped], "error": data.error,
-        "conflicts": data.conflicts,
+        "conflicts": data.conflicts, "batch_id": data.batch_id,
     }

@@ -44,6 +44,8 @@ class ScriptedBackend:
     """count_prompt's answer: the model's tokenizer (True) or an estimate."""
     refuses_overflow: bool = True
     prompt_padding: int = 0
+    latency: float = 0.0
+    """Seconds every generation takes (in flight, counted in `active`): a fixed model latency for benchmarks."""
     """Tokens count_prompt adds to every prompt (a tokenizer that counts more than the engine's estimate)."""
     _active_changed: anyio.Event | None = field(default=None, init=False, repr=False)
 
@@ -94,6 +96,8 @@ class ScriptedBackend:
                 event.set()
             if self.block is not None:
                 await self.block.wait()
+            if self.latency:
+                await anyio.sleep(self.latency)
             item = self.replies.popleft() if self.replies else self.default_answer(request)
             if isinstance(item, BaseException):
                 raise item

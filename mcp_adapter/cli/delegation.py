@@ -1,8 +1,11 @@
-"""CLI commands of the delegation pipeline: analyze, delegate, stats (demo is in demo.py)."""
+"""CLI commands of the delegation pipeline: analyze, delegate, batch, stats (demo is in demo.py)."""
 
 from __future__ import annotations
 
+import json
+import sys
 from functools import partial
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
@@ -11,7 +14,7 @@ from engine import ANSWER_FORMS, TASK_TYPES, THINK_LEVELS, Engine, InvalidArgume
 from mcp_adapter.cli.common import JsonOption, ProjectOption, VerboseOption, execute
 from mcp_adapter.cli.output import Result, progress_bar
 
-__all__ = ["TaskType", "register", "result_text"]
+__all__ = ["TaskType", "batch_text", "register", "result_text"]
 
 TaskType = Literal[TASK_TYPES]  # type: ignore[valid-type]  # the engine's tuple is the one list of choices
 AnswerForm = Literal[ANSWER_FORMS]  # type: ignore[valid-type]
@@ -51,6 +54,44 @@ def result_text(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def batch_text(b: dict[str, Any]) -> str:
+    """A batch for people: counts, then one line per child (child n is run <batch id>.<n>)."""
+    counts = ", ".join(f"{n} {state}" for state, n in b["counts"].items()) or "nothing yet"
+    lines = [f"batch {b['batch_id']}: {b['state']}, {b['total']} children ({counts})"]
+    if b.get("paused"):
+        lines.append(f"paused: {b['paused']}")
+    if b.get("stop_reason"):
+        lines.append(f"stopped: {b['stop_reason']}")
+    for n, line in enumerate(b.get("children") or b.get("running") or [], 1):
+        lines.append(f"  {n:>3}  {line}" if "children" in b else f"  running  {line}")
+    lines.append(f"tokens: {b['tokens_generated']} generated; time: {b['time_seconds']:.1f} s")
+    return "\n".join(lines)
+
+
+def _read_batch(file: str) -> object:
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+        return json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidArgument("FILE", "a JSON list of delegate requests, or an object with runs or template + glob "
+                              f"({exc})") from None
+
+
+async def _batch(engine: Engine, *, file: str, max_parallel: int | None, max_failures: int | None,
+                 max_attempts: int | None, parallel_verify: bool) -> Result:
+    spec = _read_batch(file)
+    options = {k: v for k, v in (("max_parallel", max_parallel), ("max_failures", max_failures),
+                                 ("max_attempts", max_attempts)) if v is not None}
+    if parallel_verify:
+        options["parallel_verify"] = True
+    if options:
+        spec = {**spec, **options} if isinstance(spec, dict) else {"runs": spec, **options}
+    with progress_bar() as progress:
+        result = await engine.batch(spec, progress=progress)
+    done = result["counts"].get("done", 0) == result["total"]
+    return Result(result, batch_text, exit_code=0 if done else 1)
+
+
 def _stats_text(s: dict[str, Any]) -> str:
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{v:.0%}"
@@ -68,6 +109,8 @@ def _stats_text(s: dict[str, Any]) -> str:
     for title, key in (("by task type", "by_task_type"), ("by model", "by_model")):
         for name, g in s[key].items():
             lines.append(f"  {title} {name}: {g['runs']} runs, {g['done']} done, pass {pct(g['verification_pass_rate'])}")
+    if (b := s.get("batches")) and b["count"]:
+        lines.append(f"batches: {b['count']} ({b['child_runs']} child runs, {b['child_runs_done']} done)")
     if s["corrupt_lines"]:
         lines.append(f"skipped {s['corrupt_lines']} corrupt log line(s)")
     return "\n".join(lines)
@@ -169,6 +212,31 @@ def delegate(
     execute(ctx, handler, project=project, as_json=as_json, verbose=verbose, stop_on_signals=True)
 
 
+def batch(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Argument(metavar="FILE", help=(
+        "JSON: a list of delegate requests, or {runs | template + glob, max_parallel, max_failures, max_attempts, "
+        "parallel_verify}; - reads standard input"))],
+    *,
+    max_parallel: Annotated[int | None, typer.Option(
+        "--max-parallel", metavar="N", show_default=False, help="children at once (default: the backend's slots)")
+    ] = None,
+    max_failures: Annotated[int | None, typer.Option(
+        "--max-failures", metavar="N", show_default=False, help="stop after N failed children")] = None,
+    max_attempts: Annotated[int | None, typer.Option(
+        "--max-attempts", metavar="N", show_default=False, help="attempts per child")] = None,
+    parallel_verify: Annotated[bool, typer.Option(
+        "--parallel-verify", help="let children's verify commands run at the same time")] = False,
+    project: ProjectOption = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Spread one mechanical job over many files: one child run per request, in parallel up to the backend's slots."""
+    handler = partial(_batch, file=file, max_parallel=max_parallel, max_failures=max_failures,
+                      max_attempts=max_attempts, parallel_verify=parallel_verify)
+    execute(ctx, handler, project=project, as_json=as_json, verbose=verbose, stop_on_signals=True)
+
+
 def stats(
     ctx: typer.Context, *, project: ProjectOption = None, as_json: JsonOption = False, verbose: VerboseOption = False
 ) -> None:
@@ -177,5 +245,5 @@ def stats(
 
 
 def register(app: typer.Typer) -> None:
-    for command in (analyze, delegate, stats):
+    for command in (analyze, delegate, batch, stats):
         app.command()(command)

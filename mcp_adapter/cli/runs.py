@@ -16,7 +16,7 @@ __all__ = ["RUN_COLUMNS", "register"]
 
 RUN_COLUMNS = ("run_id", "state", "task_type", "attempts", "task")
 
-Machine = Literal["session", "delegation"]
+Machine = Literal["session", "delegation", "batch"]
 DiagramFormat = Literal["mermaid", "dot", "svg"]
 
 
@@ -30,10 +30,11 @@ def _run_text(view: dict[str, Any]) -> str:
 
 
 def _resume_text(r: dict[str, Any]) -> str:
-    if not (r["resumed"] or r["aborted"] or r["errors"] or r["skipped"]):
+    if not (r["resumed"] or r["aborted"] or r["errors"] or r["skipped"] or r.get("batches")):
         return "no interrupted runs"
     lines = [(f"resumed {len(r['resumed'])}, aborted {len(r['aborted'])}, skipped {len(r['skipped'])} "
               "(owned by a live process)")]
+    lines += [f"resumed batch {b}" for b in r.get("batches", [])]
     lines += [f"  {i}: {msg}" for i, msg in r["errors"].items()]
     return "\n".join(lines)
 
@@ -58,7 +59,7 @@ async def _resume(engine: Engine) -> Result:
 
 async def _cancel(engine: Engine, *, run_id: str) -> Result:
     view = await engine.cancel(run_id)
-    return Result(view, lambda v: f"{v['run_id']}: {v['state']}")
+    return Result(view, lambda v: f"{v.get('run_id') or v.get('batch_id')}: {v['state']}")
 
 
 async def _diagram(engine: Engine, *, machine: str, run: str | None, fmt: str, output: Path | None) -> Result:
@@ -115,7 +116,7 @@ def cancel(
 
 def diagram(
     ctx: typer.Context,
-    machine: Annotated[Machine, typer.Argument(metavar="MACHINE", help="which state machine: session or delegation")],
+    machine: Annotated[Machine, typer.Argument(metavar="MACHINE", help="which state machine: session, delegation or batch")],
     *,
     run: Annotated[str | None, typer.Option(
         "--run", metavar="ID", show_default=False,

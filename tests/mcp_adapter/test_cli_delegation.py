@@ -225,3 +225,15 @@ async def test_a_signal_kills_the_verify_group_and_leaves_the_run_for_resume(
     assert json.loads(resumed.stdout)["resumed"] == [run.id]
     with Store(Project.resolve(project_dir).state_db) as store:
         assert store.get(run.id).state == "done"
+
+
+def test_batch_reads_its_requests_from_standard_input_and_names_a_bad_file(
+    project_dir: Path, cli_command: list[str], cli_env: dict[str, str]
+) -> None:
+    bad = subprocess.run([*cli_command, "batch", "-"], input="not json", env=cli_env, capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "FILE: expected a JSON list" in bad.stderr
+    refused = subprocess.run([*cli_command, "batch", "-"], input=json.dumps([
+        {"task": "a", "output_files": ["same.py"]}, {"task": "b", "output_files": ["same.py"]}]),
+        env=cli_env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "runs[1].output_files[0].path" in refused.stderr

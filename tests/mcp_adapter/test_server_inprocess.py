@@ -370,3 +370,22 @@ async def test_a_conflict_reaches_the_client_as_a_structured_field_of_a_compact_
     assert "CONTEXT_MARKER" not in encoded and "ANSWER_MARKER" not in encoded
     assert len(encoded) < 2048, encoded
     assert (project_dir / "a.py").read_text() == "the person's edit\n"
+
+
+async def test_the_batch_action_answers_with_one_line_per_child_and_result_takes_the_batch_id(
+    engine: Engine, project_dir: Path
+) -> None:
+    use_backend(engine, ScriptedBackend(parallelism=2))
+    runs = [{"task": f"write {n}", "output_files": [{"path": f"{n}.txt"}]} for n in ("a", "b")]
+    with anyio.fail_after(DEADLINE_S):
+        async with _client(engine) as client:
+            progress: Progress = []
+            summary = await _call(client, progress, action="batch", runs=runs, max_parallel=2)
+            again = await _call(client, action="result", run_id=summary["batch_id"])
+            diagram = await _call(client, action="diagram", machine="batch")
+            refused = await _error(client, action="batch")
+    assert summary["state"] == "finished" and summary["children"] == ["a.txt done 1", "b.txt done 1"]
+    assert again == summary
+    assert any(m and m.startswith("2 of 2 done") for *_, m in progress)
+    assert "children_ended" in diagram["diagram"]
+    assert "runs: required for action 'batch'" in refused
