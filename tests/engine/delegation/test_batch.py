@@ -14,7 +14,7 @@ from engine.delegation import batch as batch_module
 from engine.delegation.metrics import read_log
 from engine.errors import InvalidArgument
 from engine.executor.backends.base import GenerateRequest, GenerateResult, TokenCallback
-from engine.testing.scripted import ScriptedBackend, use_backend
+from engine.testing.scripted import ScriptedBackend, files_answer, use_backend
 from states import BATCH, DELEGATION
 
 pytestmark = pytest.mark.anyio
@@ -144,6 +144,83 @@ async def test_children_verify_one_at_a_time_unless_told_otherwise(engine: Engin
     with anyio.fail_after(30):
         summary = await engine.batch({"runs": runs, "max_attempts": 1})
     assert summary["counts"] == {"done": 4}
+
+
+def _logging_verify(name: str, *, meet: str | None = None) -> str:
+    """A verify command that appends `start NAME` and `end NAME` to verify.log; with `meet`, it waits in between
+    (bounded: 10 s, then it fails) until the verify of child `meet` has started too."""
+    wait = (f"for i in $(seq 500); do grep -q 'start {meet}' verify.log && break; sleep 0.02; done; "
+            f"grep -q 'start {meet}' verify.log && ") if meet else ""
+    return f"echo 'start {name}' >> verify.log && {wait}echo 'end {name}' >> verify.log"
+
+
+async def test_parallel_verify_lets_two_childrens_verify_commands_overlap(engine: Engine, project_dir: Path) -> None:
+    # Each verify waits until the other one has started: both pass only if they run at the same time.
+    use_backend(engine, ScriptedBackend(parallelism=2))
+    runs = [{"task": f"t{i}", "output_files": [f"o{i}.txt"], "verify": _logging_verify(str(i), meet=str(1 - i))}
+            for i in range(2)]
+    with anyio.fail_after(30):
+        summary = await engine.batch({"runs": runs, "max_attempts": 1, "parallel_verify": True})
+    assert summary["counts"] == {"done": 2}, summary
+    log = (project_dir / "verify.log").read_text().split("\n")
+    assert [line.split()[0] for line in log if line] == ["start", "start", "end", "end"]  # overlapping
+    assert all(engine.store.get(c).data["verify_alone"] is False for c in
+               engine.store.get(summary["batch_id"]).data["children"])
+
+
+async def test_by_default_childrens_verify_commands_never_overlap(engine: Engine, project_dir: Path) -> None:
+    use_backend(engine, ScriptedBackend(parallelism=3))
+    runs = [{"task": f"t{i}", "output_files": [f"o{i}.txt"], "verify": _logging_verify(str(i)) + " && sleep 0.05"}
+            for i in range(3)]
+    with anyio.fail_after(30):
+        summary = await engine.batch({"runs": runs, "max_attempts": 1})
+    assert summary["counts"] == {"done": 3}
+    log = [line.split() for line in (project_dir / "verify.log").read_text().splitlines()]
+    # Every start is followed by the end of the same verify before the next one starts.
+    assert [kind for kind, _ in log] == ["start", "end"] * 3
+    assert all(log[i][1] == log[i + 1][1] for i in range(0, 6, 2))
+
+
+class _HoldTheRun(ScriptedBackend):
+    """Holds the generation of the task `held` until `release` is set; answers every other one at once."""
+
+    def __init__(self, held: str) -> None:
+        super().__init__(parallelism=3)
+        self.held = held
+        self.release = anyio.Event()
+        self.holding = anyio.Event()
+
+    async def generate(self, request: GenerateRequest, *, on_token: TokenCallback | None = None) -> GenerateResult:
+        if any(self.held in m.content for m in request.messages):
+            self.holding.set()
+            await self.release.wait()
+            self.reply(files_answer({"shared.txt": "from the run\n"}))
+        return await super().generate(request, on_token=on_token)
+
+
+async def test_a_batch_child_whose_output_another_run_holds_waits_for_that_runs_lock_and_then_proceeds(
+    engine: Engine, project_dir: Path
+) -> None:
+    backend = _HoldTheRun("the lone run")
+    use_backend(engine, backend)
+    with anyio.fail_after(30):
+        async with engine.background():
+            lone = await engine.delegate(task="the lone run", output_files=["shared.txt"], wait=0)
+            await backend.holding.wait()
+            started = await engine.batch([{"task": "child on shared", "output_files": ["shared.txt"]},
+                                          {"task": "child on its own", "output_files": ["own.txt"]}], wait=0)
+            waiting, own = (f"{started['batch_id']}.{n}" for n in (1, 2))
+            assert (await engine.result(own, wait=20))["state"] == "done"  # the batch runs its other child
+            assert engine.store.get(waiting).state == "pending"  # not started: it waits for the lone run's lock
+            assert not any("child on shared" in m.content for r in backend.requests for m in r.messages)
+            backend.release.set()
+            summary = await engine.result(started["batch_id"], wait=20)
+    assert (await engine.result(lone["run_id"]))["state"] == "done"
+    assert summary["state"] == "finished" and summary["counts"] == {"done": 2}, summary
+    # The child started from the lone run's output (its base), with no conflict, and its answer is on disk.
+    [write] = engine.store.file_writes(waiting)
+    assert write.previous == b"from the run\n" and not engine.store.get(waiting).data.get("conflicts")
+    assert (project_dir / "shared.txt").read_text() == "content of shared.txt\n"
 
 
 async def test_the_failure_limit_stops_the_batch_and_cancels_the_children_not_started(engine: Engine) -> None:
