@@ -1,6 +1,6 @@
 """The reliability harness in its short form (what CI runs): every scenario, a few cases each, nothing lost.
 
-The harness functions are called in-process (R1 and R4 start their own `local-llm` subprocesses); a lost case fails
+The harness functions are called in-process (R1, R4 and R8 start their own `local-llm` subprocesses); a lost case fails
 the test with the harness's own notes. The whole short form takes well under 3 minutes on a 2-core machine.
 """
 
@@ -45,6 +45,18 @@ def test_r5_loses_no_edit_and_reports_every_conflict() -> None:
     aimed = set(total["edits_by_state"])
     assert {"delegating", "writing", "verifying", "rolling_back"} <= aimed
     assert {f"after the kill in {point}" for point in KILL_POINTS} <= aimed
+
+
+def test_r8_kills_batches_mid_flight_and_every_child_ends_once() -> None:
+    result = _short("R8")
+    figures = result.figures
+    assert figures["kills"] >= 3, format_table([result])  # the batch process and the resumes after it
+    points = figures["kill_points"]
+    assert points.get("a child in writing", 0) > 0 and points.get("a child in verifying", 0) > 0, points
+    assert points.get("some children ended", 0) > 0, points  # killed in the middle of the batch, not only at its ends
+    assert figures["child_recoveries"] > 0  # the resumes picked up children the kills interrupted
+    assert figures["children_ended"].get("done", 0) > 0 and figures["children_ended"].get("failed", 0) > 0
+    assert sum(figures["children_ended"].values()) == figures["children"]
 
 
 def test_the_command_prints_only_the_table_and_exits_zero() -> None:
