@@ -201,7 +201,7 @@ async def test_a_signal_kills_the_verify_group_and_leaves_the_run_for_resume(
     process = subprocess.Popen([*cli_command, "delegate", "x", "--output", "x.txt", "--verify", verify, "--json"],
                                env=ollama_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        with anyio.fail_after(30):
+        with anyio.fail_after(120):  # a hang guard: the CLI starts, enables and generates first (slow under load)
             await _file_appears(pidfile)
         process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=30)
