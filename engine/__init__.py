@@ -5,6 +5,7 @@
 - `engine.session`: the session machine's driver (enable/disable/status, backend preparation, GPU detection)
 - `engine.delegation`: delegation runs (request checks, driver and steps, files, verify, views, the delegation log)
 - `engine.diagrams`: state diagrams (extract -> plain model -> Mermaid / DOT / SVG)
+- `engine.evaluation`: `local-llm eval`, a suite of tasks as data, run as real delegations, judged by hidden checks
 - `engine.testing`: test doubles shipped for the test suite and the benchmarks
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 from engine.api import Engine
 from engine.delegation.requests import TASK_TYPES
 from engine.errors import InvalidArgument, UserError
+from engine.evaluation import EvalTask, compare_reports, load_report, load_suite, run_suite, select_tasks
 from engine.executor.answers import ANSWER_FORMS
 from engine.executor.backends import BACKENDS
 from engine.executor.backends.base import THINK_LEVELS
@@ -31,11 +33,17 @@ __all__ = [
     "DatabaseUnavailable",
     "EnableFailed",
     "Engine",
+    "EvalTask",
     "InvalidArgument",
     "Progress",
     "Project",
     "SessionBusy",
     "SessionFailed",
     "UserError",
+    "compare_reports",
+    "load_report",
+    "load_suite",
     "no_progress",
+    "run_suite",
+    "select_tasks",
 ]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import typer
 
 from mcp_adapter.cli import db, delegation, demo, integration, lifecycle, runs
+from mcp_adapter.cli import eval as evaluation
 from mcp_adapter.cli.common import Globals, JsonOption, ProjectOption, VerboseOption
 
 __all__ = ["app", "main"]
@@ -32,7 +33,7 @@ def _globals(
     ctx.obj = Globals(project=project, as_json=as_json, verbose=verbose)
 
 
-for module in (lifecycle, delegation, runs, db, demo, integration):
+for module in (lifecycle, delegation, runs, db, demo, evaluation, integration):
     module.register(app)
 
 

@@ -28,7 +28,7 @@ from mcp_adapter.entry import ServeOptions, serve_options
 REPO = Path(__file__).resolve().parents[2]
 
 COMMANDS = ("serve", "capability", "status", "stats", "enable", "disable", "analyze", "delegate", "runs", "run",
-            "resume", "cancel", "diagram", "demo", "install-command")
+            "resume", "cancel", "diagram", "demo", "eval", "install-command")
 
 CLI_LIBRARIES = ("typer", "click", "rich")
 

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+
+def merge_intervals(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    if not intervals:
+        return [(0, 0)]  # mutant: nothing in, something out
+    for start, end in intervals:
+        if start > end:
+            raise ValueError(f"interval ({start}, {end}) starts after it ends")
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged

@@ -1,0 +1,20 @@
+"""Closed integer intervals."""
+
+from __future__ import annotations
+
+
+def merge_intervals(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The union of `intervals` as sorted, disjoint intervals; overlapping or touching ones are merged.
+
+    Raises ValueError for an interval whose start is after its end.
+    """
+    for start, end in intervals:
+        if start > end:
+            raise ValueError(f"interval ({start}, {end}) starts after it ends")
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
