@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,9 @@ __all__ = [
     "FEEDBACK_TOKENS",
     "UNGUARDED_MARGIN",
     "answer_floor",
-    "answer_room",
-    "check_prompt",
     "counter",
     "editing_files",
+    "fit_answer",
     "overflow_record",
     "pack",
 ]
@@ -111,30 +111,24 @@ def counter(backend: Backend, guard: PromptCount) -> Callable[[str], int]:
     return lambda text: math.ceil(backend.count_tokens(text) * margin)
 
 
-async def check_prompt(backend: Backend, request: GenerateRequest) -> None:
-    """Refuse, before sending, a prompt that leaves less than `request.max_tokens` of the context for the answer,
-    when the count says so for sure (the model's tokenizer) or when nothing else would (a server that cuts an
-    overlong prompt silently; there the conservative estimate decides). Where the server refuses overlong prompts
-    itself, an estimate over the limit is no reason to stop: the server has the real count."""
+async def fit_answer(backend: Backend, request: GenerateRequest, *, floor: int) -> GenerateRequest:
+    """The request with `max_tokens` set to what the context really leaves once this prompt is in it (never under
+    `floor`), counted once. A prompt that leaves less than `floor` is refused before sending when the count says so
+    for sure (the model's tokenizer) or when nothing else would (a server that cuts an overlong prompt silently;
+    there the conservative estimate decides). Where the server refuses overlong prompts itself, an estimate over the
+    limit is no reason to stop: the server has the real count."""
     count = await backend.count_prompt(request)
     tokens = math.ceil(count.tokens * _margin(count))
-    limit = request.num_ctx - request.max_tokens
+    room = max(floor, request.num_ctx - tokens - 8)
+    limit = request.num_ctx - room
     if tokens <= limit or not (count.exact or not count.server_refuses_overflow):
-        return
+        return replace(request, max_tokens=room)
     raise PromptTooLong(
         f"the prompt is {tokens} tokens ({_how(count)}) and num_ctx {request.num_ctx} holds {limit} beside the "
-        f"{request.max_tokens} kept for the answer{_why(count)}; pass fewer or smaller context files, or "
-        f"{LARGER_CONTEXT}",
+        f"{room} kept for the answer{_why(count)}; pass fewer or smaller context files, or {LARGER_CONTEXT}",
         prompt_tokens=tokens, num_ctx=request.num_ctx, exact=count.exact,
         refused_by="tokenizer" if count.exact else "estimate",
     )
-
-
-async def answer_room(backend: Backend, request: GenerateRequest, *, floor: int) -> int:
-    """What the context really leaves for the answer once this prompt is in it (never under `floor`: then
-    check_prompt decides whether the prompt may go)."""
-    count = await backend.count_prompt(request)
-    return max(floor, request.num_ctx - math.ceil(count.tokens * _margin(count)) - 8)
 
 
 def _margin(count: PromptCount) -> float:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,7 +31,7 @@ import structlog
 from engine.context import EngineContext
 from engine.delegation.generation import Slots, fit_history, generate, safe_progress
 from engine.delegation.moves import RunMoves, mark_writes
-from engine.delegation.packing import answer_room, check_prompt, counter, overflow_record, pack
+from engine.delegation.packing import counter, fit_answer, overflow_record, pack
 from engine.delegation.paths import resolve_inside
 from engine.delegation.reading import read_answer
 from engine.delegation.shared_tree import (
@@ -220,8 +220,7 @@ async def _generate(
                               temperature=0.1, seed=data.attempt, keep_alive=executor.keep_alive, think=data.think)
     # The answer gets what the context really leaves; a prompt cut silently would drop the very file text the
     # answer must build on, so none is sent that does not fit (refused with numbers).
-    request = replace(request, max_tokens=await answer_room(backend, request, floor=floor))
-    await check_prompt(backend, request)
+    request = await fit_answer(backend, request, floor=floor)
     return await generate(backend, request, slots=tools.slots, progress=attempt.progress, attempt=data.attempt,
                           total=data.max_attempts)
 
