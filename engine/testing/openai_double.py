@@ -45,6 +45,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from engine.testing.ollama_double import RecordedRequest, schema_example
+from engine.testing.served import ServedDouble
 
 __all__ = ["KINDS", "OpenAIDouble"]
 
@@ -67,8 +68,10 @@ def count_tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
-class OpenAIDouble:
+class OpenAIDouble(ServedDouble):
     """A scriptable stand-in for one OpenAI-compatible server. Thread-safe; start with `with` or `start()`/`stop()`."""
+
+    _thread_name = "openai-double"
 
     def __init__(
         self, kind: str = "llama.cpp", *, model: str | None = None, n_ctx_train: int = 32768, n_ctx: int = 8192,
@@ -77,6 +80,7 @@ class OpenAIDouble:
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind: one of {', '.join(KINDS)}")
+        super().__init__(port=port)
         self.kind, self.n_ctx_train, self.total_slots, self.version = kind, n_ctx_train, total_slots, version
         self.model = model or {"ollama": "qwen2.5-coder:7b", "vllm": "Qwen/Qwen2.5-Coder-7B-Instruct"}.get(
             kind, "qwen2.5-coder-7b-instruct-q4_k_m.gguf")
@@ -93,10 +97,6 @@ class OpenAIDouble:
         self.in_flight = self.max_in_flight = 0
         self._replies: deque[str] = deque()
         self._lock = threading.RLock()
-        self._stopping = threading.Event()
-        self._port = port
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- scripting --------------------------------------------------------------------------------------------------
 
@@ -120,28 +120,8 @@ class OpenAIDouble:
         assert self._server is not None, "the double is not started"
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def start(self) -> OpenAIDouble:
-        handler = type("Handler", (_Handler,), {"double": self})
-        self._server = _Server(("127.0.0.1", self._port), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="openai-double", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> OpenAIDouble:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def _make_server(self) -> ThreadingHTTPServer:
+        return _Server(("127.0.0.1", self._port), type("Handler", (_Handler,), {"double": self}))
 
     # -- what the server answers ------------------------------------------------------------------------------------
 

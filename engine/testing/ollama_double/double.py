@@ -26,10 +26,13 @@ from engine.testing.ollama_double.models import (
     rfc3339,
     utc_now,
 )
+from engine.testing.served import ServedDouble
 
 
-class OllamaDouble:
+class OllamaDouble(ServedDouble):
     """A scriptable stand-in for `ollama serve`. Thread-safe; start with `with` or `start()`/`stop()`."""
+
+    _thread_name = "ollama-double"
 
     def __init__(
         self,
@@ -42,6 +45,7 @@ class OllamaDouble:
         default_keep_alive: str | float = "5m",
         port: int = 0,
     ) -> None:
+        super().__init__(port=port)
         self.version = version
         """Today's by default; an older one turns off what it did not have yet (behaviour.features_of)."""
         self.vram_bytes = vram_bytes
@@ -62,10 +66,6 @@ class OllamaDouble:
         self._replies: deque[Reply] = deque()
         self._faults: deque[Fault] = deque()
         self._lock = threading.RLock()
-        self._stopping = threading.Event()
-        self._port = port
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- scripting --------------------------------------------------------------------------------------------------
 
@@ -135,28 +135,8 @@ class OllamaDouble:
     def url(self) -> str:
         return f"http://{self.host}"
 
-    def start(self) -> OllamaDouble:
-        self._server = make_server(self, self._port)
-        # A short poll interval keeps stop() (and so every test's teardown) fast.
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="ollama-double", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> OllamaDouble:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def _make_server(self) -> ThreadingHTTPServer:
+        return make_server(self, self._port)
 
     # -- the API's behaviour (called from handler threads) ----------------------------------------------------------
 
