@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything this project needs in ./.venv, then do one thing:
 #   scripts/bootstrap.sh demo    a real delegation on the embedded llama.cpp model, in a scratch project
-#   scripts/bootstrap.sh test    the whole test suite (what CI runs)
+#   scripts/bootstrap.sh test    ruff, mypy, then the whole test suite (what CI runs)
 #   scripts/bootstrap.sh setup   only the setup
 # Environment: PYTHON (default python3), CMAKE_ARGS for llama-cpp-python (default -DGGML_NATIVE=OFF: the native
 # build crashes at the first token on some CPUs; use "-DGGML_CUDA=on" on an NVIDIA machine).
@@ -53,6 +53,9 @@ fi
 
 case "$mode" in
   demo) exec "$venv/bin/local-llm" demo ;;
-  test) exec "$py" -m pytest -q ;;
+  test)
+    say "ruff check"; "$py" -m ruff check .
+    say "mypy (engine, states, mcp_adapter: pyproject.toml [tool.mypy])"; "$py" -m mypy
+    exec "$py" -m pytest -q ;;
   setup) say "ready: $venv/bin/local-llm --help" ;;
 esac
