@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 __all__ = ["MachineData", "UnknownField"]
 
@@ -26,7 +26,7 @@ class MachineData:
     """Base of the typed data of a machine; subclasses are frozen dataclasses with a default on every field."""
 
     @classmethod
-    def from_json(cls: type[D], raw: Mapping[str, Any] | None) -> D:
+    def from_json(cls, raw: Mapping[str, Any] | None) -> Self:
         known = cls.field_names()
         return cls(**{k: v for k, v in (raw or {}).items() if k in known})
 
