@@ -120,8 +120,10 @@ class Engine:
         verify_timeout: float | None = DEFAULT_TIMEOUT_S, wait: float | None = None, progress: Progress = no_progress,
         think: bool | str | None = False, answer_form: str | None = None,
     ) -> dict[str, Any]:
-        """Run a delegation. `answer_form`: `edits`, `json` or None/`auto` (the session's, else the backend's). `think`: False (the default: mechanical work), True or a level, for models that can. `wait=None` waits for its end; a number of seconds answers after that long with the
-        run's current view (the run goes on in `background()`; collect it with `result`)."""
+        """Run a delegation. `answer_form`: `edits`, `json` or None/`auto` (the session's, else the backend's).
+        `think`: False (the default: mechanical work), True or a level, for models that can. `wait=None` waits for
+        its end; a number of seconds answers after that long with the run's current view (the run goes on in
+        `background()`; collect it with `result`)."""
         return await self.delegations.delegate(
             task=task, output_files=output_files, task_type=task_type, context_files=context_files, verify=verify,
             max_attempts=max_attempts, model=model, allow_secrets=allow_secrets,
@@ -138,8 +140,8 @@ class Engine:
         return await self.delegations.batch(spec, wait=wait, progress=progress)
 
     async def result(self, run_id: str, *, wait: float = 0.0, diff: bool = False) -> dict[str, Any]:
-        """A run's compact result (a batch's counts, or its summary once ended), after waiting up to `wait` seconds for its end; `diff` adds each file's unified
-        diff against the file as the run found it."""
+        """A run's compact result (a batch's counts, or its summary once ended), after waiting up to `wait` seconds
+        for its end; `diff` adds each file's unified diff against the file as the run found it."""
         return await self.delegations.result(run_id, wait=wait, diff=diff)
 
     async def cancel(self, run_id: str) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""What the session code and the delegation runs share: the project, its store, the sets of persisted machines (sessions, runs, batches),
-and the task group that background runs live in. The `Engine` facade builds one; nothing below the facade imports it.
+"""What the session code and the delegation runs share: the project, its store, the sets of persisted machines
+(sessions, runs, batches), and the task group that background runs live in. The `Engine` facade builds one; nothing
+below the facade imports it.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ __all__ = ["ProcStat", "proc_stat"]
 
 
 class ProcStat:
-    __slots__ = ("state", "start_ticks")
+    __slots__ = ("start_ticks", "state")
 
     def __init__(self, state: str, start_ticks: str) -> None:
         self.state = state

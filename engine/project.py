@@ -27,8 +27,10 @@ class Project:
         chosen = explicit if explicit is not None else os.environ.get(PROJECT_ENV) or os.getcwd()
         root = Path(chosen).expanduser()
         if not root.is_dir():
-            source = "--project" if explicit is not None else f"${PROJECT_ENV}" if os.environ.get(PROJECT_ENV) else "cwd"
-            raise ProjectError(f"project directory {str(root)!r} (from {source}) does not exist; pass an existing directory")
+            source = ("--project" if explicit is not None
+                      else f"${PROJECT_ENV}" if os.environ.get(PROJECT_ENV) else "cwd")
+            raise ProjectError(f"project directory {str(root)!r} (from {source}) does not exist; "
+                               "pass an existing directory")
         return cls(root.resolve())
 
     @property

@@ -97,7 +97,7 @@ class Driver:
                     await STEPS["rolling_back"](self._tools, record, attempt)  # pauses after its first file
                 else:
                     if not locked:
-                        if await self._cancellable(run_id, live, lambda: self._lock(stack, data)):
+                        if await self._cancellable(run_id, live, partial(self._lock, stack, data)):
                             continue
                         locked = True
                     if record.state != "writing":  # writing pauses after its first file

@@ -101,16 +101,15 @@ async def generate(
                 scope.cancel()
                 return
 
-    async with slots.of(backend):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(report)
-            tg.start_soon(watch, tg.cancel_scope)
-            try:
-                outcome["result"] = await backend.generate(request, on_token=on_token)
-            except Exception as exc:
-                outcome["error"] = exc
-            finally:
-                tg.cancel_scope.cancel()
+    async with slots.of(backend), anyio.create_task_group() as tg:
+        tg.start_soon(report)
+        tg.start_soon(watch, tg.cancel_scope)
+        try:
+            outcome["result"] = await backend.generate(request, on_token=on_token)
+        except Exception as exc:
+            outcome["error"] = exc
+        finally:
+            tg.cancel_scope.cancel()
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]

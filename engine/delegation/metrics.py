@@ -142,7 +142,8 @@ def _rate(part: int, whole: int) -> float | None:
 
 def saved_tokens_estimate(runs: Iterable[Mapping[str, Any]]) -> int:
     """Estimate of orchestrator tokens saved: for every run that ended `done`, the tokens the executor generated
-    less those it spent thinking (the rest is code the orchestrator did not have to write), minus, for every run, what delegating cost the orchestrator:
+    less those it spent thinking (the rest is code the orchestrator did not have to write), minus, for every run,
+    what delegating cost the orchestrator:
     the task text (chars / 4) plus a fixed ORCHESTRATOR_OVERHEAD_TOKENS for the call and reading the result.
     Never below zero. It is an estimate: the orchestrator's own answer would not be token-for-token the same."""
     saved = 0.0

@@ -98,7 +98,7 @@ def canonical_relative(relative: str) -> str:
 def _ignores_case(directory: str) -> bool:
     try:
         with os.scandir(directory) as entries:
-            names = {entry.name for _, entry in zip(range(256), entries)}
+            names = {entry.name for _, entry in zip(range(256), entries, strict=False)}
     except OSError:
         names = set()
     # A listed name whose case-swapped twin is not listed but stats as the same file: lookups here ignore case.
@@ -272,7 +272,8 @@ class Protection:
         for i, key in enumerate(keys):
             if (anchor := self.anchors.get(key)) is not None:
                 spellings.append("/".join([anchor, *output.key.split("/")[i + 1:]]))
-        found = [(rule, f"it is {spelling!r}") for spelling in spellings if (rule := rule_for_parts(spelling.split("/")))]
+        found = [(rule, f"it is {spelling!r}") for spelling in spellings
+                 if (rule := rule_for_parts(spelling.split("/")))]
         for directory in output.real.parents:
             if directory == self.real_root:
                 break

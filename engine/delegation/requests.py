@@ -250,7 +250,8 @@ def check_files(root: Path, request: DelegateRequest) -> DelegateRequest:
         text = read_text_file(root, path, field=f"context_files[{i}]", allow_secrets=request.allow_secrets,
                               limit=left)
         left -= len(text.encode("utf-8"))
-    canonical = [OutputSpec(output.relative, spec.description) for output, spec in zip(outputs, request.outputs)]
+    canonical = [OutputSpec(output.relative, spec.description)
+                 for output, spec in zip(outputs, request.outputs, strict=True)]
     return replace(request, outputs=canonical)
 
 

@@ -48,7 +48,8 @@ def _readme(kinds: Iterable[str], rendered: dict[str, str]) -> str:
         "",
     ]
     for kind in kinds:
-        parts += [f"## {kind}", "", f"Source: [`{kind}.mmd`]({kind}.mmd)", "", "```mermaid", rendered[kind].rstrip(), "```", ""]
+        parts += [f"## {kind}", "", f"Source: [`{kind}.mmd`]({kind}.mmd)", "",
+                  "```mermaid", rendered[kind].rstrip(), "```", ""]
     return "\n".join(parts)
 
 

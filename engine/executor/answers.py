@@ -15,7 +15,8 @@ from typing import Any
 
 from engine.errors import InvalidArgument
 
-__all__ = ["ANSWER_FORMS", "ANSWER_FORM_ENV", "AnswerError", "answer_schema", "check_answer_form", "default_answer_form", "parse_answer"]
+__all__ = ["ANSWER_FORMS", "ANSWER_FORM_ENV", "AnswerError", "answer_schema", "check_answer_form",
+           "default_answer_form", "parse_answer"]
 
 ANSWER_FORMS = ("edits", "json")
 """`edits`: search/replace blocks for files that exist, whole content for new ones, no code inside JSON (the default:

@@ -30,12 +30,12 @@ import structlog
 from engine.context import EngineContext
 from engine.errors import UserError
 from engine.executor import Executor
+from engine.executor.answers import check_answer_form
 from engine.executor.backends import make_backend, select_backend
 from engine.executor.backends.base import Backend
 from engine.executor.backends.ollama import OllamaBackend, canonical_model, ollama_base_url
 from engine.progress import Progress, no_progress
 from engine.session import gpu
-from engine.executor.answers import check_answer_form
 from engine.session.choices import check_slots, cleared, resume_choice, unprepared
 from engine.session.gpu import GpuReport
 from engine.session.llm_spec import LlmSpec, parse_llm_spec

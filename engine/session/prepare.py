@@ -32,7 +32,7 @@ from engine.session.llm_spec import LlmSpec
 from engine.session.processes import alive, spawn_detached
 from engine.session.recommendations import capabilities_from_show, generates_text, recommend_model, suggested_model
 
-__all__ = ["SESSION_KEEP_ALIVE", "SERVER_TIMEOUT_ENV", "Timeouts", "keep_alive_for", "prepare"]
+__all__ = ["SERVER_TIMEOUT_ENV", "SESSION_KEEP_ALIVE", "Timeouts", "keep_alive_for", "prepare"]
 
 log = structlog.get_logger(__name__)
 

@@ -128,7 +128,7 @@ def _template_tokens(llm: Llama, messages: list[dict[str, str]]) -> int:
     from `tokenizer.chat_template`); without a template, the tokens of each message plus role markers."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    template = llm.metadata["tokenizer.chat_template"] if "tokenizer.chat_template" in llm.metadata else None
+    template = llm.metadata.get("tokenizer.chat_template")
     if not template:
         return sum(len(llm.tokenize(m["content"].encode("utf-8"), add_bos=False)) + MESSAGE_OVERHEAD
                    for m in messages)

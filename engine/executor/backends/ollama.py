@@ -154,8 +154,8 @@ class OllamaBackend:
                 "check that `ollama serve` is still running, then retry"
             ) from exc
         if response.status_code == 404:
-            raise ModelMissing(f"Ollama: {_error_text(response)}; pull it with `ollama pull MODEL` or `local-llm enable "
-                               "--llm MODEL`")
+            raise ModelMissing(f"Ollama: {_error_text(response)}; pull it with `ollama pull MODEL` or "
+                               "`local-llm enable --llm MODEL`")
         if response.status_code >= 400:
             raise BackendError(
                 f"Ollama answered {response.status_code} to {path}: {_error_text(response)}",
@@ -164,7 +164,8 @@ class OllamaBackend:
         try:
             return response.json()
         except ValueError as exc:
-            raise BackendError(f"Ollama sent malformed JSON from {path}: {response.text[:200]!r}", retryable=True) from exc
+            raise BackendError(f"Ollama sent malformed JSON from {path}: {response.text[:200]!r}",
+                               retryable=True) from exc
 
     async def version(self) -> str | None:
         try:

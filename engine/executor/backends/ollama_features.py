@@ -119,7 +119,8 @@ def think_value(want: Think, traits: ModelTraits, *, model: str) -> Any:
     """The request's `think` field for what the run wants (server/routes.go ChatHandler: left out on a model that can
     think, thinking is ON; `think: true` to a model that cannot is a 400)."""
     if isinstance(want, str) and want not in THINK_LEVELS:
-        raise BackendError(f"think {want!r} is not a thinking level; use true, false or one of {', '.join(THINK_LEVELS)}")
+        raise BackendError(f"think {want!r} is not a thinking level; "
+                           f"use true, false or one of {', '.join(THINK_LEVELS)}")
     if want is False:
         if traits.can_think is False:
             return OMIT  # nothing to turn off

@@ -52,7 +52,7 @@ def openai_base_url(explicit: str | None = None) -> str:
     default port on localhost."""
     url = explicit or os.environ.get(OPENAI_URL_ENV) or os.environ.get("OPENAI_BASE_URL") or DEFAULT_OPENAI_URL
     url = url.rstrip("/")
-    return url[: -len("/v1")] if url.endswith("/v1") else url
+    return url.removesuffix("/v1")
 
 
 def _error_text(response: httpx.Response) -> str:

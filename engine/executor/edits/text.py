@@ -63,7 +63,8 @@ class FileText:
         return not self.lines or self.endings[-1] != ""
 
     def text(self) -> str:
-        return (BOM if self.bom else "") + "".join(line + end for line, end in zip(self.lines, self.endings))
+        body = "".join(line + end for line, end in zip(self.lines, self.endings, strict=True))
+        return (BOM if self.bom else "") + body
 
     def encode(self) -> bytes:
         return self.text().encode("utf-8")

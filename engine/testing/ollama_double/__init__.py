@@ -55,8 +55,8 @@ from engine.testing.ollama_double.models import (
 
 __all__ = [
     "DEFAULT_NUM_CTX",
-    "Fault",
     "FakeModel",
+    "Fault",
     "LoadedModel",
     "OllamaDouble",
     "RecordedRequest",

@@ -155,7 +155,7 @@ def fit_prompt(messages: Sequence[Mapping[str, Any]], *, num_ctx: int, chars_per
 def reused_prefix(cached: Sequence[str], tokens: Sequence[str]) -> int:
     """How many leading tokens the runner's cache already holds (never all: the last is always evaluated)."""
     same = 0
-    for a, b in zip(cached, tokens):
+    for a, b in zip(cached, tokens, strict=False):
         if a != b:
             break
         same += 1

@@ -243,6 +243,7 @@ class OllamaDouble(ServedDouble):
 def _capabilities(model: FakeModel, version: str) -> dict[str, Any]:
     """`capabilities` came with v0.6.4 (ollama commit e172f095b, "api: return model capabilities from the show
     endpoint") and is `omitempty`: older servers, and an empty list, leave the key out."""
-    return {"capabilities": list(model.capabilities)} if model.capabilities and features_of(version).capabilities else {}
+    shown = model.capabilities and features_of(version).capabilities
+    return {"capabilities": list(model.capabilities)} if shown else {}
 
 

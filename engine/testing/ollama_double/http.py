@@ -236,7 +236,7 @@ class _Handler(BaseHTTPRequestHandler):
         keep_alive = body.get("keep_alive")
         try:
             ka_seconds = parse_keep_alive(keep_alive, parse_keep_alive(self.double.default_keep_alive))
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:
             self._error(400, str(exc))
             return
         stamp = {"model": name, "created_at": rfc3339(utc_now())}

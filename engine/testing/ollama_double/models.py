@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 DEFAULT_NUM_CTX = 4096
@@ -139,7 +139,7 @@ def parse_keep_alive(value: Any, default: float | None = 300.0) -> float | None:
     if value is None:
         return default
     if isinstance(value, bool):
-        raise ValueError(f"keep_alive: {value!r}")
+        raise TypeError(f"keep_alive: {value!r}")
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
@@ -188,11 +188,11 @@ def default_responder(body: Mapping[str, Any]) -> str:
 
 
 def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def split_pieces(text: str) -> list[str]:
