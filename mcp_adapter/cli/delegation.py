@@ -100,7 +100,8 @@ def _stats_text(s: dict[str, Any]) -> str:
         f"analyzed: {s['analyzed']} (recommended delegate: {pct(s['delegation_rate'])})",
         f"delegated: {s['delegated']} (done {s['done']}, failed {s['failed']}, cancelled {s['cancelled']})",
         f"conflicts with other writers: {s.get('conflicts', 0)} in {s.get('runs_with_conflicts', 0)} run(s)",
-        f"verification pass rate: {pct(s['verification_pass_rate'])}; first attempt: {pct(s['first_attempt_pass_rate'])}",
+        (f"verification pass rate: {pct(s['verification_pass_rate'])}; "
+         f"first attempt: {pct(s['first_attempt_pass_rate'])}"),
         (f"tokens generated: {s['tokens_generated']} ({s.get('thinking_tokens', 0)} thinking); "
          f"time: {s['time_seconds']:.1f} s"),
         f"prompts too long for the context: {s.get('runs_prompt_too_long', 0)}",
@@ -108,7 +109,8 @@ def _stats_text(s: dict[str, Any]) -> str:
     ]
     for title, key in (("by task type", "by_task_type"), ("by model", "by_model")):
         for name, g in s[key].items():
-            lines.append(f"  {title} {name}: {g['runs']} runs, {g['done']} done, pass {pct(g['verification_pass_rate'])}")
+            lines.append(f"  {title} {name}: {g['runs']} runs, {g['done']} done, "
+                         f"pass {pct(g['verification_pass_rate'])}")
     if (b := s.get("batches")) and b["count"]:
         lines.append(f"batches: {b['count']} ({b['child_runs']} child runs, {b['child_runs_done']} done)")
     if s["corrupt_lines"]:

@@ -116,7 +116,8 @@ def cancel(
 
 def diagram(
     ctx: typer.Context,
-    machine: Annotated[Machine, typer.Argument(metavar="MACHINE", help="which state machine: session, delegation or batch")],
+    machine: Annotated[Machine, typer.Argument(metavar="MACHINE",
+                                               help="which state machine: session, delegation or batch")],
     *,
     run: Annotated[str | None, typer.Option(
         "--run", metavar="ID", show_default=False,
