@@ -15,7 +15,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import import_module
 from typing import Any
 
@@ -61,7 +61,7 @@ def rows(figures: Sequence[Figure]) -> list[tuple[str, ...]]:
 
 def format_table(table: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(str(r[i])) for r in [COLUMNS, *table]) for i in range(len(COLUMNS))]
-    line = lambda r: " | ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    line = lambda r: " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
     return "\n".join([line(COLUMNS), "-+-".join("-" * w for w in widths), *(line(r) for r in table)])
 
 
@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs.append(info)
         print(f"{bench_id} done: {info}", file=sys.stderr, flush=True)
     machine = f"{platform.node()} {platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     if args.json:
         json.dump({"when": when, "machine": machine, "quick": args.quick, "runs": runs,
                    "figures": [f.as_dict() for f in figures]}, sys.stdout, indent=2)

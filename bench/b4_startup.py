@@ -67,7 +67,7 @@ def populate(project: Path, *, finished: int = FINISHED, interrupted: int = INTE
         path = _FINISHED_PATH if done else ("pending", "delegating")
         names = _EVENTS[: len(path) + 1] if done else _EVENTS[:3]
         states = (path[0], *path) if done else ("pending", "pending", "delegating")
-        for version, (event, dst) in enumerate(zip(names, states), start=1):
+        for version, (event, dst) in enumerate(zip(names, states, strict=True), start=1):
             src = None if version == 1 else states[version - 2]
             events.append((run_id, version, event, src, dst, _dumps({"attempt": 1}), at))
         machines.append((run_id, "delegation", states[-1], _dumps(data), None if done else DEAD_OWNER, at, at,
@@ -149,7 +149,7 @@ def run(quick: bool) -> list[Figure]:
         for r in range(rounds):
             for name, template in (("empty", empty), ("full", full))[:: 1 if r % 2 else -1]:
                 serve_s[name].append(anyio.run(serve_first_answer, _fresh_copy(template, work)))
-        for r in range(scans):
+        for _ in range(scans):
             for name, template in (("empty", empty), ("full", full), ("only", only)):
                 seconds, n = open_and_scan(_fresh_copy(template, work))
                 scan_s[name].append(seconds)

@@ -20,8 +20,8 @@ SCRIPTED_ANSWER_FORM = "json"
 
 __all__ = [
     "PYTHON",
-    "SCRIPTED_ANSWER_FORM",
     "REPO",
+    "SCRIPTED_ANSWER_FORM",
     "Figure",
     "free_port",
     "median",

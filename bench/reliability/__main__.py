@@ -36,7 +36,7 @@ def format_table(results: Sequence[ScenarioResult]) -> str:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
 
     def line(row: Sequence[str]) -> str:
-        return "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths)) + "  " + row[-1]
+        return "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
 
     return "\n".join([line(header), line(["-" * w for w in widths] + ["-----"]), *map(line, rows)])
 

@@ -85,7 +85,7 @@ def cli_env(project: Path, double: OllamaDouble, **extra: str) -> dict[str, str]
 
 
 def cli(env: Mapping[str, str], *args: str, timeout: float = CLI_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mcp_adapter", *args], env=dict(env), capture_output=True,
+    return subprocess.run([sys.executable, "-m", "mcp_adapter", *args], env=dict(env), capture_output=True, check=False,
                           text=True, timeout=timeout, cwd=REPO)
 
 

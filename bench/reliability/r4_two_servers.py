@@ -14,6 +14,7 @@ full: six). Per run:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -144,11 +145,11 @@ class _Held:
     async def serve(self, project: Path, host: str, *,
                     task_status: anyio.abc.TaskStatus[Client] = anyio.TASK_STATUS_IGNORED) -> None:
         try:
-            async with _server(project, host) as client:
-                task_status.started(client)
-                await self.stop.wait()
-        except Exception:  # a killed server's connection breaks on the way out: expected
-            pass
+            # A killed server's connection breaks on the way out: expected.
+            with contextlib.suppress(Exception):
+                async with _server(project, host) as client:
+                    task_status.started(client)
+                    await self.stop.wait()
         finally:
             self.closed.set()
 

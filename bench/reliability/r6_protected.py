@@ -159,7 +159,7 @@ def protected_case(draw: st.DrawFn) -> dict[str, Any]:
             parts[i] = draw(st.sampled_from(_GIT_SPELLINGS))
         elif part in _PROTECTED_NAMES and draw(st.booleans()):
             flips = draw(st.lists(st.booleans(), min_size=len(part), max_size=len(part)))
-            parts[i] = "".join(c.swapcase() if flip else c for c, flip in zip(part, flips))
+            parts[i] = "".join(c.swapcase() if flip else c for c, flip in zip(part, flips, strict=True))
     spelling = draw(st.sampled_from(["", "./", ".//"]))
     for i, part in enumerate(parts):
         spelling += part if i == 0 else draw(st.sampled_from(_SEPARATORS)) + part
@@ -279,7 +279,7 @@ async def _fuzz(examples: int, seed_value: int, result: ScenarioResult) -> None:
                     allowed = _written_by(root, case["path"], initial) if opted_in else set()
                     try:
                         problems = _check_protected(call, root, engine, backend, case, outcomes)
-                    except Exception as exc:  # a hang (deadline) or the client's own failure  # noqa: BLE001
+                    except Exception as exc:  # a hang (deadline) or the client's own failure
                         problems = [f"the call failed: {type(exc).__name__}: {exc}"[:300]]
                     changed = {rel for rel, _ in set(_snapshot(root).items()) ^ set(initial.items())}
                     if unexpected := sorted(changed - allowed):
@@ -303,7 +303,7 @@ async def _fuzz(examples: int, seed_value: int, result: ScenarioResult) -> None:
                         outcomes["aliased run pairs, never two writers"] += 0 if problems else 1
                         _put_back(root, initial, contents)
                         use_backend(engine, backend, model=MODEL)
-                    except Exception as exc:  # noqa: BLE001  (recorded as the case's problem)
+                    except Exception as exc:  # recorded as the case's problem
                         problems.append(f"the check failed: {type(exc).__name__}: {exc}"[:300])
                     result.record(problems, f"aliases {pair!r}")
 
