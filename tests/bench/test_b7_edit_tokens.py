@@ -13,5 +13,5 @@ def test_edit_blocks_cost_at_most_a_quarter_of_whole_files() -> None:
 
 def test_the_fixture_has_ten_changes_of_three_lines_in_1500_lines() -> None:
     base, target = b7_edit_tokens.fixture()
-    changed = [(a, b) for a, b in zip(base.splitlines(), target.splitlines()) if a != b]
+    changed = [(a, b) for a, b in zip(base.splitlines(), target.splitlines(), strict=True) if a != b]
     assert len(base.splitlines()) == len(target.splitlines()) == 1500 and len(changed) == 30

@@ -50,7 +50,8 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] == "click")))
 
 
 def _cli(cli_command: list[str], env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*cli_command, *args], env=env, capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
+    return subprocess.run([*cli_command, *args], env=env, capture_output=True, text=True, timeout=60, cwd=REPO,
+                          check=False)
 
 
 def _probe_serve(env: dict[str, str], *args: str) -> dict[str, Any]:

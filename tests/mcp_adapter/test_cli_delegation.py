@@ -16,7 +16,9 @@ from engine.testing.scripted import files_answer
 from tests.markers import needs_embedded
 
 
-def _cli(cli_command: list[str], env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def _cli(
+    cli_command: list[str], env: dict[str, str], *args: str, timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*cli_command, *args], env=env, capture_output=True, text=True, timeout=timeout,
                           check=False)
 
@@ -118,7 +120,9 @@ def test_stats_aggregates_the_log_and_counts_corrupt_lines(
     assert "skipped 1 corrupt log line" in _cli(cli_command, ollama_env, "stats").stdout
 
 
-def test_cancel_ends_a_pending_run_as_cancelled(cli_command: list[str], cli_env: dict[str, str], project_dir: Path) -> None:
+def test_cancel_ends_a_pending_run_as_cancelled(
+    cli_command: list[str], cli_env: dict[str, str], project_dir: Path,
+) -> None:
     engine = Engine(Project.resolve(project_dir))
     engine.ctx.runs.create("run-wait", {"task": "x", "task_type": "generate", "output_files": [{"path": "w.txt"}],
                                     "max_attempts": 1, "verify": ""})
@@ -230,10 +234,10 @@ async def test_a_signal_kills_the_verify_group_and_leaves_the_run_for_resume(
 def test_batch_reads_its_requests_from_standard_input_and_names_a_bad_file(
     project_dir: Path, cli_command: list[str], cli_env: dict[str, str]
 ) -> None:
-    bad = subprocess.run([*cli_command, "batch", "-"], input="not json", env=cli_env, capture_output=True,
+    bad = subprocess.run([*cli_command, "batch", "-"], input="not json", env=cli_env, capture_output=True, check=False,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "FILE: expected a JSON list" in bad.stderr
     refused = subprocess.run([*cli_command, "batch", "-"], input=json.dumps([
         {"task": "a", "output_files": ["same.py"]}, {"task": "b", "output_files": ["same.py"]}]),
-        env=cli_env, capture_output=True, text=True, timeout=60)
+        env=cli_env, capture_output=True, check=False, text=True, timeout=60)
     assert refused.returncode == 2 and "runs[1].output_files[0].path" in refused.stderr

@@ -109,7 +109,9 @@ async def test_a_trickling_or_stalled_backend_ends_the_attempt_with_a_retryable_
 
 
 @pytest.mark.anyio
-async def test_a_steady_stream_under_the_same_limits_completes(backend: OllamaBackend, ollama_double: OllamaDouble) -> None:
+async def test_a_steady_stream_under_the_same_limits_completes(
+    backend: OllamaBackend, ollama_double: OllamaDouble,
+) -> None:
     ollama_double.reply(LONG_ANSWER)
     ollama_double.fault(Fault.trickle(0.05))  # 20 tokens/s, for 1.5 s: past the window, over the minimum
     with anyio.fail_after(10):

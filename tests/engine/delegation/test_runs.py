@@ -12,8 +12,8 @@ from engine.delegation.context_files import SecretFile
 from engine.delegation.metrics import read_log
 from engine.errors import InvalidArgument, UserError
 from engine.executor.backends.base import ChatMessage, GenerateResult
-from engine.executor.tokens import estimate_prompt
 from engine.executor.backends.ollama import OllamaBackend
+from engine.executor.tokens import estimate_prompt
 from engine.testing.ollama_double import OllamaDouble
 from engine.testing.scripted import ScriptedBackend, files_answer, use_backend
 from states import SESSION_ID
@@ -347,7 +347,8 @@ async def test_an_answer_that_ignores_the_schema_is_read_from_fenced_code(
     backend = _ollama(engine, ollama_double)
     ollama_double.reply("Here you go:\n\n```python\ndef f():\n    return 1\n```\n")
     with anyio.fail_after(20):
-        result = await engine.delegate(task="x", output_files=["f.py"], verify="python3 -c 'import f; assert f.f() == 1'")
+        result = await engine.delegate(task="x", output_files=["f.py"],
+                                       verify="python3 -c 'import f; assert f.f() == 1'")
     await backend.aclose()
     assert result["state"] == "done"
     assert (project_dir / "f.py").read_text() == "def f():\n    return 1\n"

@@ -32,7 +32,9 @@ def test_the_seeds_example_recommends_delegate() -> None:
         ("Split the helpers", ["a.py", "b.py", "c.py"], "multi-file coordination", -0.3),
     ],
 )
-def test_each_seed_signal_adds_its_weight_to_the_base(task: str, outputs: list[str], signal: str, weight: float) -> None:
+def test_each_seed_signal_adds_its_weight_to_the_base(
+    task: str, outputs: list[str], signal: str, weight: float,
+) -> None:
     analysis = score_task(task, output_files=outputs)
     signals = _signals(analysis)
     assert signals[signal] == weight

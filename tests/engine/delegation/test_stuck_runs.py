@@ -56,4 +56,5 @@ async def test_a_rollback_that_keeps_failing_ends_the_run_after_the_recovery_lim
     assert report["aborted"] == ["run-stuck"]
     record = engine.store.get("run-stuck")
     assert record.state == "failed"
-    assert "could not finish rolling back after 3 tries (PermissionError: read-only file system)" in record.data["error"]
+    assert ("could not finish rolling back after 3 tries (PermissionError: read-only file system)"
+            in record.data["error"])

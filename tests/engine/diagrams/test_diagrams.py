@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,8 @@ DIAGRAMS = Path(__file__).resolve().parents[3] / "diagrams"
 def test_the_diagrams_folder_matches_the_declared_machines() -> None:
     expected = folder_files(with_svg=False)
     for name, text in expected.items():
-        assert (DIAGRAMS / name).read_text() == text, f"diagrams/{name} drifted: run `python -m engine.diagrams diagrams`"
+        assert (DIAGRAMS / name).read_text() == text, \
+            f"diagrams/{name} drifted: run `python -m engine.diagrams diagrams`"
 
 
 @pytest.mark.graphviz
@@ -42,7 +44,7 @@ def _has_path(edges: set[tuple[str, str]], chain: list[str]) -> bool:
                     seen.add(dst)
                     frontier.append(dst)
         return False
-    return all(reaches(a, b) for a, b in zip(chain, chain[1:]))
+    return all(reaches(a, b) for a, b in itertools.pairwise(chain))
 
 
 def test_the_design_chain_from_idle_to_done_appears_in_the_diagrams() -> None:

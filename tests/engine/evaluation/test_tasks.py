@@ -37,7 +37,8 @@ CHECK = "from two import two\nassert two() == 2, 'two() must return the number t
 def write_task(suite: Path, task_id: str = "gen-two", toml: str = TASK_TOML, *,
                files: dict[str, str] | None = None, check: dict[str, str] | None = None) -> Path:
     root = suite / task_id
-    for folder, contents in (("files", files or {"notes.txt": "a note\n"}), ("check", check or {"check_two.py": CHECK})):
+    folders = (("files", files or {"notes.txt": "a note\n"}), ("check", check or {"check_two.py": CHECK}))
+    for folder, contents in folders:
         for name, text in contents.items():
             (root / folder / name).parent.mkdir(parents=True, exist_ok=True)
             (root / folder / name).write_text(text)

@@ -43,7 +43,7 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(gpu_module, "probe_gpus", lambda: gpu(12, 11))
 
 
-# -- enable -------------------------------------------------------------------------------------------------------------
+# -- enable ------------------------------------------------------------------------------------------------------------
 
 @pytest.mark.anyio
 async def test_enable_refuses_an_embedding_only_model_before_loading_anything(
@@ -102,7 +102,7 @@ async def test_enable_with_defaults_on_cpu_skips_a_pulled_embedding_model(
     assert (status["model"], status["capabilities"]) == ("deepseek-coder:6.7b", ["completion"])
 
 
-# -- capability ---------------------------------------------------------------------------------------------------------
+# -- capability --------------------------------------------------------------------------------------------------------
 
 @pytest.mark.anyio
 async def test_capability_lists_this_gpus_candidates_pulled_or_not_with_a_num_ctx_each(
@@ -113,7 +113,7 @@ async def test_capability_lists_this_gpus_candidates_pulled_or_not_with_a_num_ct
         cap = await engine.capability()
     assert (cap["recommended_model"], cap["recommended_pulled"]) == ("qwen2.5-coder:14b", True)
     rows = {row["model"]: row for row in cap["candidates"]}
-    assert list(rows)[0] == "qwen2.5-coder:14b"
+    assert next(iter(rows)) == "qwen2.5-coder:14b"
     first = rows["qwen2.5-coder:14b"]
     assert (first["pulled"], first["fits"], first["capabilities"]) == (True, True, ["completion", "tools", "insert"])
     assert first["num_ctx"] == choose_num_ctx(model_context=32768, free_vram_bytes=11 * GIB,

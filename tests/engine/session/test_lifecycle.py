@@ -95,7 +95,7 @@ def request(model: str, num_ctx: int, **fields: object) -> GenerateRequest:
                            **fields)  # type: ignore[arg-type]
 
 
-# -- the llm spec -------------------------------------------------------------------------------------------------------
+# -- the llm spec ------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(
     ("value", "spec"),
@@ -121,7 +121,7 @@ def test_a_bad_llm_spec_names_the_field(value: object) -> None:
         parse_llm_spec(value)  # type: ignore[arg-type]
 
 
-# -- backend selection ---------------------------------------------------------------------------------------------------
+# -- backend selection -------------------------------------------------------------------------------------------------
 
 @pytest.mark.anyio
 async def test_selection_prefers_explicit_then_env_then_ollama_then_embedded(
@@ -146,7 +146,7 @@ async def test_selection_prefers_explicit_then_env_then_ollama_then_embedded(
         await select_backend("vllm")
 
 
-# -- enable / disable / status against the double -----------------------------------------------------------------------
+# -- enable / disable / status against the double ----------------------------------------------------------------------
 
 @pytest.mark.anyio
 async def test_enable_loads_a_pulled_model_and_the_session_is_loaded(
@@ -338,7 +338,7 @@ async def test_enable_fails_clearly_when_no_backend_exists(
     assert (await engine.status())["state"] == "failed"
 
 
-# -- starting `ollama serve` --------------------------------------------------------------------------------------------
+# -- starting `ollama serve` -------------------------------------------------------------------------------------------
 
 @pytest.mark.anyio
 async def test_enable_starts_an_installed_ollama_detached_and_waits_for_it(
@@ -409,7 +409,7 @@ async def test_a_server_that_never_answers_fails_the_session_after_the_timeout(
     assert (await engine.enable(llm=True))["state"] == "loaded"
 
 
-# -- ends of sessions -----------------------------------------------------------------------------------------------------
+# -- ends of sessions --------------------------------------------------------------------------------------------------
 
 @pytest.mark.anyio
 async def test_end_session_unloads_unless_persist(engine: Engine, ollama_double: OllamaDouble) -> None:
@@ -478,7 +478,7 @@ async def test_a_session_of_a_live_owner_or_from_the_cli_is_left_alone(
         other.close()
 
 
-# -- capability -------------------------------------------------------------------------------------------------------------
+# -- capability --------------------------------------------------------------------------------------------------------
 
 @pytest.mark.anyio
 async def test_capability_reports_gpus_ollama_models_and_the_recommendation(
@@ -513,7 +513,7 @@ async def test_capability_without_any_backend_says_how_to_get_one(
     assert any("no backend available" in r for r in cap["reasons"])
 
 
-# -- the embedded default ----------------------------------------------------------------------------------------------------
+# -- the embedded default ----------------------------------------------------------------------------------------------
 
 @needs_embedded
 @pytest.mark.anyio

@@ -8,7 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-import engine.executor.backends.embedded as embedded
+from engine.executor.backends import embedded
 from engine.executor.backends.base import (
     BackendError,
     BackendUnavailable,

@@ -28,7 +28,8 @@ SCHEMA = {
 }
 
 server_installed = importlib.util.find_spec("fastapi") is not None and \
-    importlib.util.find_spec("pydantic_settings") is not None and importlib.util.find_spec("starlette_context") is not None
+    importlib.util.find_spec("pydantic_settings") is not None and \
+    importlib.util.find_spec("starlette_context") is not None
 # The model itself is needs_embedded's business; this is only the server's own dependencies.
 needs_server = pytest.mark.skipif(
     not server_installed,

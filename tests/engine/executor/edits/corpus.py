@@ -138,14 +138,16 @@ CASES: list[Case] = [
     Case("the last closing fence missing", "fences",
          f"src/cart.py\n```python\n{TOTAL_BLOCK}\n```\nsrc/cart.py\n```python\n{AREA_BLOCK}\n", ONE,
          result={"src/cart.py": CART_BOTH}),
-    Case("extra closing fences", "fences", f"src/cart.py\n{TOTAL_BLOCK}\n```\n```\n\nsrc/util.py\n{TRIPLE_BLOCK}\n```\n",
+    Case("extra closing fences", "fences",
+         f"src/cart.py\n{TOTAL_BLOCK}\n```\n```\n\nsrc/util.py\n{TRIPLE_BLOCK}\n```\n",
          TWO, result={"src/cart.py": CART_TOTAL, "src/util.py": UTIL_TRIPLE}),
     Case("fences of four backticks around Markdown content with fences", "fences",
          "README.md\n````markdown\n<<<<<<< SEARCH\n```bash\ntool --fast\n```\n=======\n```bash\ntool --fast\n"
          "tool --slow\n```\n>>>>>>> REPLACE\n````\n", {"README.md": MARKDOWN},
          result={"README.md": MARKDOWN.replace(b"tool --fast\n", b"tool --fast\ntool --slow\n")}),
     Case("a three-backtick fence around Markdown content with fences", "markers",
-         "README.md\n```markdown\n<<<<<<< SEARCH\nRun:\n\n```bash\n=======\nRun this:\n\n```bash\n>>>>>>> REPLACE\n```\n",
+         "README.md\n```markdown\n<<<<<<< SEARCH\nRun:\n\n```bash\n=======\n"
+         "Run this:\n\n```bash\n>>>>>>> REPLACE\n```\n",
          {"README.md": MARKDOWN}, result={"README.md": MARKDOWN.replace(b"Run:", b"Run this:")}),
     Case("tilde fences", "fences", f"src/util.py\n~~~python\n{TRIPLE_BLOCK}\n~~~\n", TWO,
          result={"src/util.py": UTIL_TRIPLE}),

@@ -188,9 +188,10 @@ def test_every_failing_block_is_reported_at_once_in_answer_order() -> None:
 
 
 def test_blocks_apply_in_sequence_each_to_what_the_blocks_before_it_left() -> None:
-    blocks = [_block("def one():\n", "def uno():\n"), _block("def uno():\n    return 1\n", "def uno():\n    return 11\n",
-                                                             index=2)]
-    assert apply_edits(BASE, blocks, path="a.py").content == BASE.replace(b"one():\n    return 1", b"uno():\n    return 11")
+    blocks = [_block("def one():\n", "def uno():\n"),
+              _block("def uno():\n    return 1\n", "def uno():\n    return 11\n", index=2)]
+    expected = BASE.replace(b"one():\n    return 1", b"uno():\n    return 11")
+    assert apply_edits(BASE, blocks, path="a.py").content == expected
 
 
 def test_a_block_that_changes_nothing_is_noted() -> None:
