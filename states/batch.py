@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from transitions import EventData
 
 from states.data import MachineData
-from states.spec import MachineSpec, TransitionSpec
+from states.spec import MachineModel, MachineSpec, TransitionSpec
 
 __all__ = ["BATCH", "BatchData", "is_batch_cancelling"]
 
@@ -49,8 +49,10 @@ class BatchData(MachineData):
 
 
 def is_batch_cancelling(event: EventData) -> bool:
-    data: BatchData = event.model.data
-    return data.cancel_requested
+    model = event.model
+    if not isinstance(model, MachineModel) or not isinstance(model.data, BatchData):
+        raise TypeError(f"a batch guard needs a MachineModel holding BatchData, not {model!r}")
+    return model.data.cancel_requested
 
 
 BATCH = MachineSpec(

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 __all__ = ["MachineData", "UnknownField"]
-
-D = TypeVar("D", bound="MachineData")
 
 
 class UnknownField(ValueError):

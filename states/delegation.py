@@ -14,7 +14,7 @@ from typing import TypedDict
 from transitions import EventData
 
 from states.data import MachineData
-from states.spec import MachineSpec, TransitionSpec
+from states.spec import MachineModel, MachineSpec, TransitionSpec
 
 __all__ = [
     "DELEGATION",
@@ -166,8 +166,10 @@ class RunData(MachineData):
 
 
 def _data(event: EventData) -> RunData:
-    data: RunData = event.model.data
-    return data
+    model = event.model
+    if not isinstance(model, MachineModel) or not isinstance(model.data, RunData):
+        raise TypeError(f"a delegation guard needs a MachineModel holding RunData, not {model!r}")
+    return model.data
 
 
 def has_attempts_left(event: EventData) -> bool:
