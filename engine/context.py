@@ -5,7 +5,7 @@ below the facade imports it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,7 +46,7 @@ class Background:
                 raise group.exceptions[0] from None
             raise
 
-    def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> bool:
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> bool:
         """Start `fn(*args)` in the background; False when no `scope()` is active (the caller then runs it)."""
         if self._task_group is None:
             return False

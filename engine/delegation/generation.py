@@ -112,4 +112,5 @@ async def generate(
             tg.cancel_scope.cancel()
     if "error" in outcome:
         raise outcome["error"]
-    return outcome["result"]
+    result: GenerateResult = outcome["result"]
+    return result

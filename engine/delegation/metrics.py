@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 __all__ = ["LogContents", "aggregate", "append_record", "now_iso", "read_log", "saved_tokens_estimate"]
 
@@ -121,7 +121,7 @@ def read_log(path: Path) -> LogContents:
         return LogContents([*known.records, *partial], known.corrupt + partial_corrupt)
 
 
-def _still_valid(f: Any, st: os.stat_result, known: _Parsed) -> bool:
+def _still_valid(f: BinaryIO, st: os.stat_result, known: _Parsed) -> bool:
     """The file is the one parsed, with the parsed bytes unchanged (checked at both ends), only grown since."""
     if (st.st_dev, st.st_ino) != (known.device, known.inode) or st.st_size < known.offset:
         return False

@@ -109,10 +109,9 @@ def _text(value: object, field: str, expected: str, *, limit: int, blank: bool =
 def _number(value: object, field: str, *, low: float, high: float, integer: bool = False,
             low_open: bool = False) -> float:
     """A finite int (or float unless `integer`), never a bool, within [low, high] ((low, high] when `low_open`)."""
-    kinds: tuple[type, ...] = (int,) if integer else (int, float)
     bounds = f"{'more than' if low_open else 'at least'} {low:g} and at most {high:g}"
     expected = f"{'an integer' if integer else 'a number'} {bounds}"
-    if isinstance(value, bool) or not isinstance(value, kinds):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and isinstance(value, float)):
         raise InvalidArgument(field, expected, value)
     if isinstance(value, float) and not math.isfinite(value):  # nan passes every comparison below
         raise InvalidArgument(field, expected, value)
@@ -222,7 +221,7 @@ def check_think(value: object) -> bool | str:
     if value is None:
         return False
     if isinstance(value, bool) or value in THINK_LEVELS:
-        return value  # type: ignore[return-value]
+        return value
     raise InvalidArgument("think", f"true, false or one of {', '.join(THINK_LEVELS)}", value)
 
 

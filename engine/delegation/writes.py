@@ -43,7 +43,7 @@ TEMP_MARK = "local-llm-"
 def remove_stale_temps(path: Path) -> list[str]:
     """Delete what a write of `path` killed between its temp file and the rename left behind. Only one run at a
     time writes a path (the runner's path locks), so a temp file of `path` seen by its writer is a leftover."""
-    removed = []
+    removed: list[str] = []
     try:
         candidates = list(path.parent.glob(f".{glob.escape(path.name)}.{TEMP_MARK}*.tmp"))
     except OSError:

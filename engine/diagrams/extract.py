@@ -34,7 +34,9 @@ def extract(spec: MachineSpec, *, current: str | None = None, path: Iterable[Ste
     for trigger, event in machine.events.items():
         for source, transitions in event.transitions.items():
             for t in transitions:
-                edge = Edge(source=source, dest=t.dest, trigger=trigger, guard=_guard_label(t))
+                # An internal transition (no dest) stays where it is.
+                edge = Edge(source=source, dest=source if t.dest is None else t.dest, trigger=trigger,
+                            guard=_guard_label(t))
                 if edge not in edges:
                     edges.append(edge)
     if current is not None and current not in machine.states:

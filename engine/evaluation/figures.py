@@ -107,7 +107,7 @@ def totals(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def _close(a: float | None, b: float | None, digits: int) -> bool:
     if a is None or b is None:
         return a is b
-    return abs(a - b) <= 10 ** -digits
+    return abs(a - b) <= 10.0 ** -digits
 
 
 def consistency_problems(report: Mapping[str, Any]) -> list[str]:

@@ -23,7 +23,7 @@ from engine.evaluation.checks import leaked_lines, requests_of, run_hidden_check
 from engine.evaluation.figures import REPORT_VERSION, task_figures, totals
 from engine.evaluation.tasks import EvalTask, expand_command, prepare_project
 from engine.progress import Progress, no_progress
-from states import RunData
+from states import OutputFile, RunData
 
 __all__ = ["EvalEngine", "run_suite", "run_task"]
 
@@ -41,7 +41,12 @@ class EvalEngine(Protocol):
     async def enable(self, *, llm: str | bool | None = True, backend: str | None = None, slots: int | None = None,
                      answer_form: str | None = None, progress: Progress = no_progress) -> dict[str, Any]: ...
 
-    async def delegate(self, **request: Any) -> dict[str, Any]: ...
+    async def delegate(
+        self, *, task: str, output_files: Sequence[str | OutputFile], task_type: str | None = None,
+        context_files: Sequence[str] | None = None, verify: str | None = None, max_attempts: int | None = None,
+        verify_timeout: float | None = None, wait: float | None = None, progress: Progress = no_progress,
+        answer_form: str | None = None,
+    ) -> dict[str, Any]: ...
 
     def run_view(self, run_id: str) -> dict[str, Any]: ...
 

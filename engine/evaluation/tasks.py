@@ -28,6 +28,7 @@ from typing import Any
 
 from engine.delegation.requests import TASK_TYPES
 from engine.errors import InvalidArgument, UserError
+from states import OutputFile
 
 __all__ = [
     "DISTINCT_LINE_CHARS",
@@ -62,7 +63,7 @@ class OutputSpec:
     path: str
     description: str = ""
 
-    def as_request(self) -> dict[str, str]:
+    def as_request(self) -> OutputFile:
         return {"path": self.path, "description": self.description}
 
 

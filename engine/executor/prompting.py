@@ -8,13 +8,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
 from engine.executor.backends.base import ChatMessage
 from engine.executor.edits import APPLIES_TO, EDIT_INSTRUCTIONS
+from states.delegation import Turn
 
 __all__ = [
     "ContextFile",
@@ -180,7 +181,7 @@ def feedback_message(kind: str, detail: str, *, form: str = "json") -> str:
 
 
 def attempt_messages(
-    base: Sequence[ChatMessage], history: Sequence[Mapping[str, str]], *, form: str = "json",
+    base: Sequence[ChatMessage], history: Sequence[Turn], *, form: str = "json",
 ) -> list[ChatMessage]:
     """Attempt N: the same first messages, then one (assistant answer, user feedback) pair per failed attempt."""
     messages = list(base)

@@ -101,7 +101,7 @@ class DamagedRow(UserError):
         self.created_at, self.updated_at = created_at, updated_at
 
 
-def row_data(row: Mapping[str, Any], declared: Mapping[str, frozenset[str]]) -> dict[str, Any]:
+def row_data(row: sqlite3.Row | Mapping[str, Any], declared: Mapping[str, frozenset[str]]) -> dict[str, Any]:
     """A machine row's data; DamagedRow when it is not a JSON object or the row's state is not one its kind declares
     (`declared`: kind -> states, filled by PersistedMachines; a kind not declared there is not checked)."""
     problem = None

@@ -54,9 +54,9 @@ _COLUMNS = "path, existed, previous, content, attempt, status, base_hash, applie
 def _row(r: sqlite3.Row | tuple[object, ...]) -> FileWrite:
     path, existed, previous, content, attempt, status, base, applied, dirs = tuple(r)
     return FileWrite(
-        path=str(path), existed=bool(existed), previous=previous, content=content,  # type: ignore[arg-type]
-        attempt=int(attempt), status=str(status),  # type: ignore[call-overload]
-        base_hash=str(base) if base else content_hash(previous if existed else None),  # type: ignore[arg-type]
+        path=str(path), existed=bool(existed), previous=previous, content=content,
+        attempt=int(attempt), status=str(status),
+        base_hash=str(base) if base else content_hash(previous if existed else None),
         applied=tuple(json.loads(str(applied or "[]"))), created_dirs=tuple(json.loads(str(dirs or "[]"))),
     )
 

@@ -16,6 +16,7 @@ import re
 import struct
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ import structlog
 from engine.executor.backends.base import (
     BackendError,
     BackendUnavailable,
+    ChatMessage,
     GenerateRequest,
     GenerateResult,
     ModelInfo,
@@ -41,6 +43,7 @@ from engine.progress import Progress
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
+    from llama_cpp.llama_types import ChatCompletionRequestMessage
 
 __all__ = [
     "EMBEDDED_MODEL",
@@ -123,19 +126,32 @@ def _llama(path: Path, n_ctx: int) -> Llama:
     return llm
 
 
-def _template_tokens(llm: Llama, messages: list[dict[str, str]]) -> int:
+def _chat_messages(messages: Sequence[ChatMessage]) -> list[ChatCompletionRequestMessage]:
+    """The messages as llama-cpp-python's typed request messages (one TypedDict per role)."""
+    typed: list[ChatCompletionRequestMessage] = []
+    for m in messages:
+        if m.role == "system":
+            typed.append({"role": "system", "content": m.content})
+        elif m.role == "assistant":
+            typed.append({"role": "assistant", "content": m.content})
+        else:
+            typed.append({"role": "user", "content": m.content})
+    return typed
+
+
+def _template_tokens(llm: Llama, messages: Sequence[ChatMessage]) -> int:
     """Tokens of `messages` in the GGUF's chat template (llama_chat_format.Jinja2ChatFormatter, what Llama sets up
     from `tokenizer.chat_template`); without a template, the tokens of each message plus role markers."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     template = llm.metadata.get("tokenizer.chat_template")
     if not template:
-        return sum(len(llm.tokenize(m["content"].encode("utf-8"), add_bos=False)) + MESSAGE_OVERHEAD
+        return sum(len(llm.tokenize(m.content.encode("utf-8"), add_bos=False)) + MESSAGE_OVERHEAD
                    for m in messages)
     text = llm.detokenize
     formatter = Jinja2ChatFormatter(template=template, eos_token=text([llm.token_eos()]).decode("utf-8", "replace"),
                                     bos_token=text([llm.token_bos()]).decode("utf-8", "replace"))
-    rendered = formatter(messages=messages)
+    rendered = formatter(messages=_chat_messages(messages))
     return len(llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True))
 
 
@@ -316,11 +332,14 @@ class EmbeddedBackend:
                 llm = _llama(path, request.num_ctx)
                 started = time.perf_counter()
                 first: float | None = None
-                for chunk in llm.create_chat_completion(**kwargs):
+                chunks = llm.create_chat_completion(**kwargs)
+                if isinstance(chunks, dict):  # kwargs ask for stream=True: an iterator of chunks, never one response
+                    raise BackendError("llama-cpp-python answered a streamed request with one whole response")
+                for chunk in chunks:
                     # A cancelled delegation stops at the next token instead of generating to max_tokens.
                     anyio.from_thread.check_cancelled()
                     choice = chunk["choices"][0]
-                    piece = choice["delta"].get("content") or ""
+                    piece = str(choice["delta"].get("content") or "")
                     if piece:
                         first = first or time.perf_counter()
                         pieces.append(piece)
@@ -363,7 +382,7 @@ class EmbeddedBackend:
     async def count_prompt(self, request: GenerateRequest) -> PromptCount:
         """The prompt rendered with the model's own chat template and tokenized, as create_chat_completion does;
         an estimate while the model is not loaded in this process."""
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        messages = request.messages
 
         def count() -> int | None:
             with _cache_lock:

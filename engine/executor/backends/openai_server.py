@@ -80,7 +80,8 @@ class ServerFacts:
 
 def model_info(entry: Mapping[str, Any]) -> ModelInfo:
     """One `/v1/models` entry; its context is llama.cpp's `meta.n_ctx_train` or vLLM's `max_model_len`."""
-    meta = entry.get("meta") if isinstance(entry.get("meta"), Mapping) else {}
+    meta = entry.get("meta")
+    meta = meta if isinstance(meta, Mapping) else {}
     context = _positive(meta.get("n_ctx_train")) or _positive(entry.get("max_model_len"))
     return ModelInfo(name=str(entry.get("id")), context_length=context, details=dict(entry))
 

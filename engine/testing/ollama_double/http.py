@@ -110,7 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _apply_fault(self, path: str) -> Fault | None:
         """Handle a queued fault; returns the fault if the handler must still act on it (reset, malformed)."""
-        fault = self.double._take_fault(path)
+        fault: Fault | None = self.double._take_fault(path)
         if fault is None:
             return None
         if fault.kind == "delay":
