@@ -22,6 +22,7 @@ from engine.progress import Progress, no_progress
 from engine.project import Project
 from engine.session.lifecycle import EnableFailed, SessionBusy, SessionFailed
 from engine.store.health import DamagedRow, DatabaseDamaged, DatabaseUnavailable
+from states import OutputFile
 
 __all__ = [
     "ANSWER_FORMS",
@@ -35,6 +36,7 @@ __all__ = [
     "Engine",
     "EvalTask",
     "InvalidArgument",
+    "OutputFile",
     "Progress",
     "Project",
     "SessionBusy",
