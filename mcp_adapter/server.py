@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
 import anyio.abc
@@ -75,9 +75,12 @@ def _none_or_text(value: object, handler: ValidatorFunctionWrapHandler) -> objec
     return None if value is None else handler(value)
 
 
-Text = Annotated[
-    str, WrapValidator(_none_or_text), WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "null"}]})
-]
+if TYPE_CHECKING:
+    Text = str | None  # what a handler receives (the annotation below is for the SDK only)
+else:
+    Text = Annotated[
+        str, WrapValidator(_none_or_text), WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "null"}]})
+    ]
 """Free text, or null. Declared as `str` (not `str | None`) because the SDK json-parses the string value of any
 field not declared `str` (its workaround for clients that send lists as JSON text): a task reading `[1, 2]` would
 reach the engine as a list, and one reading `null` as nothing."""

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from engine import ANSWER_FORMS, TASK_TYPES, THINK_LEVELS, Engine, InvalidArgument
+from engine import ANSWER_FORMS, TASK_TYPES, THINK_LEVELS, Engine, InvalidArgument, OutputFile
 from mcp_adapter.cli.common import JsonOption, ProjectOption, VerboseOption, execute
 from mcp_adapter.cli.output import Result, progress_bar
 
@@ -118,7 +118,7 @@ def _stats_text(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _output_spec(text: str) -> dict[str, str]:
+def _output_spec(text: str) -> OutputFile:
     path, _, description = text.partition("=")
     if not path:
         raise InvalidArgument("--output", "PATH or PATH=DESCRIPTION", text)

@@ -61,7 +61,8 @@ class BarReporter:
         if total is None and self._total is not None:
             # rich's update() reads total=None as "unchanged", so a bar goes back to pulsing only as a new task.
             self._bar.remove_task(self._task)
-            self._task = self._bar.add_task(message, total=None, completed=done)
+            self._task = self._bar.add_task(message, total=None)
+            self._bar.update(self._task, completed=done)
         else:
             self._bar.update(self._task, completed=done, total=total, description=message)
         self._total = total
