@@ -144,7 +144,8 @@ def _template_tokens(llm: Llama, messages: Sequence[ChatMessage]) -> int:
     from `tokenizer.chat_template`); without a template, the tokens of each message plus role markers."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    template = llm.metadata.get("tokenizer.chat_template")
+    header = llm.metadata  # the GGUF's key-value header
+    template = header.get("tokenizer.chat_template")
     if not template:
         return sum(len(llm.tokenize(m.content.encode("utf-8"), add_bos=False)) + MESSAGE_OVERHEAD
                    for m in messages)
