@@ -10,10 +10,16 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
 
 from engine.context import EngineContext
 from engine.delegation.recovery import DEFAULT_MAX_RECOVERIES, recover
+from engine.delegation.retention import RetentionPolicy, apply_policy
 from engine.delegation.service import Delegations
 from engine.delegation.verify import DEFAULT_TIMEOUT_S
 from engine.delegation.views import list_row, run_view
@@ -208,6 +214,20 @@ class Engine:
     def db_forget(self, machine_id: str) -> dict[str, Any]:
         """Remove one row that cannot be read (and its journal), after keeping a copy of the database."""
         return repair.forget(self.ctx.store, machine_id)
+
+    def db_compact(self, *, keep_days: float | None = None, keep_mb: float | None = None,
+                   everything: bool = False) -> dict[str, Any]:
+        """Apply the retention policy now (`keep_days`/`keep_mb` override $LOCAL_LLM_KEEP_DAYS/$LOCAL_LLM_KEEP_MB;
+        `everything`: drop the bodies of every finished run), then rewrite the file without its free pages."""
+        policy = RetentionPolicy.from_env(keep_days=keep_days, keep_mb=keep_mb)
+        return apply_policy(self.ctx.store, policy, everything=everything, vacuum=True)
+
+    async def apply_retention(self) -> dict[str, Any]:
+        """The retention policy at a cheap moment (`serve`'s start, once interrupted runs resumed): in a worker
+        thread, a batch of runs per transaction, stopping between two when the caller is cancelled."""
+        policy = RetentionPolicy.from_env()
+        return await anyio.to_thread.run_sync(partial(
+            apply_policy, self.ctx.store, policy, check_cancelled=anyio.from_thread.check_cancelled))
 
     # -- diagrams -----------------------------------------------------------------------------------------------
 

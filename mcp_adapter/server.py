@@ -304,7 +304,7 @@ async def serve(engine: Engine, *, run_transport: Callable[[MCPServer], Awaitabl
         async with engine.background():
             async with anyio.create_task_group() as tg:
                 await tg.start(_cancel_on_signals, tg.cancel_scope)
-                tg.start_soon(_quietly, "resume interrupted runs", engine.resume)
+                tg.start_soon(_start_up, engine)
                 await transport(server)
                 log.info("client closed the connection")
                 tg.cancel_scope.cancel()
@@ -312,6 +312,13 @@ async def serve(engine: Engine, *, run_transport: Callable[[MCPServer], Awaitabl
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(30):
             await _quietly("end the session", engine.end_session)
+
+
+async def _start_up(engine: Engine) -> None:
+    """Background work at start: resume interrupted runs, then apply the retention policy (a cheap moment: the
+    runs it could touch are finished, and it works in a thread, a batch of runs per transaction)."""
+    await _quietly("resume interrupted runs", engine.resume)
+    await _quietly("apply the retention policy", engine.apply_retention)
 
 
 async def _quietly(what: str, work: Callable[[], Awaitable[object]]) -> None:

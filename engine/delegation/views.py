@@ -40,6 +40,7 @@ def list_row(record: MachineRecord) -> dict[str, Any]:
         "conflicts": len(data.conflicts),
         "created_at": record.created_at,
         "updated_at": record.updated_at,
+        "compacted_at": record.compacted_at,
     }
 
 
@@ -60,6 +61,14 @@ def file_change(write: FileWrite, *, diff: bool = False) -> dict[str, Any]:
     file as the run found it); the unified diff only when asked for."""
     out: dict[str, Any] = {"path": write.path, "status": write.status, "existed": write.existed,
                            "bytes": len(write.content) if write.content is not None else 0}
+    if write.content is None and write.summary is not None:  # the retention policy dropped the contents
+        summary = write.summary
+        out.update(bytes=summary["bytes"], added=summary["added"], removed=summary["removed"],
+                   changed=list(summary["changed"]))
+        if diff:
+            out["diff"] = None
+            out["diff_dropped"] = "the contents were dropped by the retention policy (docs/retention.md)"
+        return out
     if write.content is None:
         return out
     change = summarize_change(write.previous, write.content, path=write.path)

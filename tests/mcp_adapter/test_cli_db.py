@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from engine import Engine, Project
-from engine.testing.scripted import ScriptedBackend, use_backend
+from engine.testing.scripted import ScriptedBackend, files_answer, use_backend
 
 
 def _cli(cli_command: list[str], env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -118,3 +118,25 @@ def test_on_a_terminal_a_command_offers_to_move_a_damaged_database_aside(
     assert bool(kept) is moved and state_db.exists() is not moved
     if moved:
         assert kept[0].read_bytes() == b"not a database\n" * 100 and "run the command again" in said
+
+
+@pytest.mark.anyio
+async def test_compact_drops_finished_runs_bodies_and_shrinks_the_file(
+    cli_command: list[str], cli_env: dict[str, str], engine: Engine, state_db: Path, project_dir: Path
+) -> None:
+    (project_dir / "big.txt").write_text("line of the file\n" * 3000)
+    use_backend(engine, ScriptedBackend().reply(
+        *(files_answer({"big.txt": f"{n}\n" + "line of the file\n" * 3000}) for n in range(3))))
+    runs = [(await engine.delegate(task=f"t{n}", output_files=["big.txt"]))["run_id"] for n in range(3)]
+    engine.close()
+    kept = _cli(cli_command, cli_env, "db", "compact", "--json")  # the default policy: a month, 100 MB
+    assert kept.returncode == 0, kept.stderr
+    assert json.loads(kept.stdout)["runs_compacted"] == 0
+    done = _cli(cli_command, cli_env, "db", "compact", "--all")
+    assert done.returncode == 0, done.stderr
+    assert "3 finished run(s) compacted (every finished run's bodies dropped)" in done.stdout
+    assert state_db.stat().st_size < 3 * len("line of the file\n" * 3000)  # 3 runs of 3 copies each, before
+    shown = _cli(cli_command, cli_env, "run", runs[0], "--json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["compacted_at"] is not None
+    bad = _cli(cli_command, cli_env, "db", "compact", "--keep-days", "-1")
+    assert bad.returncode == 2 and "--keep-days" in bad.stderr
