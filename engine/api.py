@@ -40,7 +40,7 @@ def _damaged_row(row: DamagedRow) -> dict[str, Any]:
     """A run whose row cannot be read, in the columns of `runs` (views.list_row), its problem and fix in `error`."""
     return {"run_id": row.machine_id, "state": row.state, "task": None, "task_type": None, "attempts": None,
             "max_attempts": None, "files": [], "error": str(row), "created_at": row.created_at,
-            "updated_at": row.updated_at, "damaged": True}
+            "updated_at": row.updated_at, "compacted_at": None, "damaged": True}
 
 
 class Engine:
