@@ -17,6 +17,7 @@ from engine.delegation.batch import BatchDriver, BatchLive
 from engine.delegation.batch_requests import check_batch, check_batch_files
 from engine.delegation.batch_views import batch_view
 from engine.delegation.driver import Driver, Live
+from engine.delegation.moves import create_run
 from engine.delegation.recovery import claim
 from engine.delegation.requests import as_run_data, check_analyze, check_delegate, check_files, check_wait
 from engine.delegation.scoring import score_task
@@ -89,9 +90,7 @@ class Delegations:
                               output_files=[o.path for o in request.outputs], task_type=request.task_type)
         run_id = new_id("run")
         with self.ctx.store.transaction() as tx:  # created and owned in one commit: no resume can take it
-            tx.create(run_id, kind=DELEGATION.kind, state=DELEGATION.initial,
-                      data=as_run_data(request, score=analysis.score))
-            tx.set_owner(run_id, current_token())
+            create_run(tx, run_id, as_run_data(request, score=analysis.score), owner=current_token())
         live = self.driver.live[run_id] = Live()
         log.info("delegation created", run_id=run_id, task_type=request.task_type,
                  outputs=[o.path for o in request.outputs])
@@ -251,7 +250,7 @@ class Delegations:
         if record.owner and record.owner != current_token() and token_alive(record.owner):
             if record.state == "pending":
                 try:
-                    self.ctx.runs.fire(run_id, "cancel", data={"cancel_requested": True}, after=moves.ended())
+                    moves.fire_by_id(run_id, "cancel", data={"cancel_requested": True})
                     return self.view(run_id)
                 except (InvalidEvent, StaleVersion):
                     pass  # it started meanwhile: ask its process instead
