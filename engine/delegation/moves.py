@@ -97,6 +97,10 @@ class RunMoves:
         log.warning("delegation aborted", run_id=run_id, state=record.state, reason=reason)
         return self.ctx.runs.fire(run_id, "abort", data={"error": reason}, payload={"reason": reason[:500]})
 
+    def _recovered_end(self, tx: Transaction, moved: MachineRecord) -> None:
+        if moved.state in DELEGATION.terminal:
+            self._finish(moved, dedupe=True)
+
     def request_cancel(self, run_id: str) -> MachineRecord:
         return self.ctx.runs.note(run_id, "cancel_requested", data={"cancel_requested": True})
 
@@ -121,8 +125,9 @@ class RunMoves:
                 f"could not finish rolling back after {count} tries ({data.last_error or 'interrupted'}); the run's "
                 "files were left as they are: check them with `local-llm run ID`"
             )
+            # It ends the run: its log line in the same transaction, like every end (deduplicated: a takeover).
             return self.ctx.runs.fire(record.id, "rollback_failed", data={"error": reason},
-                                      payload={"reason": reason[:500]})
+                                      payload={"reason": reason[:500]}, after=self._recovered_end)
         reason = (
             f"interrupted {count} times (last in state {record.state!r}); gave up after {max_recoveries} recoveries. "
             "Check engine.log for the crash, then delegate again"

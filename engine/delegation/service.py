@@ -48,15 +48,18 @@ class Delegations:
 
     # -- analyze --------------------------------------------------------------------------------------------------
 
+    def _history(self) -> list[dict[str, Any]]:
+        """The delegation log's records, for the score's history term (parsed incrementally: BENCHMARKS.md B2)."""
+        return metrics.read_log(self.ctx.project.delegation_log).records
+
     def analyze(
         self, *, task: str, files: Sequence[str] | None = None, output_files: Sequence[Any] | None = None,
         task_type: str | None = None, log_decision: bool = True,
     ) -> dict[str, Any]:
         request = check_analyze(self.ctx.project.root, task=task, files=files, output_files=output_files,
                                 task_type=task_type)
-        history = metrics.read_log(self.ctx.project.delegation_log).records
         analysis = score_task(request.task, files=request.files, output_files=request.output_files,
-                              task_type=request.task_type, history=history)
+                              task_type=request.task_type, history=self._history())
         if log_decision:
             metrics.append_record(self.ctx.project.delegation_log, {
                 "event": "analyze", "timestamp": metrics.now_iso(), "task": request.task,
@@ -86,8 +89,10 @@ class Delegations:
         )
         # stat, realpath and reading the context files: off the event loop that serves every other call.
         request = await anyio.to_thread.run_sync(partial(check_files, self.ctx.project.root, request))
+        # The score stored with the run is the one `analyze` gives the same call: the history term included.
         analysis = score_task(request.task, files=request.context_files,
-                              output_files=[o.path for o in request.outputs], task_type=request.task_type)
+                              output_files=[o.path for o in request.outputs], task_type=request.task_type,
+                              history=self._history())
         run_id = new_id("run")
         with self.ctx.store.transaction() as tx:  # created and owned in one commit: no resume can take it
             create_run(tx, run_id, as_run_data(request, score=analysis.score), owner=current_token())
@@ -127,8 +132,9 @@ class Delegations:
         root = self.ctx.project.root
         request = check_batch(root, spec)
         request = await anyio.to_thread.run_sync(partial(check_batch_files, root, request))
+        history = self._history()
         scores = [score_task(c.task, files=c.context_files, output_files=[o.path for o in c.outputs],
-                             task_type=c.task_type).score for c in request.children]
+                             task_type=c.task_type, history=history).score for c in request.children]
         record = self.batches.create(request, scores=scores)
         live = BatchLive(progress=progress)
         self.batches.live[record.id] = live
