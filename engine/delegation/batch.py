@@ -19,8 +19,8 @@ from engine.delegation import metrics
 from engine.delegation.batch_requests import BatchRequest
 from engine.delegation.batch_views import batch_log_line, counts, progress_message
 from engine.delegation.driver import Driver, Live
-from engine.delegation.moves import create_run
 from engine.delegation.generation import safe_progress
+from engine.delegation.moves import create_run
 from engine.delegation.recovery import DEFAULT_MAX_RECOVERIES, claim, recover_one
 from engine.delegation.requests import as_run_data
 from engine.delegation.steps import SessionLink
@@ -318,7 +318,6 @@ class BatchDriver:
 
     def give_up(self, record: MachineRecord, count: int, max_recoveries: int) -> None:
         """A batch never gives up: its children do."""
-        return None
 
     # -- cancel ---------------------------------------------------------------------------------------------------
 

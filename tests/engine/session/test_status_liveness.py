@@ -9,6 +9,7 @@ import pytest
 from engine import Engine
 from engine.testing.fake_ollama import free_port
 from engine.testing.ollama_double import Fault, OllamaDouble
+from tests.markers import needs_embedded
 
 DEADLINE_S = 20
 
@@ -48,3 +49,16 @@ async def test_status_after_disable_probes_the_server_it_used(engine: Engine, ol
         await engine.disable()
         idle = await engine.status()
     assert (idle["state"], idle["running"], idle["model_loaded"]) == ("idle", True, False)
+
+
+@needs_embedded
+@pytest.mark.anyio
+async def test_status_of_an_embedded_session_runs_in_process_and_says_when_the_model_is_in_memory(
+    engine: Engine,
+) -> None:
+    with anyio.fail_after(120):
+        enabled = await engine.enable(llm=True, backend="embedded")
+        status = await engine.status()
+    assert enabled["state"] == "loaded" and status["running"] is True
+    loaded_in_process = [m for m in status["loaded"] if "where" not in m]
+    assert status["model_loaded"] is bool(loaded_in_process)
