@@ -187,10 +187,10 @@ class Engine:
         self, *, max_recoveries: int = DEFAULT_MAX_RECOVERIES, progress: Progress = no_progress
     ) -> dict[str, Any]:
         """Resume every run whose process died; `progress` counts the runs."""
-        report = await recover(self.ctx.runs, self.delegations.resume_run, max_recoveries=max_recoveries,
-                               progress=progress, skip=self._in_live_batch)
-        batches = await recover(self.ctx.batches, self.delegations.resume_batch, max_recoveries=max_recoveries,
-                                progress=progress)
+        report = await recover(self.delegations.driver.moves, self.delegations.resume_run,
+                               max_recoveries=max_recoveries, progress=progress, skip=self._in_live_batch)
+        batches = await recover(self.delegations.batches, self.delegations.resume_batch,
+                                max_recoveries=max_recoveries, progress=progress)
         return {
             "batches": batches.resumed + batches.skipped,
             "resumed": report.resumed,

@@ -123,8 +123,8 @@ class Driver:
                     # Never spin on a rollback that cannot finish: the run stays in rolling_back for `resume`, which
                     # counts it toward the recovery limit and ends it there (delegation/recovery.py).
                     log.exception("rollback failed", run_id=run_id)
-                    self.ctx.runs.note(run_id, "rollback_error", data={"last_error": f"{type(exc).__name__}: {exc}"},
-                                       payload={"error": f"{type(exc).__name__}: {exc}"[:500]})
+                    self.moves.note(run_id, "rollback_error", data={"last_error": f"{type(exc).__name__}: {exc}"},
+                                    payload={"error": f"{type(exc).__name__}: {exc}"[:500]})
                     return
                 if isinstance(exc, UserError):
                     reason = str(exc)

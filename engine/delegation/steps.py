@@ -132,7 +132,7 @@ async def _delegating(tools: StepTools, record: MachineRecord, attempt: Attempt)
         result = await _generate(tools, attempt, executor, data, model=model)
     except PromptTooLong as exc:
         overflow = overflow_record(exc, answer_room=_floor(data, num_ctx))
-        tools.ctx.runs.note(record.id, "prompt_too_long", data={"prompt_overflow": overflow}, payload=dict(overflow))
+        tools.moves.note(record.id, "prompt_too_long", data={"prompt_overflow": overflow}, payload=dict(overflow))
         raise
     except BackendError as exc:
         if not exc.retryable:
@@ -199,7 +199,7 @@ async def _pack(
         for path, previous in bases.items():
             tx.journal_base(moved.id, path, previous=previous)
 
-    record = tools.ctx.runs.note(record.id, "packed", data=changes, payload={
+    record = tools.moves.note(record.id, "packed", data=changes, payload={
         "context_tokens": context_tokens, "answer_form": form,
         "files_skipped": [s["path"] for s in changes["files_skipped"]]}, after=journal_bases)
     return record, RunData.from_json(record.data)
@@ -319,9 +319,8 @@ async def _rolling_back(tools: StepTools, record: MachineRecord, attempt: Attemp
         tx.mark_file_writes(record.id, "rolled_back", paths=restored)
         tx.mark_file_writes(record.id, "conflict", paths=[c["path"] for c in conflicts])
 
-    tools.ctx.runs.fire(record.id, "rolled_back", data=changes,
-                        payload={"files": restored, "conflicts": [c["path"] for c in conflicts]},
-                        after=tools.moves.ended(mark))
+    tools.moves.fire_by_id(record.id, "rolled_back", data=changes,
+                           payload={"files": restored, "conflicts": [c["path"] for c in conflicts]}, after=mark)
 
 
 STEPS: dict[str, Step] = {

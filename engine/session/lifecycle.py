@@ -41,7 +41,7 @@ from engine.session.gpu import GpuReport
 from engine.session.llm_spec import LlmSpec, parse_llm_spec
 from engine.session.prepare import SERVER_TIMEOUT_ENV, Timeouts, keep_alive_for, prepare
 from engine.session.processes import alive, stop_ollama_server
-from engine.session.views import capability, model_dict, status_view
+from engine.session.views import capability, liveness, model_dict, status_view
 from engine.store.db import MachineRecord
 from engine.store.machines import InvalidEvent
 from engine.store.ownership import current_token, token_alive
@@ -169,7 +169,8 @@ class Session:
         return status_view(
             state, data, loaded=loaded, runs_active=self.ctx.runs_active(), gpus=await self._recent_gpus(),
             server=server, server_pid_alive=bool(data.server_pid and alive(data.server_pid)),
-        )
+        ) | await liveness(state, data, loaded=loaded, server=server,
+                           backend=(lambda: self._backend_for(data)) if data.backend else None)
 
     async def _status_with(self, server_stop: str | None) -> dict[str, Any]:
         status = await self.status()

@@ -4,7 +4,7 @@ backend, model and its capabilities, what is loaded, VRAM, runs in flight)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +12,7 @@ import anyio.to_thread
 
 from engine.errors import UserError
 from engine.executor.backends import NoBackend, ollama_installed, select_backend
-from engine.executor.backends.base import BackendError, ModelInfo
+from engine.executor.backends.base import Backend, BackendError, ModelInfo
 from engine.executor.backends.embedded import EMBEDDED_MODEL, embedded_installed
 from engine.executor.backends.ollama import OllamaBackend, canonical_model, context_length_from_show, ollama_base_url
 from engine.executor.backends.ollama_features import ServerFeatures
@@ -28,7 +28,10 @@ from engine.session.recommendations import (
 )
 from states import SessionData
 
-__all__ = ["capability", "model_dict", "status_view"]
+__all__ = ["PROBE_TIMEOUT_S", "capability", "liveness", "model_dict", "status_view"]
+
+PROBE_TIMEOUT_S = 2.0
+"""How long `status` waits for a server it did not probe already (an idle session's, or Ollama's)."""
 
 
 def model_dict(m: ModelInfo) -> dict[str, Any]:
@@ -86,6 +89,40 @@ def status_view(
     if data.server_pid and server_pid_alive:
         status["server_pid"] = data.server_pid
     return status
+
+
+async def liveness(
+    state: str, data: SessionData, *, loaded: Sequence[dict[str, Any]], server: str | None,
+    backend: Callable[[], Backend] | None,
+) -> dict[str, bool]:
+    """`running`: whether the backend's server answers (the embedded model runs in this process: whether it is
+    installed; a session never enabled: whether Ollama answers at OLLAMA_HOST). `model_loaded`: whether the session's
+    model is loaded there now (the embedded one: in this process)."""
+    if data.backend == "embedded" and backend is not None:
+        try:
+            return {"running": embedded_installed(), "model_loaded": bool(await backend().loaded())}
+        except UserError:  # the model's package went away since enable
+            return {"running": False, "model_loaded": False}
+    models: list[str] = [str(m.get("name")) for m in loaded]
+    if backend is None:  # never enabled: the default backend's server
+        probe = OllamaBackend(ollama_base_url())
+        try:
+            with anyio.move_on_after(PROBE_TIMEOUT_S):
+                return {"running": await probe.version() is not None, "model_loaded": False}
+            return {"running": False, "model_loaded": False}
+        finally:
+            await probe.aclose()
+    if server is not None:
+        running = server == "answering"
+    else:  # idle: status_view shows nothing loaded, but a server (and a model kept with :persist) may run
+        try:
+            with anyio.fail_after(PROBE_TIMEOUT_S):
+                models = [m.name for m in await backend().loaded()]
+            running = True
+        except (UserError, TimeoutError):
+            running = False
+    wanted = canonical_model(data.model) if data.model else None
+    return {"running": running, "model_loaded": running and any(canonical_model(m) == wanted for m in models)}
 
 
 def ollama_guards(version: str | None, capabilities: Sequence[str] | None) -> dict[str, str]:

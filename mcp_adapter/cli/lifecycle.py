@@ -33,6 +33,9 @@ def _status_text(s: dict[str, Any]) -> str:
         f"backend: {s.get('backend') or 'none'}",
         f"model: {model}",
     ]
+    if "running" in s:  # what the server and the model are doing now, asked at this status
+        lines.append(f"server running: {'yes' if s['running'] else 'no'}; model loaded: "
+                     f"{'yes' if s.get('model_loaded') else 'no'}")
     if s.get("capabilities"):
         lines.append(f"capabilities: {', '.join(s['capabilities'])}")
     if s.get("num_ctx"):

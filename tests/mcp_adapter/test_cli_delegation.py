@@ -35,7 +35,11 @@ def test_analyze_prints_the_seeds_example_as_delegate(cli_command: list[str], cl
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["recommendation"] == "delegate" and result["score"] > 0.6
-    assert {r["signal"] for r in result["reasons"]} == {"pattern-based generation", "single output file"}
+    assert {r["signal"] for r in result["reasons"]} == {"pattern-based generation"}  # --file is context
+    out = _cli(cli_command, cli_env, "analyze", "Generate Express CRUD routes for User model",
+               "--output-file", "models/user.js", "--json")
+    assert {r["signal"] for r in json.loads(out.stdout)["reasons"]} == {"pattern-based generation",
+                                                                        "single output file"}
     text = _cli(cli_command, cli_env, "analyze", "Design the auth layer")
     assert text.stdout.startswith("keep") and "security-related" in text.stdout
 

@@ -62,7 +62,7 @@ def test_enable_status_disable_round_trip_across_processes(
     assert disabled.returncode == 0 and as_json(disabled)["state"] == "idle"
     assert ollama_double.loaded == {}
     text = run(cli_command, env, "status")
-    assert "session: idle" in text.stdout
+    assert "session: idle" in text.stdout and "server running: yes; model loaded: no" in text.stdout
 
 
 def test_capability_json_has_the_documented_shape(
