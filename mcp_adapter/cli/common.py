@@ -88,6 +88,10 @@ async def _run(project: Project, handler: Handler, background: bool, stop_on_sig
                         outcome["error"] = exc
                 tg.cancel_scope.cancel()
         if received:
+            # Stopping already: a further signal while the process winds down would only turn the exit code into a
+            # death by signal (its work, verify groups included, has ended).
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
             raise _Stopped(received[0])
         if "error" in outcome:
             raise outcome["error"]

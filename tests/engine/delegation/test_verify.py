@@ -112,7 +112,7 @@ async def test_output_a_background_child_writes_within_the_grace_period_is_kept(
     assert result.output_tail == "early\nlate\n"
 
 
-def _marked(mark: str) -> dict[int, str]:
+def processes_marked(mark: str) -> dict[int, str]:
     """Live processes whose environment carries `mark` (pid -> its value); a zombie's environment reads empty."""
     found: dict[int, str] = {}
     needle = f"{mark}=".encode()
@@ -139,7 +139,7 @@ async def cancels_that_leak(cancels: int, *, seed: int, latest_s: float, cwd: Pa
         with anyio.move_on_after(rng.uniform(0, latest_s)):
             await run_verify("sleep 60 & sleep 60 & wait", cwd=cwd, env={**os.environ, mark: str(i)})
     deadline = time.monotonic() + 3  # SIGKILL is asynchronous: a killed child may take a moment to go
-    while (alive := _marked(mark)) and time.monotonic() < deadline:
+    while (alive := processes_marked(mark)) and time.monotonic() < deadline:
         await anyio.sleep(0.05)
     for pid in alive:
         with contextlib.suppress(ProcessLookupError):
