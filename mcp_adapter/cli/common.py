@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio
-import anyio.abc
 import typer
 
 from engine import DatabaseDamaged, Engine, Project, UserError
@@ -55,16 +54,10 @@ class _Stopped(Exception):
         self.signum = signum
 
 
-async def _on_signals(
-    scope: anyio.CancelScope, received: list[int], *,
-    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
-        task_status.started()
-        async for signum in signals:
-            received.append(signum)
-            scope.cancel()
-            return
+async def _on_signals(signals: AsyncIterator[int], scope: anyio.CancelScope, received: list[int]) -> None:
+    async for signum in signals:
+        received.append(signum)
+        scope.cancel()
 
 
 async def _handle(engine: Engine, handler: Handler, background: bool) -> Result:
@@ -81,15 +74,24 @@ async def _run(project: Project, handler: Handler, background: bool, stop_on_sig
             return await _handle(engine, handler, background)
         received: list[int] = []
         outcome: dict[str, Any] = {}
-        async with anyio.create_task_group() as tg:
-            await tg.start(_on_signals, tg.cancel_scope, received)
-            try:
-                outcome["result"] = await _handle(engine, handler, background)
-            except Exception as exc:  # kept out of the group: a UserError must leave as itself, not in a group
-                outcome["error"] = exc
-            finally:
+        # The receiver stays installed until the work has ended, its clean-up included: a second signal while the
+        # first one's cancel is being delivered would otherwise meet the default action and end the process before
+        # the verify command's process group is killed (that group lives in its own session and would be left).
+        with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+            async with anyio.create_task_group() as tg:
+                work = anyio.CancelScope()
+                tg.start_soon(_on_signals, signals, work, received)
+                with work:
+                    try:
+                        outcome["result"] = await _handle(engine, handler, background)
+                    except Exception as exc:  # kept out of the group: a UserError must leave as itself
+                        outcome["error"] = exc
                 tg.cancel_scope.cancel()
         if received:
+            # Stopping already: a further signal while the process winds down would only turn the exit code into a
+            # death by signal (its work, verify groups included, has ended).
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
             raise _Stopped(received[0])
         if "error" in outcome:
             raise outcome["error"]
