@@ -18,6 +18,7 @@ from engine.session.processes import alive as _alive
 from engine.testing.fake_ollama import free_port, write_fake_ollama
 from engine.testing.ollama_double import OllamaDouble
 from engine.testing.openai_double import OpenAIDouble
+from mcp_adapter.cli.exit_codes import REFUSED
 from tests.markers import needs_embedded
 
 
@@ -99,7 +100,7 @@ def test_a_bad_llm_spec_is_refused_with_the_field_named(
 ) -> None:
     env["OLLAMA_HOST"] = ollama_double.host
     proc = run(cli_command, env, "enable", "--llm", "two words")
-    assert proc.returncode == 2 and "llm: expected" in proc.stderr
+    assert proc.returncode == REFUSED and "llm: expected" in proc.stderr
 
 
 def test_enable_starts_ollama_detached_and_it_outlives_the_command(
@@ -151,7 +152,7 @@ def test_enable_slots_on_a_llama_cpp_server_across_processes(cli_command: list[s
     with OpenAIDouble("llama.cpp", n_ctx=8192, total_slots=4) as server:
         env["LOCAL_LLM_OPENAI_URL"] = server.url
         refused = run(cli_command, env, "enable", "--backend", "openai", "--slots", "0")
-        assert refused.returncode == 2 and refused.stdout == ""
+        assert refused.returncode == REFUSED and refused.stdout == ""
         assert "local-llm enable: slots: expected an integer >= 1" in refused.stderr
         default = as_json(run(cli_command, env, "enable", "--backend", "openai", "--json"))
         text = run(cli_command, env, "status").stdout
