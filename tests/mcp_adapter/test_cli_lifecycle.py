@@ -95,6 +95,20 @@ def test_a_failed_enable_exits_non_zero_and_prints_the_failed_status(
     assert as_json(run(cli_command, env, "status", "--json"))["state"] == "failed"
 
 
+def test_a_failed_enable_says_its_reason_once(
+    cli_command: list[str], env: dict[str, str], ollama_double: OllamaDouble
+) -> None:
+    # It said it three times: "enable failed: R", the status's "reason: R", and a warning log line on stderr.
+    env["OLLAMA_HOST"] = ollama_double.host
+    proc = run(cli_command, env, "enable", "--llm", "not-in-registry:1b")
+    assert proc.returncode == 1
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("enable failed: ") and "pull failed" in first
+    reason = first.removeprefix("enable failed: ")
+    assert (proc.stdout + proc.stderr).count(reason) == 1, proc.stdout + proc.stderr
+    assert "session: failed" in proc.stdout
+
+
 def test_a_bad_llm_spec_is_refused_with_the_field_named(
     cli_command: list[str], env: dict[str, str], ollama_double: OllamaDouble
 ) -> None:
