@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 
 from engine.testing.ollama_double import FakeModel, OllamaDouble
+from mcp_adapter.server import ACTIONS
+from states import MACHINES
 from tests.mcp_adapter.test_cli_install import mcp_add_problems
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,6 +116,16 @@ def test_every_command_the_readme_shows_is_one_this_file_runs() -> None:
     assert missing == [], f"the README shows commands no test runs; add each to HOW in {__file__}: {missing}"
     stale = [c for c in HOW if c not in shown]
     assert stale == [], f"HOW lists commands the README no longer shows: {stale}"
+
+
+def test_the_readme_lists_every_action_of_the_tool_and_counts_the_machines_right() -> None:
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    actions = re.search(r"The tool's actions: ([^.]*)\.", text)
+    assert actions and re.findall(r"`(\w+)`", actions.group(1)) == list(ACTIONS)
+    machines = re.search(r"There are (\w+) persisted state machines[^:]*: ([^.]*)\.", text)
+    assert machines and machines.group(1) == {1: "one", 2: "two", 3: "three"}[len(MACHINES)]
+    named = machines.group(2)
+    assert all(kind in named for kind in MACHINES), (named, list(MACHINES))
 
 
 def test_the_readme_finds_commands_in_blocks_and_prose_and_skips_the_rest() -> None:
