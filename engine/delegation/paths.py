@@ -180,7 +180,7 @@ def output_identity(
 @dataclass(frozen=True)
 class Rule:
     pattern: str
-    """As DESIGN.md and README list it: `.git/**`, `.claude/settings.json`, ..."""
+    """As docs/safety.md lists it: `.git/**`, `.claude/settings.json`, ..."""
     why: str
     opt_in: bool
     """False: never an output. True: an output only with allow_config_writes."""
@@ -202,7 +202,7 @@ CONFIG_RULES: tuple[Rule, ...] = tuple(Rule(pattern, why, True) for pattern, why
     (".pre-commit-config.yaml", "pre-commit runs the hooks it lists on the next commit"),
     (".github/workflows/**", "CI runs these workflows with the repository's secrets"),
 ))
-"""Configuration that runs code or grants permissions (DESIGN.md): an output only with allow_config_writes."""
+"""Configuration that runs code or grants permissions (docs/safety.md): an output only with allow_config_writes."""
 _CONFIG_CLAUDE = tuple(r.pattern for r in CONFIG_RULES if r.pattern.startswith(".claude/settings"))
 _CONFIG_DIRS = tuple(tuple(r.pattern.split("/")[:2]) for r in CONFIG_RULES if r.pattern.endswith("/**"))
 _CONFIG_FILES = tuple(r.pattern for r in CONFIG_RULES if "/" not in r.pattern)

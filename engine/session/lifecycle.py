@@ -281,7 +281,8 @@ class Session:
         except InvalidEvent:
             log.warning("could not mark the session failed", reason=reason)
         await self.drop_backend()
-        log.warning("enable failed", reason=reason)
+        # info: the caller gets the reason in EnableFailed and says it; a warning would repeat it on stderr.
+        log.info("enable failed", reason=reason)
         return EnableFailed(reason, await self.status())
 
     # -- disable ----------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import typer
 
 from engine import DatabaseDamaged, Engine, Project, UserError
 from engine.logs import configure_logging
+from mcp_adapter.cli.exit_codes import INTERRUPTED, REFUSED, signalled
 from mcp_adapter.cli.output import Result, emit
 
 __all__ = ["Globals", "Handler", "JsonOption", "ProjectOption", "VerboseOption", "execute"]
@@ -125,6 +126,7 @@ def execute(
 
     `background`: the handler starts engine tasks that must finish before the engine closes (resume).
     `stop_on_signals`: SIGTERM, SIGHUP and SIGINT cancel the handler (see STOP_SIGNALS); exit code 128 + the signal.
+    A UserError exits REFUSED (3) with its message on stderr (mcp_adapter/cli/exit_codes.py has the table).
     """
     parent = ctx.obj if isinstance(ctx.obj, Globals) else Globals()
     options = parent.merged(project=project, as_json=as_json, verbose=verbose)
@@ -135,17 +137,18 @@ def execute(
     except _Stopped as stopped:
         sys.stderr.write(f"{ctx.command_path}: stopped by {stopped}; runs in flight keep their state, "
                          "`local-llm resume` continues them\n")
-        raise typer.Exit(128 + stopped.signum) from None
+        raise typer.Exit(signalled(stopped.signum)) from None
     except UserError as exc:
-        # The caller's mistake, not a crash: one line naming the command, no traceback, nothing on stdout.
+        # Refused, not a crash: one line naming the command, no traceback, nothing on stdout. Its own exit code:
+        # 2 stays click's usage error (the command line itself is wrong).
         sys.stderr.write(f"{ctx.command_path}: {exc}\n")
         if isinstance(exc, DatabaseDamaged) and not options.as_json and not ctx.command_path.startswith(
                 "local-llm db") and sys.stdin.isatty() and sys.stderr.isatty():
             _offer_move_aside(root)
-        raise typer.Exit(2) from None
+        raise typer.Exit(REFUSED) from None
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
-        raise typer.Exit(130) from None
+        raise typer.Exit(INTERRUPTED) from None
     emit(result, as_json=options.as_json)
     if result.exit_code:
         raise typer.Exit(result.exit_code)

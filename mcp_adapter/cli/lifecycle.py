@@ -9,6 +9,7 @@ import typer
 
 from engine import ANSWER_FORMS, BACKENDS, EnableFailed, Engine
 from mcp_adapter.cli.common import JsonOption, ProjectOption, VerboseOption, execute
+from mcp_adapter.cli.exit_codes import FAILED, OK, REFUSED
 from mcp_adapter.cli.output import Result, progress_bar
 
 __all__ = ["register"]
@@ -91,7 +92,7 @@ def _capability_text(c: dict[str, Any]) -> str:
 async def _status(engine: Engine) -> Result:
     status = await engine.status()
     # Unavailable (a damaged database): the status says what to do; the exit code tells a script it cannot go on.
-    return Result(status, _status_text, exit_code=2 if status["state"] == "unavailable" else 0)
+    return Result(status, _status_text, exit_code=REFUSED if status["state"] == "unavailable" else OK)
 
 
 async def _capability(engine: Engine) -> Result:
@@ -106,9 +107,10 @@ async def _enable(
             status = await engine.enable(llm=llm, backend=backend, slots=slots, answer_form=answer_form,
                                          progress=progress)
     except EnableFailed as exc:
-        # The status (state failed, reason) is still the result; the exit code says it failed.
+        # The status (state failed, reason) is still the result; the exit code says it failed. The text says the
+        # reason once: the status's own `reason:` line would repeat the first line.
         return Result({**exc.status, "error": exc.reason},
-                      lambda s: f"enable failed: {s['error']}\n{_status_text(s)}", exit_code=1)
+                      lambda s: f"enable failed: {s['error']}\n{_status_text({**s, 'reason': None})}", exit_code=FAILED)
     return Result(status, _status_text)
 
 

@@ -1,6 +1,6 @@
 """Applying edit blocks to the files as they are. Pure: bytes in, bytes (or the problems) out.
 
-The rules (DESIGN.md "What the model answers"), as applied here:
+The rules (docs/edit-blocks.md, "The form" and "Decisions"), as applied here:
 - Blocks apply in the order written, each to the file as the blocks before it in the same answer left it. A new
   attempt starts again from the run's base (the bytes journaled when the prompt was packed): see feedback.py.
 - A SEARCH must match exactly once. First exactly, line by line; then ignoring trailing whitespace; then with one
