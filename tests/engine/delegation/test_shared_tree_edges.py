@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import stat
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -130,7 +131,15 @@ def _socket(path: Path) -> None:
     server.close()  # the socket file stays
 
 
-@pytest.mark.parametrize("make", [_fifo, _directory, _socket], ids=["fifo", "directory", "socket"])
+def _device(path: Path) -> None:
+    path.unlink()
+    try:
+        os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # /dev/null's numbers: reading it would "succeed"
+    except PermissionError:
+        pytest.skip("this machine does not let the test make a device node")
+
+
+@pytest.mark.parametrize("make", [_fifo, _directory, _socket, _device], ids=["fifo", "directory", "socket", "device"])
 async def test_an_output_replaced_by_something_not_a_regular_file_while_generating_is_a_conflict(
     engine: Engine, project_dir: Path, make: Callable[[Path], None]
 ) -> None:
