@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import structlog
 
-__all__ = ["GIT_TIMEOUT_S", "hook_directories"]
+__all__ = ["CACHE_S", "GIT_TIMEOUT_S", "hook_directories"]
 
 GIT_TIMEOUT_S = 5.0
+CACHE_S = 2.0
+"""How long one answer of git serves a root: a run checks every output again at each look and write, and a git
+process costs about 10 ms of the event loop each time; core.hooksPath lives in git's config, which no run may write."""
 log = structlog.get_logger(__name__)
+_answers: dict[Path, tuple[float, list[Path]]] = {}
 
 
 def _git_env() -> dict[str, str]:
@@ -26,7 +31,16 @@ def _git_env() -> dict[str, str]:
 def hook_directories(root: Path) -> list[Path]:
     """The real paths of the directories holding hooks git runs for the repository `root` is in: the hooks
     directory (core.hooksPath, else `.git/hooks`), and its parent when its name is `_`. Empty when `root` is in no
-    repository or git is not installed."""
+    repository or git is not installed. Asked again once the last answer is CACHE_S old."""
+    now = time.monotonic()
+    if (cached := _answers.get(root)) is not None and now - cached[0] < CACHE_S:
+        return list(cached[1])
+    found = _ask_git(root)
+    _answers[root] = (now, found)
+    return list(found)
+
+
+def _ask_git(root: Path) -> list[Path]:
     try:
         found = subprocess.run(
             ["git", "rev-parse", "--git-path", "hooks"], cwd=root, env=_git_env(), capture_output=True, text=True,

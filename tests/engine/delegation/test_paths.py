@@ -242,3 +242,16 @@ def test_a_device_at_an_output_path_is_refused_at_request_time(project_dir: Path
     assert file_kind(project_dir / "dev.py") == "a character device"
     with pytest.raises(InvalidArgument, match="not a character device"):
         check_output(project_dir, "dev.py", field="output_files[0].path", allow_config_writes=False)
+
+
+def test_a_hooks_setting_made_after_the_cached_answer_expires_is_seen(
+    project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.delegation import git_hooks
+
+    _git(project_dir, "init", "-q")
+    assert check_output(project_dir, "hooks/pre-commit", field="f", allow_config_writes=False)
+    _git(project_dir, "config", "core.hooksPath", "hooks")
+    monkeypatch.setattr(git_hooks, "CACHE_S", 0.0)  # as if CACHE_S had passed
+    with pytest.raises(ProtectedPath):
+        check_output(project_dir, "hooks/pre-commit", field="f", allow_config_writes=False)
