@@ -5,6 +5,7 @@ Which versions a run may replace is decided by engine/delegation/shared_tree.py;
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import os
@@ -130,8 +131,10 @@ def read_regular(path: Path) -> bytes | None:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except (FileNotFoundError, NotADirectoryError):
         return None
-    except OSError as exc:  # ELOOP: a symlink put there since the look
-        raise NotRegular(path) from exc
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symlink put there since the look
+            raise NotRegular(path) from exc
+        raise
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise NotRegular(path)
