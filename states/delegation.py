@@ -64,7 +64,9 @@ class Conflict(TypedDict):
 
     path: str
     found: str
-    """`changed`, `deleted` or `created`: what the run found instead of a version it started from or wrote."""
+    """`changed`, `deleted` or `created`: what the run found instead of a version it started from or wrote;
+    `not_a_file` (a directory, FIFO, socket or device is there now) or `redirected` (a symlink now leads the path out
+    of the project or to a protected path)."""
     during: str
     """`writing` or `rolling_back`."""
     kept_at: str | None

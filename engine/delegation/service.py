@@ -130,7 +130,8 @@ class Delegations:
         parallel up to the backend's slots). `wait` as for `delegate`."""
         wait = check_wait(wait)
         root = self.ctx.project.root
-        request = check_batch(root, spec)
+        # A template's glob lists directories and the children's files are read: off the event loop.
+        request = await anyio.to_thread.run_sync(partial(check_batch, root, spec))
         request = await anyio.to_thread.run_sync(partial(check_batch_files, root, request))
         history = self._history()
         scores = [score_task(c.task, files=c.context_files, output_files=[o.path for o in c.outputs],
