@@ -10,10 +10,16 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
 
 from engine.context import EngineContext
 from engine.delegation.recovery import DEFAULT_MAX_RECOVERIES, recover
+from engine.delegation.retention import RetentionPolicy, apply_policy
 from engine.delegation.service import Delegations
 from engine.delegation.verify import DEFAULT_TIMEOUT_S
 from engine.delegation.views import list_row, run_view
@@ -34,7 +40,7 @@ def _damaged_row(row: DamagedRow) -> dict[str, Any]:
     """A run whose row cannot be read, in the columns of `runs` (views.list_row), its problem and fix in `error`."""
     return {"run_id": row.machine_id, "state": row.state, "task": None, "task_type": None, "attempts": None,
             "max_attempts": None, "files": [], "error": str(row), "created_at": row.created_at,
-            "updated_at": row.updated_at, "damaged": True}
+            "updated_at": row.updated_at, "compacted_at": None, "damaged": True}
 
 
 class Engine:
@@ -183,10 +189,10 @@ class Engine:
         self, *, max_recoveries: int = DEFAULT_MAX_RECOVERIES, progress: Progress = no_progress
     ) -> dict[str, Any]:
         """Resume every run whose process died; `progress` counts the runs."""
-        report = await recover(self.ctx.runs, self.delegations.resume_run, max_recoveries=max_recoveries,
-                               progress=progress, skip=self._in_live_batch)
-        batches = await recover(self.ctx.batches, self.delegations.resume_batch, max_recoveries=max_recoveries,
-                                progress=progress)
+        report = await recover(self.delegations.driver.moves, self.delegations.resume_run,
+                               max_recoveries=max_recoveries, progress=progress, skip=self._in_live_batch)
+        batches = await recover(self.delegations.batches, self.delegations.resume_batch,
+                                max_recoveries=max_recoveries, progress=progress)
         return {
             "batches": batches.resumed + batches.skipped,
             "resumed": report.resumed,
@@ -210,6 +216,20 @@ class Engine:
     def db_forget(self, machine_id: str) -> dict[str, Any]:
         """Remove one row that cannot be read (and its journal), after keeping a copy of the database."""
         return repair.forget(self.ctx.store, machine_id)
+
+    def db_compact(self, *, keep_days: float | None = None, keep_mb: float | None = None,
+                   everything: bool = False) -> dict[str, Any]:
+        """Apply the retention policy now (`keep_days`/`keep_mb` override $LOCAL_LLM_KEEP_DAYS/$LOCAL_LLM_KEEP_MB;
+        `everything`: drop the bodies of every finished run), then rewrite the file without its free pages."""
+        policy = RetentionPolicy.from_env(keep_days=keep_days, keep_mb=keep_mb)
+        return apply_policy(self.ctx.store, policy, everything=everything, vacuum=True)
+
+    async def apply_retention(self) -> dict[str, Any]:
+        """The retention policy at a cheap moment (`serve`'s start, once interrupted runs resumed): in a worker
+        thread, a batch of runs per transaction, stopping between two when the caller is cancelled."""
+        policy = RetentionPolicy.from_env()
+        return await anyio.to_thread.run_sync(partial(
+            apply_policy, self.ctx.store, policy, check_cancelled=anyio.from_thread.check_cancelled))
 
     # -- diagrams -----------------------------------------------------------------------------------------------
 

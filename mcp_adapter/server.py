@@ -288,10 +288,11 @@ async def _cancel_on_signals(
 ) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         task_status.started()  # the transport starts only once a signal can no longer kill the session uncleanly
+        # Kept until the session has ended: a second signal during the shut-down must not meet the default action
+        # (the process would die before its runs' verify process groups are killed).
         async for signum in signals:
             log.info("signal received, ending the session", signal=signum)
             scope.cancel()
-            return
 
 
 async def serve(engine: Engine, *, run_transport: Callable[[MCPServer], Awaitable[None]] | None = None) -> None:
@@ -302,19 +303,30 @@ async def serve(engine: Engine, *, run_transport: Callable[[MCPServer], Awaitabl
     configure_logging(log_file=engine.project.engine_log, console=True)
     server = build_server(engine)
     transport = run_transport or (lambda s: s.run_stdio_async())
-    try:
-        await _quietly("claim the session", engine.claim_session)
-        async with engine.background():
-            async with anyio.create_task_group() as tg:
-                await tg.start(_cancel_on_signals, tg.cancel_scope)
-                tg.start_soon(_quietly, "resume interrupted runs", engine.resume)
-                await transport(server)
-                log.info("client closed the connection")
-                tg.cancel_scope.cancel()
-            engine.cancel_background()
-    finally:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(30):
-            await _quietly("end the session", engine.end_session)
+    async with anyio.create_task_group() as listening:
+        serving = anyio.CancelScope()
+        await listening.start(_cancel_on_signals, serving)
+        try:
+            await _quietly("claim the session", engine.claim_session)
+            async with engine.background():
+                with serving:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(_start_up, engine)
+                        await transport(server)
+                        log.info("client closed the connection")
+                        tg.cancel_scope.cancel()
+                engine.cancel_background()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(30):
+                await _quietly("end the session", engine.end_session)
+            listening.cancel_scope.cancel()
+
+
+async def _start_up(engine: Engine) -> None:
+    """Background work at start: resume interrupted runs, then apply the retention policy (a cheap moment: the
+    runs it could touch are finished, and it works in a thread, a batch of runs per transaction)."""
+    await _quietly("resume interrupted runs", engine.resume)
+    await _quietly("apply the retention policy", engine.apply_retention)
 
 
 async def _quietly(what: str, work: Callable[[], Awaitable[object]]) -> None:

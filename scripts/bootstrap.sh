@@ -6,10 +6,14 @@
 # Environment: PYTHON (default python3), CMAKE_ARGS for llama-cpp-python (default -DGGML_NATIVE=OFF: the native
 # build crashes at the first token on some CPUs; use "-DGGML_CUDA=on" on an NVIDIA machine).
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
+usage() { sed -n '2,5p' "$0" | sed 's/^# *//'; }
 mode=${1:-setup}
-case "$mode" in demo|test|setup) ;; *) echo "usage: scripts/bootstrap.sh demo|test|setup" >&2; exit 2 ;; esac
+case "$mode" in -h|--help) usage; exit 0 ;; esac
+case "$mode" in demo|test|setup) ;; *) usage >&2; exit 2 ;; esac
+# `MODE --help` says what MODE does and does nothing (tests/test_readme.py checks the README's lines this way).
+case "${2:-}" in -h|--help) usage | grep -F "bootstrap.sh $mode "; exit 0 ;; esac
+cd "$(dirname "$0")/.."
 
 LLAMA_CPP_VERSION=0.3.36
 export CMAKE_ARGS=${CMAKE_ARGS:--DGGML_NATIVE=OFF}

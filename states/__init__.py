@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from states.batch import BATCH, BatchData
 from states.data import MachineData, UnknownField
-from states.delegation import DELEGATION, Conflict, OutputFile, PromptOverflow, RunData, Turn, Verification
+from states.delegation import DELEGATION, Conflict, FileSummary, OutputFile, PromptOverflow, RunData, Turn, Verification
 from states.session import SESSION, SESSION_ID, SessionData, SessionWarning
 from states.spec import MachineModel, MachineSpec, TransitionSpec, build_machine
 
@@ -16,6 +16,7 @@ __all__ = [
     "SESSION_ID",
     "BatchData",
     "Conflict",
+    "FileSummary",
     "MachineData",
     "MachineModel",
     "MachineSpec",

@@ -19,6 +19,7 @@ from states.spec import MachineModel, MachineSpec, TransitionSpec
 __all__ = [
     "DELEGATION",
     "Conflict",
+    "FileSummary",
     "OutputFile",
     "PromptOverflow",
     "PromptText",
@@ -63,11 +64,22 @@ class Conflict(TypedDict):
 
     path: str
     found: str
-    """`changed`, `deleted` or `created`: what the run found instead of a version it started from or wrote."""
+    """`changed`, `deleted` or `created`: what the run found instead of a version it started from or wrote;
+    `not_a_file` (a directory, FIFO, socket or device is there now) or `redirected` (a symlink now leads the path out
+    of the project or to a protected path)."""
     during: str
     """`writing` or `rolling_back`."""
     kept_at: str | None
     """Where the run's version is kept (`.claude/workflow/conflicts/<run_id>/<path>`), if it had one."""
+
+
+class FileSummary(TypedDict):
+    """What a finished run's result says of one output once the retention policy dropped its contents."""
+
+    bytes: int
+    added: int
+    removed: int
+    changed: list[str]
 
 
 class Verification(TypedDict):
@@ -155,6 +167,13 @@ class RunData(MachineData):
     def model_name(self) -> str | None:
         """The model that answered, else the one asked for."""
         return self.model_used or self.model
+
+    def without_bodies(self) -> dict[str, object]:
+        """The changes that drop what a finished run no longer needs (engine/delegation/retention.py): the packed
+        prompt and the model's answers. What `run`, `result`, `stats` and the log show stays: the task, the counts,
+        the verification, each failed attempt's kind and detail, errors and conflicts."""
+        turns: list[Turn] = [{"answer": "", "kind": t["kind"], "detail": t["detail"]} for t in self.history]
+        return {"prompt": None, "last_answer": "", "history": turns}
 
     def incomplete(self) -> str | None:
         """Why this data cannot be driven (a run created by something other than `delegate`), or None."""

@@ -148,3 +148,45 @@ def test_the_package_and_the_benchmarks_never_import_the_test_suite(folder: str,
     offenders = sorted(f"{p.relative_to(REPO)}: {sorted(found)}" for p in (REPO / folder).rglob("*.py")
                        if (found := _top_level_imports(p) & forbidden))
     assert offenders == []
+
+
+RUN_OWNER = "engine/delegation/moves.py"
+"""The one module that fires delegation-run events (creation, moves, notes); every other module asks it."""
+MACHINE_CALLS = {"fire", "note", "create", "ensure"}
+
+
+def _run_event_calls(source: str, name: str) -> list[str]:
+    """Where `source` fires a run event itself: a call of fire/note/create/ensure on the runs' PersistedMachines
+    (`ctx.runs`, or a variable or parameter named `runs`), or a row created with `kind=DELEGATION.kind`."""
+    found = []
+    for node in ast.walk(ast.parse(source, name)):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        receiver = node.func.value
+        on_runs = (isinstance(receiver, ast.Attribute) and receiver.attr == "runs") or (
+            isinstance(receiver, ast.Name) and receiver.id == "runs")
+        run_row = any(k.arg == "kind" and ast.unparse(k.value) == "DELEGATION.kind" for k in node.keywords)
+        if (on_runs and node.func.attr in MACHINE_CALLS) or (node.func.attr == "create" and run_row):
+            found.append(f"{name}:{node.lineno}: {ast.unparse(node.func)}")
+    return found
+
+
+def test_only_the_run_owner_fires_delegation_run_events() -> None:
+    offenders = [hit for package in ("engine", "mcp_adapter") for p in sorted((REPO / package).rglob("*.py"))
+                 if str(p.relative_to(REPO)) != RUN_OWNER
+                 for hit in _run_event_calls(p.read_text(), str(p.relative_to(REPO)))]
+    assert offenders == []
+
+
+def test_the_run_event_finder_finds_each_way_of_firing_one() -> None:
+    source = (
+        "self.ctx.runs.fire(run_id, 'cancel')\n"
+        "tools.ctx.runs.note(run_id, 'packed')\n"
+        "runs.fire(record.id, 'abort')\n"
+        "tx.create(run_id, kind=DELEGATION.kind, state='pending', data={})\n"
+        "self.ctx.batches.fire(batch_id, 'start')\n"
+        "self.moves.fire(record, 'start')\n"
+        "runs.store.scan(kind='delegation')\n"
+    )
+    assert [hit.split(": ", 1)[1] for hit in _run_event_calls(source, "x.py")] == [
+        "self.ctx.runs.fire", "tools.ctx.runs.note", "runs.fire", "tx.create"]

@@ -2,7 +2,7 @@
 journal checks.
 
 Everything runs against real components (the `local-llm` CLI or server in subprocesses, the SQLite journal) except
-Ollama, which cannot be installed here: engine/testing/ollama_double.py stands in for its HTTP API.
+Ollama, which cannot be installed here: engine/testing/ollama_double/ stands in for its HTTP API.
 """
 
 from __future__ import annotations

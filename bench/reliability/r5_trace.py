@@ -3,8 +3,9 @@ it reads at packing, and every edit of the concurrent editor, in one order.
 
 It is installed by monkeypatching, in the harness only (the product code is unchanged):
 
-- `on_disk` (engine/delegation/writes.py, and the names shared_tree.py and steps.py imported): a `check`, with the
-  hash it saw, flagged `guard` when made inside `replace_if` (the check right before the rename);
+- `on_disk` (engine/delegation/writes.py, and the name shared_tree.py imported; steps.py looks through
+  shared_tree.look): a `check`, with the hash it saw, flagged `guard` when made inside `replace_if` (the check right
+  before the rename);
 - `os.replace` / `os.unlink` as engine/delegation/writes.py calls them (its `os` becomes a proxy): a `replace` with
   the hash of the bytes renamed into place, an `unlink`; the engine's own files (`.claude/`) and temp files are
   left out;
@@ -201,7 +202,7 @@ def installed(tracer: Tracer) -> Iterator[Tracer]:
         def traced_on_disk(path: Path) -> str:
             return tracer.check(path, real_on_disk)
 
-        for module in (writes, shared_tree, steps):
+        for module in (writes, shared_tree):
             patch(module, "on_disk", traced_on_disk)
         patch(writes, "os", _TracedOs(tracer))
         _trace_writes(tracer, patch)
@@ -220,13 +221,13 @@ def _trace_writes(tracer: Tracer, patch: Callable[[Any, str, Any], None]) -> Non
         finally:
             _GUARD.reset(token)
 
-    def apply_file(root: Path, workflow: Path, run_id: str, w: Any) -> Any:
+    def apply_file(root: Path, workflow: Path, run_id: str, w: Any, **options: Any) -> Any:
         tracer.aim("writing: next file", run_id, w.path)
-        return real_apply(root, workflow, run_id, w)
+        return real_apply(root, workflow, run_id, w, **options)
 
-    def rollback_file(root: Path, workflow: Path, run_id: str, w: Any) -> Any:
+    def rollback_file(root: Path, workflow: Path, run_id: str, w: Any, **options: Any) -> Any:
         tracer.aim("rolling_back: next file", run_id, w.path)
-        return real_rollback(root, workflow, run_id, w)
+        return real_rollback(root, workflow, run_id, w, **options)
 
     async def run_verify(command: str, **kwargs: Any) -> Any:
         tracer.aim("verifying: command started", RUN.get())

@@ -2,8 +2,8 @@
 
 The project is built as the issue found it: `.claude` is a symlink (to `dotclaude/`, so the engine's journal really is
 `dotclaude/workflow/state.db`), `.git` is a real git directory with hooks, a second repository sits at depth
-(`vendor/lib/.git`) and a third under another name (`gitdata/`), every configuration file of DESIGN.md's list exists,
-and symlinks lead into all of them (`g` -> `.git`, `gh` -> `.git/hooks`, `cl` -> `.claude`, `wf` ->
+(`vendor/lib/.git`) and a third under another name (`gitdata/`), every configuration file of docs/safety.md's list
+exists, and symlinks lead into all of them (`g` -> `.git`, `gh` -> `.git/hooks`, `cl` -> `.claude`, `wf` ->
 `.claude/workflow`, `gw` -> `.github/workflows`, `mcp` -> `.mcp.json`, `vg` -> `vendor/lib/.git`).
 
 Hypothesis picks a protected file and spells it every way that reaches it: through a symlink, with `./`, `//`,

@@ -6,7 +6,7 @@ the header or over pages of the machines table, a file that is not a database; a
 a state no machine declares, a session whose data is not JSON), a fresh copy of the project is damaged and
 
 - every command runs on it as a real `local-llm` subprocess. A case survives when the command ends within its
-  deadline, prints no traceback, exits 0, 1 or 2, and says what the user needs: on a damaged file, the file and the
+  deadline, prints no traceback, exits 0, 1 or 3, and says what the user needs: on a damaged file, the file and the
   fix (`local-llm db move-aside`) for every command that reads the database; on a damaged row, `runs` lists the row
   with its problem and `resume` reports it by its id while the interrupted run resumes; finally `db move-aside` (or
   `db forget ID`) repairs the copy and `status` answers again;
@@ -132,7 +132,7 @@ def _command_problems(name: str, damage: str, done: Any, state_db: Path, victim:
     said = done.stdout + done.stderr
     if "Traceback" in done.stderr:
         problems.append("traceback: " + done.stderr.strip().splitlines()[-1][:200])
-    if done.returncode not in (0, 1, 2):
+    if done.returncode not in (0, 1, 3):
         problems.append(f"exit code {done.returncode}")
     if damage in FILE_DAMAGES and name in NO_DATABASE and done.returncode != 0:
         problems.append(f"a command that needs no database failed: {said[-200:]}")

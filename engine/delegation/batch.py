@@ -2,7 +2,7 @@
 schedules the children (in parallel up to the backend's slots; each an ordinary run driven by
 engine/delegation/driver.py), pauses while the backend does not answer, stops at the failure limit, cancels, and
 resumes a batch whose process died (the batch, not recovery, resumes its children). Only this module fires batch
-events."""
+events; its children's events it asks of their owner (RunMoves, engine/delegation/moves.py)."""
 
 from __future__ import annotations
 
@@ -20,12 +20,13 @@ from engine.delegation.batch_requests import BatchRequest
 from engine.delegation.batch_views import batch_log_line, counts, progress_message
 from engine.delegation.driver import Driver, Live
 from engine.delegation.generation import safe_progress
+from engine.delegation.moves import create_run
 from engine.delegation.recovery import DEFAULT_MAX_RECOVERIES, claim, recover_one
 from engine.delegation.requests import as_run_data
 from engine.delegation.steps import SessionLink
 from engine.progress import Progress, no_progress
 from engine.store.db import MachineRecord, Transaction
-from engine.store.machines import InvalidEvent, new_id
+from engine.store.machines import InvalidEvent, PersistedMachines, new_id
 from engine.store.ownership import current_token
 from states import BATCH, DELEGATION, BatchData, RunData
 
@@ -75,10 +76,8 @@ class BatchDriver:
             tx.create(batch_id, kind=BATCH.kind, state=BATCH.initial, data=data)
             tx.set_owner(batch_id, token)
             for child_id, child, score in zip(ids, request.children, scores, strict=True):
-                tx.create(child_id, kind=DELEGATION.kind, state=DELEGATION.initial,
-                          data={**as_run_data(child, score=score), "batch_id": batch_id,
-                                "verify_alone": not request.parallel_verify})
-                tx.set_owner(child_id, token)
+                create_run(tx, child_id, {**as_run_data(child, score=score), "batch_id": batch_id,
+                                          "verify_alone": not request.parallel_verify}, owner=token)
             return tx.get(batch_id)
 
     # -- the drive ----------------------------------------------------------------------------------------------
@@ -171,7 +170,8 @@ class BatchDriver:
             child_live = self.driver.live[record.id] = Live(resumed=True)
             await self.driver.drive(record.id, no_progress, child_live)
             return
-        outcome = await recover_one(self.ctx.runs, record, self._resume_child, max_recoveries=DEFAULT_MAX_RECOVERIES)
+        outcome = await recover_one(self.driver.moves, record, self._resume_child,
+                                    max_recoveries=DEFAULT_MAX_RECOVERIES)
         if outcome == "skipped":  # a live process drives it
             await self._until_ended(record.id)
 
@@ -190,8 +190,8 @@ class BatchDriver:
         for child in self.children(record):
             if child.state == "pending" and child.id not in self.driver.live:
                 try:
-                    self.ctx.runs.fire(child.id, "cancel", data={"cancel_requested": True},
-                                       payload={"reason": "its batch stopped"}, after=self.driver.moves.ended())
+                    self.driver.moves.fire_by_id(child.id, "cancel", data={"cancel_requested": True},
+                                                 payload={"reason": "its batch stopped"})
                     continue
                 except InvalidEvent:
                     pass  # it started meanwhile
@@ -279,8 +279,9 @@ class BatchDriver:
               after: Any = None) -> MachineRecord:
         return self.ctx.batches.fire(record.id, event, data=data, payload={"from": record.state}, after=after)
 
-    def _note(self, batch_id: str, event: str, *, data: Mapping[str, Any]) -> MachineRecord:
-        return self.ctx.batches.note(batch_id, event, data=data)
+    def _note(self, batch_id: str, event: str, *, data: Mapping[str, Any],
+              payload: Mapping[str, Any] | None = None) -> MachineRecord:
+        return self.ctx.batches.note(batch_id, event, data=data, payload=payload)
 
     def _end(self, record: MachineRecord, event: str) -> None:
         """The batch's last move; its delegation-log line (its totals) in the same transaction."""
@@ -304,6 +305,19 @@ class BatchDriver:
         children = self.children(self.ctx.store.get(batch_id))
         ended, text = progress_message(children, current)
         await safe_progress(live.progress, ended, len(children), text)
+
+    # -- what recovery asks (engine/delegation/recovery.py: its Owner) ----------------------------------------
+
+    @property
+    def machines(self) -> PersistedMachines:
+        return self.ctx.batches
+
+    def note_recovery(self, record: MachineRecord, count: int) -> MachineRecord:
+        return self._note(record.id, "recover", data={"recoveries": count},
+                          payload={"state": record.state, "recovery": count})
+
+    def give_up(self, record: MachineRecord, count: int, max_recoveries: int) -> None:
+        """A batch never gives up: its children do."""
 
     # -- cancel ---------------------------------------------------------------------------------------------------
 

@@ -4,10 +4,9 @@ one file refused up front. Every refusal names the field (`runs[3].output_files[
 
 from __future__ import annotations
 
-import glob as globbing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from engine.delegation.paths import output_identity
@@ -18,6 +17,7 @@ from engine.delegation.requests import (
     check_flag,
     check_number,
 )
+from engine.delegation.templates import fill, project_glob, shell_placeholder_problems
 from engine.errors import InvalidArgument
 
 __all__ = ["MAX_CHILDREN", "BatchRequest", "check_batch", "check_batch_files", "expand_template"]
@@ -29,7 +29,6 @@ RUN_FIELDS = frozenset({
 })
 OPTIONS = frozenset({"runs", "template", "glob", "max_parallel", "max_failures", "max_attempts", "parallel_verify"})
 TEMPLATE_FIELDS = RUN_FIELDS - {"output_files"} | {"output", "description"}
-PLACEHOLDERS = ("{path}", "{name}", "{stem}", "{dir}")
 
 
 @dataclass(frozen=True)
@@ -42,17 +41,13 @@ class BatchRequest:
     """The glob a template was expanded over."""
 
 
-def _fill(text: str, path: str) -> str:
-    p = PurePosixPath(path)
-    parent = str(p.parent)
-    return (text.replace("{path}", path).replace("{name}", p.name).replace("{stem}", p.stem)
-            .replace("{dir}", "" if parent == "." else parent))
-
-
 def expand_template(root: Path, template: object, pattern: object) -> list[dict[str, Any]]:
-    """One delegate request per file the glob matches (sorted), placeholders {path} {name} {stem} {dir} filled in
-    every text field. Refused: a glob that matches nothing, a template whose output is not told apart per file (an
-    ambiguous expansion: two files would write one output), a field the template does not know."""
+    """One delegate request per file the glob matches (sorted; engine.delegation.templates.project_glob: inside the
+    project only), placeholders {path} {name} {stem} {dir} filled in every text field, and in `verify` quoted as one
+    shell word each. Refused: a glob that matches nothing, a template whose output is not told apart per file (an
+    ambiguous expansion: two files would write one output), a `verify` that puts a placeholder inside quotes of its
+    own (the value would be unquoted again), a field the template does not know. Lists directories: callers on an
+    event loop run it in a worker thread."""
     if not isinstance(template, Mapping):
         raise InvalidArgument("template", "an object {task, output, ...} whose text may hold {path}, {stem}, ...",
                               template)
@@ -65,17 +60,19 @@ def expand_template(root: Path, template: object, pattern: object) -> list[dict[
     if not isinstance(output, str) or not output.strip():
         raise InvalidArgument("template.output", "the output path, with a placeholder such as tests/test_{stem}.py",
                               output)
-    matches = sorted(
-        str(PurePosixPath(p)) for p in globbing.glob(pattern, root_dir=root, recursive=True)
-        if (root / p).is_file()
-    )
+    verify = template.get("verify")
+    if isinstance(verify, str) and (problems := shell_placeholder_problems(verify)):
+        raise InvalidArgument("template.verify", f"placeholders outside quotes of the template's own: the engine "
+                              f"quotes each value as one shell word itself (write pytest tests/test_{{stem}}.py, not "
+                              f"pytest \"tests/test_{{stem}}.py\"); this one has {', '.join(problems)}", verify)
+    matches = project_glob(root, pattern)
     if not matches:
         raise InvalidArgument("glob", "a glob that matches at least one file", pattern)
     if len(matches) > MAX_CHILDREN:
         raise InvalidArgument("glob", f"a glob that matches at most {MAX_CHILDREN} files; {len(matches)} match")
     outputs: dict[str, str] = {}
     for path in matches:
-        target = _fill(output, path)
+        target = fill(output, path)
         if target in outputs:
             raise InvalidArgument("template.output", f"one output per file; {outputs[target]!r} and {path!r} both "
                                   f"expand to {target!r} (the glob matched {len(matches)} files: "
@@ -83,21 +80,22 @@ def expand_template(root: Path, template: object, pattern: object) -> list[dict[
         outputs[target] = path
     runs = []
     for target, path in outputs.items():
-        run: dict[str, Any] = {k: _fill(v, path) if isinstance(v, str) else v for k, v in template.items()
-                               if k not in ("output", "description")}
+        run: dict[str, Any] = {k: fill(v, path, shell=k == "verify") if isinstance(v, str) else v
+                               for k, v in template.items() if k not in ("output", "description")}
         if isinstance(run.get("context_files"), list):
-            run["context_files"] = [_fill(c, path) if isinstance(c, str) else c for c in run["context_files"]]
+            run["context_files"] = [fill(c, path) if isinstance(c, str) else c for c in run["context_files"]]
         else:
             run.setdefault("context_files", [path])
         description = template.get("description")
         run["output_files"] = [{"path": target,
-                                "description": _fill(description, path) if isinstance(description, str) else ""}]
+                                "description": fill(description, path) if isinstance(description, str) else ""}]
         runs.append(run)
     return runs
 
 
 def check_batch(root: Path, spec: object) -> BatchRequest:
-    """The batch's values, checked without reading the context files (check_batch_files does, in a thread)."""
+    """The batch's values, checked without reading the context files (check_batch_files does). A template's glob
+    lists directories: callers on an event loop run this in a worker thread."""
     options: Mapping[str, Any] = {}
     if isinstance(spec, Mapping):
         options = spec

@@ -16,9 +16,9 @@ from engine.context import EngineContext
 from engine.delegation.generation import Slots, safe_progress
 from engine.delegation.locks import PathLocks
 from engine.delegation.moves import RunMoves, StateMoved
-from engine.delegation.paths import output_identity
+from engine.delegation.paths import canonical_relative, output_identity
 from engine.delegation.steps import STEPS, Attempt, SessionLink, Step, StepTools, test_pause
-from engine.errors import UserError
+from engine.errors import InvalidArgument, UserError
 from engine.progress import Progress
 from engine.store.db import MachineRecord
 from states import DELEGATION, RunData
@@ -123,8 +123,8 @@ class Driver:
                     # Never spin on a rollback that cannot finish: the run stays in rolling_back for `resume`, which
                     # counts it toward the recovery limit and ends it there (delegation/recovery.py).
                     log.exception("rollback failed", run_id=run_id)
-                    self.ctx.runs.note(run_id, "rollback_error", data={"last_error": f"{type(exc).__name__}: {exc}"},
-                                       payload={"error": f"{type(exc).__name__}: {exc}"[:500]})
+                    self.moves.note(run_id, "rollback_error", data={"last_error": f"{type(exc).__name__}: {exc}"},
+                                    payload={"error": f"{type(exc).__name__}: {exc}"[:500]})
                     return
                 if isinstance(exc, UserError):
                     reason = str(exc)
@@ -138,8 +138,16 @@ class Driver:
         # `./out.py`, `OUT.py` there and a symlink to it take one lock. Data that is not a delegate's (see
         # RunData.incomplete) names no paths to lock.
         paths = data.output_paths if data.incomplete() is None else []
-        keys = [output_identity(self.ctx.project.root, p, field="output_files.path").key for p in paths]
+        keys = [self._lock_key(p) for p in paths]
         await stack.enter_async_context(self._locks.hold(keys))
+
+    def _lock_key(self, path: str) -> str:
+        try:
+            return output_identity(self.ctx.project.root, path, field="output_files.path").key
+        except InvalidArgument:
+            # A symlink put on its way now leads out of the project: every write refuses it (shared_tree.locate), and
+            # the run must still reach its rollback, so it is locked under its own spelling.
+            return "unresolved:" + canonical_relative(path)
 
     async def _cancellable(self, run_id: str, live: Live, work: Callable[[], Awaitable[None]]) -> bool:
         """Run `work`; True if a cancel request (this process or another) stopped it."""

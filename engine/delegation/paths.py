@@ -13,15 +13,18 @@ import functools
 import itertools
 import os
 import re
+import stat
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from engine.delegation.git_hooks import hook_directories
 from engine.errors import InvalidArgument
 
 __all__ = [
     "CONFIG_RULES",
+    "HOOKS_RULE",
     "MAX_DEPTH",
     "NAME_MAX",
     "PATH_MAX",
@@ -33,6 +36,7 @@ __all__ = [
     "canonical_relative",
     "check_output",
     "directory_ignores_case",
+    "file_kind",
     "output_identity",
     "resolve_inside",
     "rule_for_parts",
@@ -180,7 +184,7 @@ def output_identity(
 @dataclass(frozen=True)
 class Rule:
     pattern: str
-    """As DESIGN.md and README list it: `.git/**`, `.claude/settings.json`, ..."""
+    """As docs/safety.md lists it: `.git/**`, `.claude/settings.json`, ..."""
     why: str
     opt_in: bool
     """False: never an output. True: an output only with allow_config_writes."""
@@ -202,7 +206,9 @@ CONFIG_RULES: tuple[Rule, ...] = tuple(Rule(pattern, why, True) for pattern, why
     (".pre-commit-config.yaml", "pre-commit runs the hooks it lists on the next commit"),
     (".github/workflows/**", "CI runs these workflows with the repository's secrets"),
 ))
-"""Configuration that runs code or grants permissions (DESIGN.md): an output only with allow_config_writes."""
+"""Configuration that runs code or grants permissions (docs/safety.md): an output only with allow_config_writes."""
+HOOKS_RULE = Rule("the core.hooksPath directory (and its parent when it ends in /_, as husky's .husky/_)",
+                  "git runs the hooks there on the next commit or checkout", True)
 _CONFIG_CLAUDE = tuple(r.pattern for r in CONFIG_RULES if r.pattern.startswith(".claude/settings"))
 _CONFIG_DIRS = tuple(tuple(r.pattern.split("/")[:2]) for r in CONFIG_RULES if r.pattern.endswith("/**"))
 _CONFIG_FILES = tuple(r.pattern for r in CONFIG_RULES if "/" not in r.pattern)
@@ -253,6 +259,8 @@ class Protection:
     anchors: dict[str, str] = field(default_factory=dict)
     """Identity key of an anchor's real path -> the anchor's protected spelling."""
     _git_dirs: dict[Path, bool] = field(default_factory=dict)
+    hooks: dict[str, str] = field(default_factory=dict)
+    """Identity key of a directory git runs hooks from (git_hooks.hook_directories) -> its spelling."""
 
     @classmethod
     def of(cls, root: Path, *, ignores_case: CaseProbe = directory_ignores_case) -> Protection:
@@ -262,6 +270,10 @@ class Protection:
             real = Path(os.path.realpath(real_root / anchor))
             if real != real_root and real_root in real.parents:  # a link leading out is refused as an output anyway
                 protection.anchors["/".join(_key_parts(real_root, real, ignores_case))] = anchor
+        for hooks in hook_directories(real_root):
+            if real_root in hooks.parents:
+                protection.hooks["/".join(_key_parts(real_root, hooks, ignores_case))] = "/".join(
+                    hooks.relative_to(real_root).parts)
         return protection
 
     def rule_for(self, output: OutputPath) -> tuple[Rule, str] | None:
@@ -274,6 +286,8 @@ class Protection:
                 spellings.append("/".join([anchor, *output.key.split("/")[i + 1:]]))
         found = [(rule, f"it is {spelling!r}") for spelling in spellings
                  if (rule := rule_for_parts(spelling.split("/")))]
+        found += [(HOOKS_RULE, f"inside {self.hooks[key]!r}, where git runs hooks from") for key in output.parent_keys
+                  if key in self.hooks]
         for directory in output.real.parents:
             if directory == self.real_root:
                 break
@@ -297,6 +311,20 @@ class ProtectedPath(InvalidArgument):
         self.rule = rule
 
 
+def file_kind(path: Path) -> str | None:
+    """What `path` is when it is there but not a regular file ("a directory", "a FIFO", ...), without opening it
+    nor following a symlink; None for a regular file or nothing."""
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISLNK, "a symlink"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
 def writable_target(root: Path, relative: str, *, field: str, allow_config_writes: bool = False) -> Path:
     """The real path of an output a run may write (check_output, for a single path)."""
     return check_output(root, relative, field=field, allow_config_writes=allow_config_writes).real
@@ -314,6 +342,9 @@ def check_output(
     target, real_root = output.real, protection.real_root
     if target.is_dir():
         raise InvalidArgument(field, "a file path, not a directory", relative)
+    if (kind := file_kind(target)) is not None:
+        # Opening one would block (a FIFO) or do what the device does; the run could never write it atomically.
+        raise InvalidArgument(field, f"a regular file (or none yet), not {kind}", relative)
     parent = target.parent
     while parent != real_root and not parent.exists():
         parent = parent.parent

@@ -4,19 +4,39 @@ answer with any problem raises AnswerError, whose message is what the model is t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 from engine.executor.answers import AnswerError, parse_answer
 from engine.executor.edits import apply_answer, parse_edits, retry_message
 
-__all__ = ["read_answer"]
+__all__ = ["as_text", "read_answer"]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _no_surrogate(text: str, what: str) -> None:
+    # A server's JSON may carry "\ud800" alone; Python decodes it to a str that no file (UTF-8) can hold.
+    if match := _SURROGATE.search(text):
+        line = text.count("\n", 0, match.start()) + 1
+        raise AnswerError(f"{what} holds a lone surrogate (U+{ord(match.group()):04X}, line {line}), which is not "
+                          "text and cannot be written as UTF-8; write the characters themselves, not \\ud800-style "
+                          "escapes of half of one")
+
+
+def as_text(text: str) -> str:
+    """`text` with any lone surrogate replaced, so it can be stored and sent back to the model in a retry."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def read_answer(form: str, text: str, *, outputs: Sequence[str], bases: Mapping[str, bytes | None]) -> dict[str, bytes]:
     """Every output's bytes after this answer. Edit form: the blocks apply to the base each output had when the run
     packed its prompt (an output no block touches keeps its base, so a file an earlier attempt changed is put back)."""
+    _no_surrogate(text, "the answer")
     if form != "edits":
         files = parse_answer(text, outputs)
+        for path in outputs:
+            _no_surrogate(files[path], f"the content of {path}")
         return {path: files[path].encode("utf-8") for path in outputs}
     parsed = parse_edits(text, outputs=outputs)
     applied = apply_answer(parsed, {path: bases.get(path) for path in outputs})

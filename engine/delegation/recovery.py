@@ -1,13 +1,16 @@
 """Recovery on start: every non-terminal run whose owner is gone is claimed and handed to a resume hook.
 
 Each recovery is journaled as a `recover` note; a run recovered more than `max_recoveries` times is aborted with a
-reason instead of being tried again, so a run that crashes the process every time cannot crash-loop it.
+reason instead of being tried again, so a run that crashes the process every time cannot crash-loop it. Recovery fires
+no event itself: it asks the machine's owner (`Owner`: RunMoves for runs, BatchDriver for batches) to journal the
+recovery and to give a machine up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
@@ -17,11 +20,10 @@ from engine.store.db import MachineRecord
 from engine.store.health import DamagedRow
 from engine.store.machines import PersistedMachines
 from engine.store.ownership import current_token, token_alive
-from states import RunData
 
 __all__ = [
-    "DEFAULT_MAX_RECOVERIES", "RecoveryReport", "ResumeHook", "claim", "interrupted", "interrupted_runs", "recover",
-    "recover_one",
+    "DEFAULT_MAX_RECOVERIES", "Owner", "RecoveryReport", "ResumeHook", "claim", "interrupted", "interrupted_runs",
+    "recover", "recover_one",
 ]
 
 ResumeHook = Callable[[MachineRecord], Awaitable[None]]
@@ -29,6 +31,21 @@ ResumeHook = Callable[[MachineRecord], Awaitable[None]]
 DEFAULT_MAX_RECOVERIES = 3
 
 log = structlog.get_logger(__name__)
+
+
+class Owner(Protocol):
+    """The one owner of a machine kind, as recovery needs it."""
+
+    @property
+    def machines(self) -> PersistedMachines: ...
+
+    def note_recovery(self, record: MachineRecord, count: int) -> MachineRecord:
+        """Journal the `count`th recovery (a `recover` note)."""
+        ...
+
+    def give_up(self, record: MachineRecord, count: int, max_recoveries: int) -> MachineRecord | None:
+        """End a machine recovered more than `max_recoveries` times; None for a kind that never gives up."""
+        ...
 
 
 @dataclass
@@ -62,26 +79,8 @@ def claim(runs: PersistedMachines, run_id: str, *, token: str | None = None) -> 
         return tx.get(run_id)
 
 
-def _give_up(runs: PersistedMachines, record: MachineRecord, count: int, max_recoveries: int) -> MachineRecord:
-    """A run interrupted too often ends: rolled back when it got as far as writing, or failed where it stands when
-    even its rollback keeps failing (rolling_back counts toward the limit too: a rollback that cannot finish must
-    not be retried at every start)."""
-    data = RunData.from_json(record.data)
-    if record.state == "rolling_back":
-        reason = (
-            f"could not finish rolling back after {count} tries ({data.last_error or 'interrupted'}); the run's "
-            "files were left as they are: check them with `local-llm run ID`"
-        )
-        return runs.fire(record.id, "rollback_failed", data={"error": reason}, payload={"reason": reason[:500]})
-    reason = (
-        f"interrupted {count} times (last in state {record.state!r}); gave up after {max_recoveries} recoveries. "
-        "Check engine.log for the crash, then delegate again"
-    )
-    return runs.fire(record.id, "abort", data={"error": reason}, payload={"reason": reason[:500]})
-
-
 async def recover(
-    runs: PersistedMachines,
+    owner: Owner,
     resume: ResumeHook,
     *,
     max_recoveries: int = DEFAULT_MAX_RECOVERIES,
@@ -89,10 +88,10 @@ async def recover(
     progress: Progress = no_progress,
     skip: Callable[[MachineRecord], bool] = lambda record: False,
 ) -> RecoveryReport:
-    """Resume every interrupted machine of `runs`' kind but those `skip` names (a batch's children: their batch
+    """Resume every interrupted machine of `owner`'s kind but those `skip` names (a batch's children: their batch
     resumes them)."""
     report = RecoveryReport()
-    pending, damaged = interrupted(runs)
+    pending, damaged = interrupted(owner.machines)
     pending = [r for r in pending if not skip(r)]
     for bad in damaged:
         log.warning("a run's row cannot be read; it is not resumed", run_id=bad.machine_id, problem=bad.problem)
@@ -100,7 +99,7 @@ async def recover(
     for n, record in enumerate(pending):
         await progress(n, len(pending), f"run {record.id} ({record.state})")
         try:  # one broken run must not stop the others from recovering
-            outcome = await recover_one(runs, record, resume, max_recoveries=max_recoveries, token=token)
+            outcome = await recover_one(owner, record, resume, max_recoveries=max_recoveries, token=token)
         except UserError as exc:  # the row or the database: its message says what to do
             log.error("resume failed", run_id=record.id, error=str(exc))
             report.errors[record.id] = str(exc)
@@ -115,21 +114,18 @@ async def recover(
 
 
 async def recover_one(
-    runs: PersistedMachines, record: MachineRecord, resume: ResumeHook, *, max_recoveries: int,
+    owner: Owner, record: MachineRecord, resume: ResumeHook, *, max_recoveries: int,
     token: str | None = None,
 ) -> str:
     """Claim, journal the recovery, resume; which list of the report the run belongs to."""
-    claimed = claim(runs, record.id, token=token)
+    claimed = claim(owner.machines, record.id, token=token)
     if claimed is None:
         return "skipped"
-    count = int(getattr(runs.spec.data_type.from_json(claimed.data), "recoveries", 0)) + 1
-    noted = runs.note(
-        record.id, "recover", data={"recoveries": count}, payload={"state": claimed.state, "recovery": count}
-    )
+    count = int(getattr(owner.machines.spec.data_type.from_json(claimed.data), "recoveries", 0)) + 1
+    noted = owner.note_recovery(claimed, count)
     outcome = "resumed"
-    if count > max_recoveries and "abort" in runs.spec.triggers:  # a batch never gives up: its children do
-        noted = _give_up(runs, noted, count, max_recoveries)
-        outcome = "aborted"
+    if count > max_recoveries and (ended := owner.give_up(noted, count, max_recoveries)) is not None:
+        noted, outcome = ended, "aborted"
     log.info("recovering run", run_id=record.id, state=noted.state, recovery=count)
     await resume(noted)
     return outcome

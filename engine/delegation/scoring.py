@@ -22,6 +22,7 @@ __all__ = [
     "Signal",
     "history_adjustment",
     "score_task",
+    "split_identifiers",
 ]
 
 BASE_SCORE = 0.5
@@ -46,6 +47,16 @@ class Signal:
         if not self.words:
             return None
         return re.compile(r"\b(?:" + "|".join(self.words) + r")\b", re.IGNORECASE)
+
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def split_identifiers(text: str) -> str:
+    """`text` with identifiers split into words on camelCase and `_` (`AuthService` -> `Auth Service`, `auth_token`
+    -> `auth token`, `JWTToken` -> `JWT Token`), so whole-word signals see the words inside names; `author` stays one
+    word."""
+    return _CAMEL.sub(" ", text.replace("_", " "))
 
 
 SIGNALS: tuple[Signal, ...] = (
@@ -155,16 +166,18 @@ def score_task(
     task_type: str | None = None,
     history: Iterable[Mapping[str, Any]] = (),
 ) -> Analysis:
-    """Score `task`. Output-file signals count `output_files`, or `files` when no outputs are named (the seed's
-    analyze call passes only the files the task is about)."""
+    """Score `task`. Output-file signals count `output_files` only: `files` are context, never outputs (with no
+    outputs named, neither "single output file" nor "multi-file coordination" applies). Words are matched whole, in the
+    task as written and with its identifiers split (`split_identifiers`)."""
     reasons: list[Reason] = []
+    split = split_identifiers(task)
     for signal, pattern in _COMPILED:
-        match = pattern.search(task) if pattern is not None else None
+        match = (pattern.search(task) or pattern.search(split)) if pattern is not None else None
         if match is not None:
             reasons.append(Reason(signal.name, signal.weight, f"matched {match.group(0)!r}"))
         elif task_type and task_type in signal.task_types:
             reasons.append(Reason(signal.name, signal.weight, f"task_type {task_type!r}"))
-    outputs = list(output_files) or list(files)
+    outputs = list(output_files)
     if len(outputs) == 1:
         reasons.append(Reason("single output file", 0.2, f"one file: {outputs[0]}"))
     elif len(outputs) > 2:

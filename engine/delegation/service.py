@@ -17,6 +17,7 @@ from engine.delegation.batch import BatchDriver, BatchLive
 from engine.delegation.batch_requests import check_batch, check_batch_files
 from engine.delegation.batch_views import batch_view
 from engine.delegation.driver import Driver, Live
+from engine.delegation.moves import create_run
 from engine.delegation.recovery import claim
 from engine.delegation.requests import as_run_data, check_analyze, check_delegate, check_files, check_wait
 from engine.delegation.scoring import score_task
@@ -47,15 +48,18 @@ class Delegations:
 
     # -- analyze --------------------------------------------------------------------------------------------------
 
+    def _history(self) -> list[dict[str, Any]]:
+        """The delegation log's records, for the score's history term (parsed incrementally: BENCHMARKS.md B2)."""
+        return metrics.read_log(self.ctx.project.delegation_log).records
+
     def analyze(
         self, *, task: str, files: Sequence[str] | None = None, output_files: Sequence[Any] | None = None,
         task_type: str | None = None, log_decision: bool = True,
     ) -> dict[str, Any]:
         request = check_analyze(self.ctx.project.root, task=task, files=files, output_files=output_files,
                                 task_type=task_type)
-        history = metrics.read_log(self.ctx.project.delegation_log).records
         analysis = score_task(request.task, files=request.files, output_files=request.output_files,
-                              task_type=request.task_type, history=history)
+                              task_type=request.task_type, history=self._history())
         if log_decision:
             metrics.append_record(self.ctx.project.delegation_log, {
                 "event": "analyze", "timestamp": metrics.now_iso(), "task": request.task,
@@ -85,13 +89,13 @@ class Delegations:
         )
         # stat, realpath and reading the context files: off the event loop that serves every other call.
         request = await anyio.to_thread.run_sync(partial(check_files, self.ctx.project.root, request))
+        # The score stored with the run is the one `analyze` gives the same call: the history term included.
         analysis = score_task(request.task, files=request.context_files,
-                              output_files=[o.path for o in request.outputs], task_type=request.task_type)
+                              output_files=[o.path for o in request.outputs], task_type=request.task_type,
+                              history=self._history())
         run_id = new_id("run")
         with self.ctx.store.transaction() as tx:  # created and owned in one commit: no resume can take it
-            tx.create(run_id, kind=DELEGATION.kind, state=DELEGATION.initial,
-                      data=as_run_data(request, score=analysis.score))
-            tx.set_owner(run_id, current_token())
+            create_run(tx, run_id, as_run_data(request, score=analysis.score), owner=current_token())
         live = self.driver.live[run_id] = Live()
         log.info("delegation created", run_id=run_id, task_type=request.task_type,
                  outputs=[o.path for o in request.outputs])
@@ -126,10 +130,12 @@ class Delegations:
         parallel up to the backend's slots). `wait` as for `delegate`."""
         wait = check_wait(wait)
         root = self.ctx.project.root
-        request = check_batch(root, spec)
+        # A template's glob lists directories and the children's files are read: off the event loop.
+        request = await anyio.to_thread.run_sync(partial(check_batch, root, spec))
         request = await anyio.to_thread.run_sync(partial(check_batch_files, root, request))
+        history = self._history()
         scores = [score_task(c.task, files=c.context_files, output_files=[o.path for o in c.outputs],
-                             task_type=c.task_type).score for c in request.children]
+                             task_type=c.task_type, history=history).score for c in request.children]
         record = self.batches.create(request, scores=scores)
         live = BatchLive(progress=progress)
         self.batches.live[record.id] = live
@@ -251,7 +257,7 @@ class Delegations:
         if record.owner and record.owner != current_token() and token_alive(record.owner):
             if record.state == "pending":
                 try:
-                    self.ctx.runs.fire(run_id, "cancel", data={"cancel_requested": True}, after=moves.ended())
+                    moves.fire_by_id(run_id, "cancel", data={"cancel_requested": True})
                     return self.view(run_id)
                 except (InvalidEvent, StaleVersion):
                     pass  # it started meanwhile: ask its process instead

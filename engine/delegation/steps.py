@@ -22,30 +22,31 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
+import anyio.to_thread
 import structlog
 
 from engine.context import EngineContext
 from engine.delegation.generation import Slots, fit_history, generate, safe_progress
 from engine.delegation.moves import RunMoves, mark_writes
 from engine.delegation.packing import counter, fit_answer, overflow_record, pack
-from engine.delegation.paths import resolve_inside
-from engine.delegation.reading import read_answer
+from engine.delegation.reading import as_text, read_answer
 from engine.delegation.shared_tree import (
     Action,
     apply_action,
     apply_file,
     conflict_message,
     conflict_step,
+    look,
     read_bases,
     rollback_file,
 )
 from engine.delegation.shared_tree import Step as ShareStep
 from engine.delegation.verify import run_verify
-from engine.delegation.writes import on_disk
 from engine.executor import Executor
 from engine.executor.answers import AnswerError, answer_schema, default_answer_form
 from engine.executor.backends.base import BackendError, ChatMessage, GenerateRequest, GenerateResult, PromptTooLong
@@ -132,7 +133,7 @@ async def _delegating(tools: StepTools, record: MachineRecord, attempt: Attempt)
         result = await _generate(tools, attempt, executor, data, model=model)
     except PromptTooLong as exc:
         overflow = overflow_record(exc, answer_room=_floor(data, num_ctx))
-        tools.ctx.runs.note(record.id, "prompt_too_long", data={"prompt_overflow": overflow}, payload=dict(overflow))
+        tools.moves.note(record.id, "prompt_too_long", data={"prompt_overflow": overflow}, payload=dict(overflow))
         raise
     except BackendError as exc:
         if not exc.retryable:
@@ -154,7 +155,12 @@ async def _delegating(tools: StepTools, record: MachineRecord, attempt: Attempt)
                 f"the answer was cut at the token limit ({result.completion_tokens} tokens{thought}); "
                 + ("use fewer, smaller edit blocks" if data.answer_form == "edits" else "write shorter files")
             )
-        contents = read_answer(data.answer_form, result.text, outputs=data.output_paths, bases=bases)
+        # Parsing and applying an answer is CPU work on whole files (a near-miss SEARCH builds the closest-lines
+        # suggestion): off the event loop, so the server keeps answering and a cancel is not held up by it.
+        contents = await anyio.to_thread.run_sync(
+            partial(read_answer, data.answer_form, result.text, outputs=data.output_paths, bases=bases),
+            abandon_on_cancel=True,
+        )
     except AnswerError as exc:
         _generation_failed(tools, record, result.text, str(exc), extra=counters)
         return
@@ -199,7 +205,7 @@ async def _pack(
         for path, previous in bases.items():
             tx.journal_base(moved.id, path, previous=previous)
 
-    record = tools.ctx.runs.note(record.id, "packed", data=changes, payload={
+    record = tools.moves.note(record.id, "packed", data=changes, payload={
         "context_tokens": context_tokens, "answer_form": form,
         "files_skipped": [s["path"] for s in changes["files_skipped"]]}, after=journal_bases)
     return record, RunData.from_json(record.data)
@@ -232,7 +238,7 @@ def _generation_failed(
     data = RunData.from_json(record.data)
     history: list[Turn] = list(data.history)
     if answer is not None:
-        history.append({"answer": answer, "kind": "answer", "detail": detail})
+        history.append({"answer": as_text(answer), "kind": "answer", "detail": detail})
     update: dict[str, Any] = {**(extra or {}), "history": history, "last_error": detail}
     if data.attempt >= data.max_attempts:
         update["error"] = f"generation failed after {data.attempt} attempt(s): {detail}"
@@ -244,15 +250,18 @@ def _generation_failed(
 async def _writing(tools: StepTools, record: MachineRecord, attempt: Attempt) -> None:
     writes = [w for w in tools.ctx.store.file_writes(record.id) if w.content is not None and w.status != "conflict"]
     workflow = tools.ctx.project.workflow_dir
-    # Look at every file before touching any: a file someone else changed ends the run with nothing of this attempt
-    # written. Each write checks its file again right before its rename.
-    found = [w for w in writes if apply_action(on_disk(_target(tools, w.path)), w) is Action.CONFLICT]
+    allow = RunData.from_json(record.data).allow_config_writes
+    # Look at every file before touching any: a file someone else changed (or a path that now leads somewhere
+    # protected) ends the run with nothing of this attempt written. Each write checks its file again.
+    found = [w for w in writes
+             if apply_action(look(tools.root, w.path, allow_config_writes=allow)[1], w) is Action.CONFLICT]
     if found:  # reported as the look found them, even if someone undoes their change a moment later
-        _conflicted(tools, record, [conflict_step(tools.root, workflow, record.id, w, during="writing") for w in found])
+        _conflicted(tools, record, [conflict_step(tools.root, workflow, record.id, w, during="writing",
+                                                  allow_config_writes=allow) for w in found])
         return
     written: list[str] = []
     for n, w in enumerate(writes):
-        step = apply_file(tools.root, workflow, record.id, w)
+        step = apply_file(tools.root, workflow, record.id, w, allow_config_writes=allow)
         if step.conflict is not None:
             _conflicted(tools, record, [step])
             return
@@ -263,10 +272,6 @@ async def _writing(tools: StepTools, record: MachineRecord, attempt: Attempt) ->
             await test_pause("writing")
     tools.moves.fire(record, "written", data={"files_written": written}, payload={"files": written},
                      after=mark_writes(record.id, "written"))
-
-
-def _target(tools: StepTools, path: str) -> Path:
-    return resolve_inside(tools.root, path, field="output_files.path")
 
 
 def _conflicted(tools: StepTools, record: MachineRecord, steps: Sequence[ShareStep]) -> None:
@@ -302,8 +307,9 @@ async def _rolling_back(tools: StepTools, record: MachineRecord, attempt: Attemp
     writes = [w for w in tools.ctx.store.file_writes(record.id) if w.status != "conflict"]
     workflow = tools.ctx.project.workflow_dir
     steps: list[ShareStep] = []
+    allow = RunData.from_json(record.data).allow_config_writes
     for n, w in enumerate(writes):
-        steps.append(rollback_file(tools.root, workflow, record.id, w))
+        steps.append(rollback_file(tools.root, workflow, record.id, w, allow_config_writes=allow))
         if n == 0:
             await test_pause("rolling_back")
     restored = [s.path for s in steps if s.done]
@@ -319,9 +325,8 @@ async def _rolling_back(tools: StepTools, record: MachineRecord, attempt: Attemp
         tx.mark_file_writes(record.id, "rolled_back", paths=restored)
         tx.mark_file_writes(record.id, "conflict", paths=[c["path"] for c in conflicts])
 
-    tools.ctx.runs.fire(record.id, "rolled_back", data=changes,
-                        payload={"files": restored, "conflicts": [c["path"] for c in conflicts]},
-                        after=tools.moves.ended(mark))
+    tools.moves.fire_by_id(record.id, "rolled_back", data=changes,
+                           payload={"files": restored, "conflicts": [c["path"] for c in conflicts]}, after=mark)
 
 
 STEPS: dict[str, Step] = {

@@ -107,10 +107,14 @@ async def run_verify(
     killed when it ends, times out, or the caller is cancelled."""
     started = time.monotonic()
     output = _Output(tail_bytes)
-    process = await anyio.open_process(
-        ["sh", "-c", command], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, start_new_session=True, env=env,
-    )
+    # Shielded: a cancel that lands while the process is being set up would make asyncio kill the shell alone
+    # (not its group) and lose the handle, leaving whatever the shell had already started running. Spawning takes
+    # milliseconds; the cancel is delivered at the next checkpoint, inside the `try` that kills the group.
+    with anyio.CancelScope(shield=True):
+        process = await anyio.open_process(
+            ["sh", "-c", command], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True, env=env,
+        )
     try:
         timed_out, dropped = await _run(process, output, timeout)
     finally:

@@ -40,6 +40,7 @@ def list_row(record: MachineRecord) -> dict[str, Any]:
         "conflicts": len(data.conflicts),
         "created_at": record.created_at,
         "updated_at": record.updated_at,
+        "compacted_at": record.compacted_at,
     }
 
 
@@ -60,6 +61,14 @@ def file_change(write: FileWrite, *, diff: bool = False) -> dict[str, Any]:
     file as the run found it); the unified diff only when asked for."""
     out: dict[str, Any] = {"path": write.path, "status": write.status, "existed": write.existed,
                            "bytes": len(write.content) if write.content is not None else 0}
+    if write.content is None and write.summary is not None:  # the retention policy dropped the contents
+        summary = write.summary
+        out.update(bytes=summary["bytes"], added=summary["added"], removed=summary["removed"],
+                   changed=list(summary["changed"]))
+        if diff:
+            out["diff"] = None
+            out["diff_dropped"] = "the contents were dropped by the retention policy (docs/retention.md)"
+        return out
     if write.content is None:
         return out
     change = summarize_change(write.previous, write.content, path=write.path)
@@ -104,21 +113,23 @@ def result_view(record: MachineRecord, writes: Sequence[FileWrite], *, diff: boo
     }
 
 
-def _verification_passed(record: MachineRecord, data: RunData) -> bool | None:
-    if data.verification is not None and data.verification["passed"] is not None:
+def _verification_passed(data: RunData) -> bool | None:
+    """What the verify command said, or None when it did not run (no command, or the run ended before it: a backend
+    that was down is not a failed verification, and must not pull the history term of later scores down)."""
+    if data.verification is not None:
         return data.verification["passed"]
-    if data.verify and record.state == "failed":
-        return False
     return None
 
 
 def log_line(record: MachineRecord) -> dict[str, Any]:
     """The delegation-log record of a finished run; the seed fields first (timestamp, task, task_type, score,
-    decision, verification_passed, tokens_generated, time_seconds), which `stats` and older readers rely on."""
+    decision, verification_passed, tokens_generated, time_seconds), which `stats` and older readers rely on. Its
+    `decision` is the specification's `delegate` (lines written before said `delegated`; `stats` tells runs by their
+    `event`, so both count)."""
     data = RunData.from_json(record.data)
     return {
         "event": "run", "timestamp": metrics.now_iso(), "task": data.task, "task_type": data.task_type,
-        "score": data.score, "decision": "delegated", "verification_passed": _verification_passed(record, data),
+        "score": data.score, "decision": "delegate", "verification_passed": _verification_passed(data),
         "tokens_generated": data.tokens_generated, "time_seconds": elapsed(record), "run_id": record.id,
         "state": record.state, "model": data.model_name, "attempts": data.attempt,
         "prompt_tokens": data.prompt_tokens, "thinking_tokens": data.thinking_tokens, "think": data.think,

@@ -35,13 +35,13 @@ from engine.executor.backends import make_backend, select_backend
 from engine.executor.backends.base import Backend
 from engine.executor.backends.ollama import OllamaBackend, canonical_model, ollama_base_url
 from engine.progress import Progress, no_progress
-from engine.session import gpu
 from engine.session.choices import check_slots, cleared, resume_choice, unprepared
 from engine.session.gpu import GpuReport
 from engine.session.llm_spec import LlmSpec, parse_llm_spec
+from engine.session.machine import machine_report
 from engine.session.prepare import SERVER_TIMEOUT_ENV, Timeouts, keep_alive_for, prepare
 from engine.session.processes import alive, stop_ollama_server
-from engine.session.views import capability, model_dict, status_view
+from engine.session.views import capability, liveness, model_dict, status_view
 from engine.store.db import MachineRecord
 from engine.store.machines import InvalidEvent
 from engine.store.ownership import current_token, token_alive
@@ -146,7 +146,7 @@ class Session:
     async def _recent_gpus(self) -> GpuReport:
         now = time.monotonic()
         if self._gpus is None or now - self._gpus[0] > STATUS_GPU_MAX_AGE_S:
-            self._gpus = (now, await anyio.to_thread.run_sync(gpu.probe_gpus))
+            self._gpus = (now, await machine_report(ollama_base_url()))
         return self._gpus[1]
 
     async def status(self) -> dict[str, Any]:
@@ -169,7 +169,8 @@ class Session:
         return status_view(
             state, data, loaded=loaded, runs_active=self.ctx.runs_active(), gpus=await self._recent_gpus(),
             server=server, server_pid_alive=bool(data.server_pid and alive(data.server_pid)),
-        )
+        ) | await liveness(state, data, loaded=loaded, server=server,
+                           backend=(lambda: self._backend_for(data)) if data.backend else None)
 
     async def _status_with(self, server_stop: str | None) -> dict[str, Any]:
         status = await self.status()
@@ -280,7 +281,8 @@ class Session:
         except InvalidEvent:
             log.warning("could not mark the session failed", reason=reason)
         await self.drop_backend()
-        log.warning("enable failed", reason=reason)
+        # info: the caller gets the reason in EnableFailed and says it; a warning would repeat it on stderr.
+        log.info("enable failed", reason=reason)
         return EnableFailed(reason, await self.status())
 
     # -- disable ----------------------------------------------------------------------------------------------------

@@ -1,34 +1,38 @@
-"""What `capability` and `status` answer: the machine (GPUs, Ollama, the embedded model, the recommended model and
-the other candidates for this VRAM, with what is pulled and the num_ctx each would get) and the session (state,
-backend, model and its capabilities, what is loaded, VRAM, runs in flight)."""
+"""What `capability` and `status` answer: the machine (GPUs and which probe found them, or a remote server's figures;
+Ollama, the embedded model, the recommended model and the other candidates for this memory, with what is pulled and
+the num_ctx each would get) and the session (state, backend, model and its capabilities, what is loaded, VRAM and its
+source, runs in flight)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import anyio.to_thread
+import anyio
 
 from engine.errors import UserError
 from engine.executor.backends import NoBackend, ollama_installed, select_backend
-from engine.executor.backends.base import BackendError, ModelInfo
+from engine.executor.backends.base import Backend, BackendError, ModelInfo
 from engine.executor.backends.embedded import EMBEDDED_MODEL, embedded_installed
 from engine.executor.backends.ollama import OllamaBackend, canonical_model, context_length_from_show, ollama_base_url
 from engine.executor.backends.ollama_features import ServerFeatures
-from engine.session import gpu
 from engine.session.gpu import GpuReport, vram_summary
+from engine.session.machine import machine_report
 from engine.session.recommendations import (
     TABLE_CHECKED,
     PulledModel,
     candidates,
     capabilities_from_show,
-    recommend_model,
+    recommend_for,
     tiers_summary,
 )
 from states import SessionData
 
-__all__ = ["capability", "model_dict", "status_view"]
+__all__ = ["PROBE_TIMEOUT_S", "capability", "liveness", "model_dict", "status_view"]
+
+PROBE_TIMEOUT_S = 2.0
+"""How long `status` waits for a server it did not probe already (an idle session's, or Ollama's)."""
 
 
 def model_dict(m: ModelInfo) -> dict[str, Any]:
@@ -88,6 +92,40 @@ def status_view(
     return status
 
 
+async def liveness(
+    state: str, data: SessionData, *, loaded: Sequence[dict[str, Any]], server: str | None,
+    backend: Callable[[], Backend] | None,
+) -> dict[str, bool]:
+    """`running`: whether the backend's server answers (the embedded model runs in this process: whether it is
+    installed; a session never enabled: whether Ollama answers at OLLAMA_HOST). `model_loaded`: whether the session's
+    model is loaded there now (the embedded one: in this process)."""
+    if data.backend == "embedded" and backend is not None:
+        try:
+            return {"running": embedded_installed(), "model_loaded": bool(await backend().loaded())}
+        except UserError:  # the model's package went away since enable
+            return {"running": False, "model_loaded": False}
+    models: list[str] = [str(m.get("name")) for m in loaded]
+    if backend is None:  # never enabled: the default backend's server
+        probe = OllamaBackend(ollama_base_url())
+        try:
+            with anyio.move_on_after(PROBE_TIMEOUT_S):
+                return {"running": await probe.version() is not None, "model_loaded": False}
+            return {"running": False, "model_loaded": False}
+        finally:
+            await probe.aclose()
+    if server is not None:
+        running = server == "answering"
+    else:  # idle: status_view shows nothing loaded, but a server (and a model kept with :persist) may run
+        try:
+            with anyio.fail_after(PROBE_TIMEOUT_S):
+                models = [m.name for m in await backend().loaded()]
+            running = True
+        except (UserError, TimeoutError):
+            running = False
+    wanted = canonical_model(data.model) if data.model else None
+    return {"running": running, "model_loaded": running and any(canonical_model(m) == wanted for m in models)}
+
+
 def ollama_guards(version: str | None, capabilities: Sequence[str] | None) -> dict[str, str]:
     """What the session's Ollama does with an overlong prompt and with a model's thinking, in words."""
     note = ServerFeatures(version).truncation_note()
@@ -122,10 +160,12 @@ def _context_note(data: SessionData) -> str | None:
 
 
 async def capability() -> dict[str, Any]:
-    gpus: GpuReport = await anyio.to_thread.run_sync(gpu.probe_gpus)
+    gpus = await machine_report(ollama_base_url())
     reasons: list[str] = []
     if gpus.reason:
         reasons.append(gpus.reason)
+    elif gpus.basis:
+        reasons.append(f"memory from {gpus.source}: {gpus.basis}")
     probe = OllamaBackend(ollama_base_url())
     pulled: dict[str, PulledModel] | None = None
     try:
@@ -139,7 +179,7 @@ async def capability() -> dict[str, Any]:
     models = [{**model_dict(ModelInfo(p.name, p.size_bytes, p.context_length)), "capabilities": p.capabilities}
               for p in (pulled or {}).values()]
     installed = ollama_installed()
-    recommendation = recommend_model(gpus.largest_total)
+    recommendation = recommend_for(gpus)
     recommended_pulled = bool(recommendation.model and pulled and canonical_model(recommendation.model) in pulled)
     reasons.append(recommendation.reason + (" (already pulled)" if recommended_pulled else
                                             " (not pulled yet: enable pulls it)" if recommendation.model else ""))
@@ -159,6 +199,7 @@ async def capability() -> dict[str, Any]:
     return {
         "can_enable": backend is not None,
         "gpus": gpus.as_list(),
+        "memory": gpus.memory_view(),
         "backend": backend,
         "ollama": {"installed": installed is not None, "running": version is not None, "version": version,
                    "url": ollama_base_url(), "path": installed},

@@ -30,6 +30,9 @@ def open_database(path: Path, *, memory: bool, busy_timeout_s: float) -> sqlite3
                            timeout=busy_timeout_s)
     try:
         conn.row_factory = sqlite3.Row
+        # Takes effect only in a database without tables (a new one; `db compact` converts others): pages that the
+        # retention policy frees can then go back to the file system without rewriting the file.
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         conn.execute("PRAGMA journal_mode = WAL")
         # FULL: a committed transition survives power loss too (NORMAL in WAL mode may lose the last commits).
         conn.execute("PRAGMA synchronous = FULL")

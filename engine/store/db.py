@@ -21,10 +21,11 @@ from typing import Any, Self
 import structlog
 
 from engine.errors import UserError
-from engine.store import journal
+from engine.store import journal, retention
 from engine.store.connect import open_database
 from engine.store.health import DamagedRow, payload_data, row_data, unusable
 from engine.store.journal import FileWrite
+from states import FileSummary
 
 __all__ = [
     "EventRecord",
@@ -68,6 +69,8 @@ class MachineRecord:
     created_at: float
     updated_at: float
     version: int
+    compacted_at: float | None = None
+    """When the retention policy dropped this finished run's bodies (engine/delegation/retention.py); None: kept."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ def _machine(row: sqlite3.Row, declared: Mapping[str, frozenset[str]]) -> Machin
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         version=row["version"],
+        compacted_at=row["compacted_at"],
     )
 
 
@@ -171,6 +175,7 @@ class Transaction:
         return MachineRecord(
             id=record.id, kind=record.kind, state=dst, data=json.loads(stored), owner=record.owner,
             created_at=record.created_at, updated_at=self.now, version=record.version + 1,
+            compacted_at=record.compacted_at,
         )
 
     def set_owner(self, machine_id: str, owner: str | None) -> None:
@@ -353,6 +358,32 @@ class Store:
     def file_writes(self, run_id: str) -> list[FileWrite]:
         with self._use() as conn:
             return journal.file_writes(conn, run_id)
+
+    # -- retention (engine/store/retention.py; the policy is engine/delegation/retention.py) -------------------
+
+    def runs_with_bodies(self, *, kind: str, states: Sequence[str], ended_before: float,
+                         after: tuple[float, str] | None = None, limit: int = 50) -> list[retention.WithBodies]:
+        with self._use() as conn:
+            return retention.runs_with_bodies(conn, kind=kind, states=states, ended_before=ended_before,
+                                              after=after, limit=limit)
+
+    def compact(self, runs: Sequence[tuple[str, Mapping[str, Any], Mapping[str, FileSummary]]], *,
+                states: Sequence[str]) -> list[str]:
+        """Drop the bodies of `runs` (id, new data, file summaries) in one transaction; the ids it compacted."""
+        with self.transaction() as tx:
+            return [run_id for run_id, data, summaries in runs
+                    if retention.compact_run(tx._conn, run_id, states=states, data=data, summaries=summaries,
+                                             now=tx.now)]
+
+    def space(self, *, give_back: bool = False, vacuum: bool = False) -> retention.Space:
+        """The database's used and free bytes, after giving free pages back (`give_back`: where cheap; `vacuum`:
+        rewriting the file)."""
+        with self._use() as conn:
+            if vacuum:
+                retention.vacuum(conn)
+            elif give_back:
+                retention.give_back_pages(conn)
+            return retention.space(conn)
 
     def events(self, machine_id: str) -> list[EventRecord]:
         with self._use() as conn:

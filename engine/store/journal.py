@@ -10,6 +10,8 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from states import FileSummary
+
 __all__ = ["ABSENT", "FileWrite", "content_hash"]
 
 ABSENT = "absent"
@@ -38,6 +40,8 @@ class FileWrite:
     """Hashes of the contents this run put on disk, oldest first."""
     created_dirs: tuple[str, ...] = ()
     """Directories (relative to the root) that writing this file created; a rollback removes them when empty."""
+    summary: FileSummary | None = None
+    """Once the retention policy dropped `previous` and `content` of a finished run: what its result said of them."""
 
     @property
     def content_hash(self) -> str | None:
@@ -48,16 +52,17 @@ class FileWrite:
         return self.applied[-1] if self.applied else None
 
 
-_COLUMNS = "path, existed, previous, content, attempt, status, base_hash, applied, created_dirs"
+_COLUMNS = "path, existed, previous, content, attempt, status, base_hash, applied, created_dirs, summary"
 
 
 def _row(r: sqlite3.Row | tuple[object, ...]) -> FileWrite:
-    path, existed, previous, content, attempt, status, base, applied, dirs = tuple(r)
+    path, existed, previous, content, attempt, status, base, applied, dirs, summary = tuple(r)
     return FileWrite(
         path=str(path), existed=bool(existed), previous=previous, content=content,
         attempt=int(attempt), status=str(status),
         base_hash=str(base) if base else content_hash(previous if existed else None),
         applied=tuple(json.loads(str(applied or "[]"))), created_dirs=tuple(json.loads(str(dirs or "[]"))),
+        summary=json.loads(str(summary)) if summary else None,
     )
 
 

@@ -72,6 +72,16 @@ MIGRATIONS: tuple[Migration, ...] = (
     );
     """,
     _v3_shared_tree,
+    # Schema 4: retention (engine/delegation/retention.py). A finished run's bodies (its prompt, answers and file
+    # contents) can be dropped: `compacted_at` says when, and the partial index finds the runs that still hold them
+    # without reading the thousands that do not; `summary` keeps what `result` says of each file (bytes, lines
+    # added and removed, regions) once its contents are gone. Rows of earlier versions keep their bodies until the
+    # policy reaches them; runs in flight are untouched (their columns read as before).
+    """
+    ALTER TABLE machines ADD COLUMN compacted_at REAL;
+    CREATE INDEX machines_with_bodies ON machines (kind, updated_at) WHERE compacted_at IS NULL;
+    ALTER TABLE file_writes ADD COLUMN summary TEXT
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

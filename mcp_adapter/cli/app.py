@@ -9,6 +9,7 @@ import typer
 from mcp_adapter.cli import db, delegation, demo, integration, lifecycle, runs
 from mcp_adapter.cli import eval as evaluation
 from mcp_adapter.cli.common import Globals, JsonOption, ProjectOption, VerboseOption
+from mcp_adapter.cli.exit_codes import EPILOG
 
 __all__ = ["app", "main"]
 
@@ -16,6 +17,7 @@ app = typer.Typer(
     name="local-llm",
     help="Delegate mechanical coding tasks to a local model (Ollama, an OpenAI-compatible server, "
     "or the embedded llama.cpp default), with persisted, resumable state machines.",
+    epilog=EPILOG,
     context_settings={"help_option_names": ["-h", "--help"]},
     # Shell completion would add two options to every --help; the CLI is mostly driven by scripts and Claude Code.
     add_completion=False,

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio
-import anyio.abc
 import typer
 
 from engine import DatabaseDamaged, Engine, Project, UserError
 from engine.logs import configure_logging
+from mcp_adapter.cli.exit_codes import INTERRUPTED, REFUSED, signalled
 from mcp_adapter.cli.output import Result, emit
 
 __all__ = ["Globals", "Handler", "JsonOption", "ProjectOption", "VerboseOption", "execute"]
@@ -55,16 +55,10 @@ class _Stopped(Exception):
         self.signum = signum
 
 
-async def _on_signals(
-    scope: anyio.CancelScope, received: list[int], *,
-    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
-        task_status.started()
-        async for signum in signals:
-            received.append(signum)
-            scope.cancel()
-            return
+async def _on_signals(signals: AsyncIterator[int], scope: anyio.CancelScope, received: list[int]) -> None:
+    async for signum in signals:
+        received.append(signum)
+        scope.cancel()
 
 
 async def _handle(engine: Engine, handler: Handler, background: bool) -> Result:
@@ -81,15 +75,24 @@ async def _run(project: Project, handler: Handler, background: bool, stop_on_sig
             return await _handle(engine, handler, background)
         received: list[int] = []
         outcome: dict[str, Any] = {}
-        async with anyio.create_task_group() as tg:
-            await tg.start(_on_signals, tg.cancel_scope, received)
-            try:
-                outcome["result"] = await _handle(engine, handler, background)
-            except Exception as exc:  # kept out of the group: a UserError must leave as itself, not in a group
-                outcome["error"] = exc
-            finally:
+        # The receiver stays installed until the work has ended, its clean-up included: a second signal while the
+        # first one's cancel is being delivered would otherwise meet the default action and end the process before
+        # the verify command's process group is killed (that group lives in its own session and would be left).
+        with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+            async with anyio.create_task_group() as tg:
+                work = anyio.CancelScope()
+                tg.start_soon(_on_signals, signals, work, received)
+                with work:
+                    try:
+                        outcome["result"] = await _handle(engine, handler, background)
+                    except Exception as exc:  # kept out of the group: a UserError must leave as itself
+                        outcome["error"] = exc
                 tg.cancel_scope.cancel()
         if received:
+            # Stopping already: a further signal while the process winds down would only turn the exit code into a
+            # death by signal (its work, verify groups included, has ended).
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
             raise _Stopped(received[0])
         if "error" in outcome:
             raise outcome["error"]
@@ -123,6 +126,7 @@ def execute(
 
     `background`: the handler starts engine tasks that must finish before the engine closes (resume).
     `stop_on_signals`: SIGTERM, SIGHUP and SIGINT cancel the handler (see STOP_SIGNALS); exit code 128 + the signal.
+    A UserError exits REFUSED (3) with its message on stderr (mcp_adapter/cli/exit_codes.py has the table).
     """
     parent = ctx.obj if isinstance(ctx.obj, Globals) else Globals()
     options = parent.merged(project=project, as_json=as_json, verbose=verbose)
@@ -133,17 +137,18 @@ def execute(
     except _Stopped as stopped:
         sys.stderr.write(f"{ctx.command_path}: stopped by {stopped}; runs in flight keep their state, "
                          "`local-llm resume` continues them\n")
-        raise typer.Exit(128 + stopped.signum) from None
+        raise typer.Exit(signalled(stopped.signum)) from None
     except UserError as exc:
-        # The caller's mistake, not a crash: one line naming the command, no traceback, nothing on stdout.
+        # Refused, not a crash: one line naming the command, no traceback, nothing on stdout. Its own exit code:
+        # 2 stays click's usage error (the command line itself is wrong).
         sys.stderr.write(f"{ctx.command_path}: {exc}\n")
         if isinstance(exc, DatabaseDamaged) and not options.as_json and not ctx.command_path.startswith(
                 "local-llm db") and sys.stdin.isatty() and sys.stderr.isatty():
             _offer_move_aside(root)
-        raise typer.Exit(2) from None
+        raise typer.Exit(REFUSED) from None
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
-        raise typer.Exit(130) from None
+        raise typer.Exit(INTERRUPTED) from None
     emit(result, as_json=options.as_json)
     if result.exit_code:
         raise typer.Exit(result.exit_code)

@@ -1,7 +1,9 @@
-"""`local-llm db check | move-aside | forget ID`: the project's database when something in it is damaged.
+"""`local-llm db check | move-aside | forget ID | compact`: the project's database when something in it is damaged,
+and its size.
 
 Every other command reports a damaged database or row with the fix; these are the fixes. Nothing is deleted without
-a copy (engine/store/repair.py).
+a copy (engine/store/repair.py). `compact` applies the retention policy (engine/delegation/retention.py,
+docs/retention.md) now and rewrites the file.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from mcp_adapter.cli.output import Result
 __all__ = ["db_app", "register"]
 
 db_app = typer.Typer(
-    name="db", help="Check the project's database, move a damaged one aside, forget a row that cannot be read.",
+    name="db", help="Check the project's database, move a damaged one aside, forget a row that cannot be read, "
+    "drop old finished runs' prompts and file contents.",
     no_args_is_help=True,
 )
 
@@ -49,6 +52,46 @@ async def _move_aside(engine: Engine, *, force: bool) -> Result:
 async def _forget(engine: Engine, *, machine_id: str) -> Result:
     r = engine.db_forget(machine_id)
     return Result(r, f"forgot {r['kind']} {r['id']} ({r['problem']}); a copy of the database is at {r['backup']}")
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def _compact_text(r: dict[str, Any]) -> str:
+    policy = r["policy"]
+    kept = "every finished run's bodies dropped" if r["everything"] else (
+        f"bodies kept {policy['keep_days']:g} days" if policy["keep_days"] else "no bound by age") + (
+        f", up to {policy['keep_mb']:g} MB" if policy["keep_mb"] else ", no bound by size")
+    live = f"; {r['runs_in_live_batches']} in batches still running kept" if r["runs_in_live_batches"] else ""
+    return (f"{r['database']}: {r['runs_compacted']} finished run(s) compacted ({kept}{live}); "
+            f"{_mb(r['bytes_before'])} -> {_mb(r['bytes_after'])}")
+
+
+async def _compact(engine: Engine, *, keep_days: float | None, keep_mb: float | None, everything: bool) -> Result:
+    return Result(engine.db_compact(keep_days=keep_days, keep_mb=keep_mb, everything=everything), _compact_text)
+
+
+@db_app.command()
+def compact(
+    ctx: typer.Context,
+    *,
+    keep_days: Annotated[float | None, typer.Option(
+        "--keep-days", min=0, help="keep finished runs' bodies this many days (default $LOCAL_LLM_KEEP_DAYS, "
+        "else 30; 0: no bound by age)")] = None,
+    keep_mb: Annotated[float | None, typer.Option(
+        "--keep-mb", min=0, help="drop the oldest bodies while state.db holds more than this many MB (default "
+        "$LOCAL_LLM_KEEP_MB, else 100; 0: no bound by size)")] = None,
+    everything: Annotated[bool, typer.Option(
+        "--all", help="drop the bodies of every finished run, whatever their age")] = False,
+    project: ProjectOption = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Drop finished runs' prompts, answers and file contents past the retention policy, then shrink the file.
+    Runs in flight are never touched; each run's journal, result, counts and the delegation log stay."""
+    execute(ctx, partial(_compact, keep_days=keep_days, keep_mb=keep_mb, everything=everything), project=project,
+            as_json=as_json, verbose=verbose)
 
 
 @db_app.command()

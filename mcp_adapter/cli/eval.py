@@ -30,6 +30,7 @@ from engine import (
     select_tasks,
 )
 from mcp_adapter.cli.common import ProjectOption, VerboseOption, execute
+from mcp_adapter.cli.exit_codes import USAGE
 from mcp_adapter.cli.output import Result, progress_bar, table
 
 if TYPE_CHECKING:
@@ -211,7 +212,7 @@ def eval_command(
     if compare is not None and (only or max_attempts or scratch or suite_dir or listing or backend or answer_form
                                 or llm != "true"):
         typer.echo(f"{ctx.command_path}: --compare takes no options of a run (only --json)", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(USAGE)
     handler = partial(_eval, llm=llm, backend=backend, answer_form=answer_form, only=only,
                       max_attempts=max_attempts, json_file=json_file, scratch=scratch, suite_dir=suite_dir,
                       listing=listing, compare=compare)

@@ -9,6 +9,7 @@ import typer
 
 from engine import ANSWER_FORMS, BACKENDS, EnableFailed, Engine
 from mcp_adapter.cli.common import JsonOption, ProjectOption, VerboseOption, execute
+from mcp_adapter.cli.exit_codes import FAILED, OK, REFUSED
 from mcp_adapter.cli.output import Result, progress_bar
 
 __all__ = ["register"]
@@ -33,6 +34,9 @@ def _status_text(s: dict[str, Any]) -> str:
         f"backend: {s.get('backend') or 'none'}",
         f"model: {model}",
     ]
+    if "running" in s:  # what the server and the model are doing now, asked at this status
+        lines.append(f"server running: {'yes' if s['running'] else 'no'}; model loaded: "
+                     f"{'yes' if s.get('model_loaded') else 'no'}")
     if s.get("capabilities"):
         lines.append(f"capabilities: {', '.join(s['capabilities'])}")
     if s.get("num_ctx"):
@@ -46,7 +50,8 @@ def _status_text(s: dict[str, Any]) -> str:
         lines.append(f"loaded: {m.get('name')}{where}")
     vram = s.get("vram") or {}
     if vram.get("total_bytes"):
-        lines.append(f"vram: {_gb(vram.get('free_bytes'))} free of {_gb(vram['total_bytes'])}")
+        lines.append(f"vram: {_gb(vram.get('free_bytes'))} free of {_gb(vram['total_bytes'])} "
+                     f"(from {vram.get('source')})")
     lines.append(f"runs active: {s['runs_active']}")
     if s.get("reason"):
         lines.append(f"reason: {s['reason']}")
@@ -68,9 +73,14 @@ def _capability_text(c: dict[str, Any]) -> str:
     lines = []
     for g in c["gpus"]:
         lines.append(f"gpu {g['index']}: {g['name']}, {_gb(g['free_bytes'])} free of {_gb(g['total_bytes'])} "
-                     f"(driver {g.get('driver')})")
+                     f"({g.get('source')}{', driver ' + str(g['driver']) if g.get('driver') else ''})")
+    memory = c.get("memory") or {}
     if not c["gpus"]:
-        lines.append("gpu: none (CPU only)")
+        lines.append("gpu: none (CPU only)" if memory.get("source") != "server" else "gpu: the server's (remote)")
+    lines += [f"  {name}: {result}" for name, result in (memory.get("probes") or {}).items()]
+    if memory.get("basis"):
+        lines.append(f"memory ({memory.get('source')}{', unified' if memory.get('unified') else ''}): "
+                     f"{memory['basis']}")
     o = c["ollama"]
     lines.append(f"ollama: {'running ' + str(o['version']) if o['running'] else 'not running'}, "
                  f"{'installed' if o['installed'] else 'not installed'} ({o['url']})")
@@ -88,7 +98,7 @@ def _capability_text(c: dict[str, Any]) -> str:
 async def _status(engine: Engine) -> Result:
     status = await engine.status()
     # Unavailable (a damaged database): the status says what to do; the exit code tells a script it cannot go on.
-    return Result(status, _status_text, exit_code=2 if status["state"] == "unavailable" else 0)
+    return Result(status, _status_text, exit_code=REFUSED if status["state"] == "unavailable" else OK)
 
 
 async def _capability(engine: Engine) -> Result:
@@ -103,9 +113,10 @@ async def _enable(
             status = await engine.enable(llm=llm, backend=backend, slots=slots, answer_form=answer_form,
                                          progress=progress)
     except EnableFailed as exc:
-        # The status (state failed, reason) is still the result; the exit code says it failed.
+        # The status (state failed, reason) is still the result; the exit code says it failed. The text says the
+        # reason once: the status's own `reason:` line would repeat the first line.
         return Result({**exc.status, "error": exc.reason},
-                      lambda s: f"enable failed: {s['error']}\n{_status_text(s)}", exit_code=1)
+                      lambda s: f"enable failed: {s['error']}\n{_status_text({**s, 'reason': None})}", exit_code=FAILED)
     return Result(status, _status_text)
 
 

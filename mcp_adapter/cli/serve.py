@@ -12,6 +12,7 @@ import anyio
 
 from engine import Engine, Project, UserError
 from engine.logs import configure_logging
+from mcp_adapter.cli.exit_codes import INTERRUPTED, OK, REFUSED
 
 __all__ = ["run_serve"]
 
@@ -34,8 +35,8 @@ def run_serve(*, project: str | None, verbose: bool) -> int:
         anyio.run(_serve, root)
     except UserError as exc:
         sys.stderr.write(f"local-llm serve: {exc}\n")
-        return 2
+        return REFUSED
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
-        return 130
-    return 0
+        return INTERRUPTED
+    return OK

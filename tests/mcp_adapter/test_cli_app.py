@@ -22,6 +22,7 @@ from rich.progress import Progress as Bar
 from engine import Engine
 from engine.testing.ollama_double import OllamaDouble
 from engine.testing.scripted import files_answer
+from mcp_adapter.cli.exit_codes import REFUSED, USAGE
 from mcp_adapter.cli.progress import AmountColumn, BarReporter
 from mcp_adapter.entry import ServeOptions, serve_options
 
@@ -186,6 +187,22 @@ def test_a_usage_error_exits_2_without_touching_stdout(cli_command: list[str], c
     assert bad_choice.returncode == 2 and "nothing" in bad_choice.stderr
     no_command = _cli(cli_command, cli_env)
     assert no_command.returncode == 2
+
+
+def test_an_engine_refusal_exits_3_apart_from_a_usage_error_and_help_says_which_is_which(
+    cli_command: list[str], cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Before, both exited 2: a script could not tell "called it wrong" from "the engine said no".
+    usage = _cli(cli_command, cli_env, "run", "run-missing", "--no-such-option")
+    refused = _cli(cli_command, cli_env, "run", "run-missing")
+    assert (usage.returncode, refused.returncode) == (USAGE, REFUSED) == (2, 3)
+    assert refused.stdout == "" and refused.stderr.startswith("local-llm run: no machine with id 'run-missing'")
+    assert len(refused.stderr.splitlines()) == 1
+    # `serve` (routed around the typer app) refuses the same way.
+    serve = _cli(cli_command, cli_env, "serve", "--project", str(tmp_path / "nowhere"))
+    assert serve.returncode == REFUSED and "does not exist" in serve.stderr
+    epilog = " ".join(_cli(cli_command, cli_env, "--help").stdout.split())
+    assert "2 usage error" in epilog and "3 refused by the engine" in epilog and "docs/cli.md" in epilog
 
 
 def test_enable_draws_progress_on_a_terminal_and_keeps_stdout_pure_json(

@@ -1,5 +1,5 @@
 """`local-llm db check | move-aside | forget`, and every other command on a damaged database: one line on stderr that
-names the file, the problem and the fix, exit code 2, no traceback (real `local-llm` subprocesses)."""
+names the file, the problem and the fix, exit code 3 (refused), no traceback (real `local-llm` subprocesses)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from engine import Engine, Project
-from engine.testing.scripted import ScriptedBackend, use_backend
+from engine.testing.scripted import ScriptedBackend, files_answer, use_backend
+from mcp_adapter.cli.exit_codes import REFUSED
 
 
 def _cli(cli_command: list[str], env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -34,7 +35,7 @@ def test_every_command_on_a_damaged_database_says_what_to_do_without_a_traceback
     state_db.parent.mkdir(parents=True)
     state_db.write_bytes(b"not a database\n" * 100)
     done = _cli(cli_command, cli_env, *command)
-    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.returncode == REFUSED, done.stdout + done.stderr
     said = done.stdout if command == ["status"] else done.stderr  # status still answers, on stdout
     assert "Traceback" not in done.stderr and str(state_db) in said and "local-llm db move-aside" in said
 
@@ -51,7 +52,7 @@ def test_check_then_move_aside_then_a_fresh_start(cli_command: list[str], cli_en
     [kept] = state_db.parent.glob("state.db.damaged-*")
     assert kept.read_bytes() == b"not a database\n" * 100
     again = _cli(cli_command, cli_env, "db", "move-aside")
-    assert again.returncode == 2 and "local-llm db move-aside: " in again.stderr and "not damaged" in again.stderr
+    assert again.returncode == REFUSED and "local-llm db move-aside: " in again.stderr and "not damaged" in again.stderr
     status = _cli(cli_command, cli_env, "status", "--json")
     assert status.returncode == 0 and json.loads(status.stdout)["state"] == "idle"
 
@@ -70,11 +71,11 @@ async def test_a_row_that_cannot_be_read_is_listed_checked_and_forgotten(
     rows = {r["run_id"]: r for r in json.loads(listed.stdout)}
     assert rows[runs[0]]["damaged"] and "'teleporting'" in rows[runs[0]]["error"] and rows[runs[1]]["state"] == "done"
     shown = _cli(cli_command, cli_env, "run", runs[0])
-    assert shown.returncode == 2 and f"local-llm db forget {runs[0]}" in shown.stderr
+    assert shown.returncode == REFUSED and f"local-llm db forget {runs[0]}" in shown.stderr
     check = _cli(cli_command, cli_env, "db", "check")
     assert check.returncode == 1 and runs[0] in check.stdout
     refused = _cli(cli_command, cli_env, "db", "forget", runs[1])
-    assert refused.returncode == 2 and "reads fine" in refused.stderr
+    assert refused.returncode == REFUSED and "reads fine" in refused.stderr
     forgotten = _cli(cli_command, cli_env, "db", "forget", runs[0], "--json")
     assert forgotten.returncode == 0, forgotten.stderr
     assert Path(json.loads(forgotten.stdout)["backup"]).exists()
@@ -113,8 +114,30 @@ def test_on_a_terminal_a_command_offers_to_move_a_damaged_database_aside(
     state_db.parent.mkdir(parents=True)
     state_db.write_bytes(b"not a database\n" * 100)
     code, said = _on_a_terminal(cli_command, cli_env, answer, "runs")
-    assert code == 2 and "Traceback" not in said and "Move it aside now" in said
+    assert code == REFUSED and "Traceback" not in said and "Move it aside now" in said
     kept = list(state_db.parent.glob("state.db.damaged-*"))
     assert bool(kept) is moved and state_db.exists() is not moved
     if moved:
         assert kept[0].read_bytes() == b"not a database\n" * 100 and "run the command again" in said
+
+
+@pytest.mark.anyio
+async def test_compact_drops_finished_runs_bodies_and_shrinks_the_file(
+    cli_command: list[str], cli_env: dict[str, str], engine: Engine, state_db: Path, project_dir: Path
+) -> None:
+    (project_dir / "big.txt").write_text("line of the file\n" * 3000)
+    use_backend(engine, ScriptedBackend().reply(
+        *(files_answer({"big.txt": f"{n}\n" + "line of the file\n" * 3000}) for n in range(3))))
+    runs = [(await engine.delegate(task=f"t{n}", output_files=["big.txt"]))["run_id"] for n in range(3)]
+    engine.close()
+    kept = _cli(cli_command, cli_env, "db", "compact", "--json")  # the default policy: a month, 100 MB
+    assert kept.returncode == 0, kept.stderr
+    assert json.loads(kept.stdout)["runs_compacted"] == 0
+    done = _cli(cli_command, cli_env, "db", "compact", "--all")
+    assert done.returncode == 0, done.stderr
+    assert "3 finished run(s) compacted (every finished run's bodies dropped)" in done.stdout
+    assert state_db.stat().st_size < 3 * len("line of the file\n" * 3000)  # 3 runs of 3 copies each, before
+    shown = _cli(cli_command, cli_env, "run", runs[0], "--json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["compacted_at"] is not None
+    bad = _cli(cli_command, cli_env, "db", "compact", "--keep-days", "-1")
+    assert bad.returncode == 2 and "--keep-days" in bad.stderr

@@ -13,6 +13,7 @@ from engine import Engine, Project
 from engine.store.db import Store
 from engine.testing.ollama_double import OllamaDouble
 from engine.testing.scripted import files_answer
+from mcp_adapter.cli.exit_codes import REFUSED
 from tests.markers import needs_embedded
 
 
@@ -37,7 +38,11 @@ def test_analyze_prints_the_seeds_example_as_delegate(cli_command: list[str], cl
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["recommendation"] == "delegate" and result["score"] > 0.6
-    assert {r["signal"] for r in result["reasons"]} == {"pattern-based generation", "single output file"}
+    assert {r["signal"] for r in result["reasons"]} == {"pattern-based generation"}  # --file is context
+    out = _cli(cli_command, cli_env, "analyze", "Generate Express CRUD routes for User model",
+               "--output-file", "models/user.js", "--json")
+    assert {r["signal"] for r in json.loads(out.stdout)["reasons"]} == {"pattern-based generation",
+                                                                        "single output file"}
     text = _cli(cli_command, cli_env, "analyze", "Design the auth layer")
     assert text.stdout.startswith("keep") and "security-related" in text.stdout
 
@@ -86,7 +91,7 @@ def test_delegate_refuses_a_path_outside_the_project_naming_the_field(
     cli_command: list[str], cli_env: dict[str, str]
 ) -> None:
     out = _cli(cli_command, cli_env, "delegate", "x", "--output", "../up.py")
-    assert out.returncode == 2
+    assert out.returncode == REFUSED
     assert "output_files[0].path: expected a relative path inside the project" in out.stderr
     assert out.stdout == ""
 
@@ -96,7 +101,7 @@ def test_configuration_is_written_only_with_allow_config_writes(
 ) -> None:
     ollama_double.reply(files_answer({".envrc": "export X=1\n"}))
     refused = _cli(cli_command, ollama_env, "delegate", "x", "--output", ".envrc")
-    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.returncode == REFUSED and refused.stdout == ""
     assert "output_files[0].path: '.envrc' is protected by the rule `.envrc`" in refused.stderr
     assert "--allow-config-writes" in refused.stderr and not (project_dir / ".envrc").exists()
     allowed = _cli(cli_command, ollama_env, "delegate", "x", "--output", ".envrc", "--allow-config-writes", "--json")
@@ -236,8 +241,8 @@ def test_batch_reads_its_requests_from_standard_input_and_names_a_bad_file(
 ) -> None:
     bad = subprocess.run([*cli_command, "batch", "-"], input="not json", env=cli_env, capture_output=True, check=False,
                          text=True, timeout=60)
-    assert bad.returncode == 2 and "FILE: expected a JSON list" in bad.stderr
+    assert bad.returncode == REFUSED and "FILE: expected a JSON list" in bad.stderr
     refused = subprocess.run([*cli_command, "batch", "-"], input=json.dumps([
         {"task": "a", "output_files": ["same.py"]}, {"task": "b", "output_files": ["same.py"]}]),
         env=cli_env, capture_output=True, check=False, text=True, timeout=60)
-    assert refused.returncode == 2 and "runs[1].output_files[0].path" in refused.stderr
+    assert refused.returncode == REFUSED and "runs[1].output_files[0].path" in refused.stderr

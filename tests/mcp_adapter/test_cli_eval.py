@@ -26,6 +26,7 @@ from engine.evaluation import (
 from mcp_adapter.cli import eval as eval_command
 from mcp_adapter.cli.app import main
 from mcp_adapter.cli.eval import builtin_suite
+from mcp_adapter.cli.exit_codes import REFUSED
 from tests.markers import needs_embedded
 
 CI_SUBSET = ("gen-slugify", "refactor-sh-quote-vars", "translate-ini-to-toml")
@@ -119,7 +120,7 @@ def test_a_report_that_does_not_add_up_or_a_run_option_given_to_compare_exits_2_
     spoiled["totals"]["pass_rate"] = 0.5
     (tmp_path / "spoiled.json").write_text(json.dumps(spoiled))
     bad = _cli(cli_command, cli_env, "--compare", str(good), str(tmp_path / "spoiled.json"))
-    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.returncode == REFUSED and bad.stdout == ""
     assert bad.stderr.strip() == (f"local-llm eval: {tmp_path / 'spoiled.json'}: its figures do not add up: "
                                   "totals.pass_rate is 0.5; the task rows give 1.0")
     mixed = _cli(cli_command, cli_env, "--compare", str(good), str(good), "--only", "gen-slugify")
@@ -135,7 +136,7 @@ def test_list_shows_the_suite_and_an_unknown_task_id_exits_2_naming_the_known_on
     assert len(tasks) >= 15 and {"id", "task_type", "language", "summary", "edits_existing"} <= set(tasks[0])
     assert "refactor-scheduler-rename-method" in _cli(cli_command, cli_env, "--list").stdout
     unknown = _cli(cli_command, cli_env, "--only", "gen-slugify,no-such-task")
-    assert unknown.returncode == 2 and "--only: expected task ids of the suite (docs-" in unknown.stderr
+    assert unknown.returncode == REFUSED and "--only: expected task ids of the suite (docs-" in unknown.stderr
     assert "got 'no-such-task'" in unknown.stderr
 
 
@@ -154,4 +155,4 @@ def test_the_eval_exits_1_when_a_task_broke_and_still_writes_its_report(
     out = tmp_path / "report.json"
     assert main(["eval", "--only", "gen-slugify", "--json", str(out)]) == 1
     assert json.loads(out.read_text())["totals"]["broken"] == 1
-    assert os.path.exists(out) and main(["eval", "--max-attempts", "11"]) == 2
+    assert os.path.exists(out) and main(["eval", "--max-attempts", "11"]) == REFUSED

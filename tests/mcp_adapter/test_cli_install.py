@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from mcp_adapter.cli.claude_code import COMMAND_PATH, SKILL_PATH, decide
+from mcp_adapter.cli.exit_codes import REFUSED
 
 REPO = Path(__file__).resolve().parents[2]
 ACTIONS = ("capability", "enable", "analyze", "delegate", "result", "stats", "disable")
@@ -71,7 +72,7 @@ def test_a_server_name_claude_code_would_refuse_is_refused_with_the_rule_and_not
     project_dir: Path, cli_command: list[str], cli_env: dict[str, str], name: str
 ) -> None:
     result = _cli(cli_command, cli_env, "--server-name", name)
-    assert result.returncode == 2 and result.stdout == ""
+    assert result.returncode == REFUSED and result.stdout == ""
     assert "--server-name" in result.stderr and "letters, digits, '-' and '_' only" in result.stderr
     assert not (project_dir / ".claude" / "commands").exists() and not (project_dir / ".claude" / "skills").exists()
 
@@ -85,7 +86,7 @@ def test_a_file_the_user_edited_is_left_alone_unless_force(
     skill.write_text(edited)
     before = command.read_bytes()
     refused = _cli(cli_command, cli_env, "--server-name", "other")
-    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.returncode == REFUSED and refused.stdout == ""
     assert str(skill) in refused.stderr and "--force" in refused.stderr and "nothing was written" in refused.stderr
     assert skill.read_text() == edited and command.read_bytes() == before  # all or nothing: the command kept too
     forced = _cli(cli_command, cli_env, "--force", "--json")
@@ -120,7 +121,7 @@ def test_a_claude_directory_that_links_outside_the_project_is_refused(
     elsewhere.mkdir()
     (project_dir / ".claude").symlink_to(elsewhere)
     result = _cli(cli_command, cli_env)
-    assert result.returncode == 2 and "outside" in result.stderr and "nothing was written" in result.stderr
+    assert result.returncode == REFUSED and "outside" in result.stderr and "nothing was written" in result.stderr
     assert not (elsewhere / "commands").exists() and not (elsewhere / "skills").exists()  # (workflow/ is the engine's)
 
 

@@ -18,6 +18,7 @@ from engine.session.processes import alive as _alive
 from engine.testing.fake_ollama import free_port, write_fake_ollama
 from engine.testing.ollama_double import OllamaDouble
 from engine.testing.openai_double import OpenAIDouble
+from mcp_adapter.cli.exit_codes import REFUSED
 from tests.markers import needs_embedded
 
 
@@ -62,7 +63,7 @@ def test_enable_status_disable_round_trip_across_processes(
     assert disabled.returncode == 0 and as_json(disabled)["state"] == "idle"
     assert ollama_double.loaded == {}
     text = run(cli_command, env, "status")
-    assert "session: idle" in text.stdout
+    assert "session: idle" in text.stdout and "server running: yes; model loaded: no" in text.stdout
 
 
 def test_capability_json_has_the_documented_shape(
@@ -94,12 +95,26 @@ def test_a_failed_enable_exits_non_zero_and_prints_the_failed_status(
     assert as_json(run(cli_command, env, "status", "--json"))["state"] == "failed"
 
 
+def test_a_failed_enable_says_its_reason_once(
+    cli_command: list[str], env: dict[str, str], ollama_double: OllamaDouble
+) -> None:
+    # It said it three times: "enable failed: R", the status's "reason: R", and a warning log line on stderr.
+    env["OLLAMA_HOST"] = ollama_double.host
+    proc = run(cli_command, env, "enable", "--llm", "not-in-registry:1b")
+    assert proc.returncode == 1
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("enable failed: ") and "pull failed" in first
+    reason = first.removeprefix("enable failed: ")
+    assert (proc.stdout + proc.stderr).count(reason) == 1, proc.stdout + proc.stderr
+    assert "session: failed" in proc.stdout
+
+
 def test_a_bad_llm_spec_is_refused_with_the_field_named(
     cli_command: list[str], env: dict[str, str], ollama_double: OllamaDouble
 ) -> None:
     env["OLLAMA_HOST"] = ollama_double.host
     proc = run(cli_command, env, "enable", "--llm", "two words")
-    assert proc.returncode == 2 and "llm: expected" in proc.stderr
+    assert proc.returncode == REFUSED and "llm: expected" in proc.stderr
 
 
 def test_enable_starts_ollama_detached_and_it_outlives_the_command(
@@ -151,7 +166,7 @@ def test_enable_slots_on_a_llama_cpp_server_across_processes(cli_command: list[s
     with OpenAIDouble("llama.cpp", n_ctx=8192, total_slots=4) as server:
         env["LOCAL_LLM_OPENAI_URL"] = server.url
         refused = run(cli_command, env, "enable", "--backend", "openai", "--slots", "0")
-        assert refused.returncode == 2 and refused.stdout == ""
+        assert refused.returncode == REFUSED and refused.stdout == ""
         assert "local-llm enable: slots: expected an integer >= 1" in refused.stderr
         default = as_json(run(cli_command, env, "enable", "--backend", "openai", "--json"))
         text = run(cli_command, env, "status").stdout

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 from engine import Engine
+from mcp_adapter.cli.exit_codes import REFUSED
 
 
 def _cli(cli_command: list[str], cli_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -46,7 +47,7 @@ def test_an_unknown_run_id_is_a_clear_error_not_a_traceback(
     engine: Engine, cli_command: list[str], cli_env: dict[str, str]
 ) -> None:
     result = _cli(cli_command, cli_env, "run", "run-missing")
-    assert result.returncode == 2
+    assert result.returncode == REFUSED
     assert "no machine with id 'run-missing'" in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
@@ -70,7 +71,7 @@ def test_diagram_of_a_run_under_the_wrong_machine_names_the_problem(
 ) -> None:
     _seed_runs(engine)
     result = _cli(cli_command, cli_env, "diagram", "session", "--run", "run-live")
-    assert result.returncode == 2
+    assert result.returncode == REFUSED
     assert "run-live is a delegation" in result.stderr
 
 
@@ -89,7 +90,7 @@ def test_a_missing_project_directory_is_named_in_the_error(
     tmp_path: Path, cli_command: list[str], cli_env: dict[str, str]
 ) -> None:
     result = _cli(cli_command, cli_env, "--project", str(tmp_path / "nowhere"), "runs")
-    assert result.returncode == 2
+    assert result.returncode == REFUSED
     assert "nowhere" in result.stderr and "does not exist" in result.stderr
 
 

@@ -5,7 +5,7 @@ when the client closes stdin or a signal arrives, the next start cleans up after
 survives a restart, and one end-to-end delegation on the embedded model. Every action's behaviour (schema, errors,
 progress, result/runs/cancel/diagram) is tested in-process, faster, in test_server_inprocess.py.
 
-Ollama cannot be installed here: the Ollama cases run against engine/testing/ollama_double.py, a test double of Ollama's
+Ollama cannot be installed here: the Ollama cases run against engine/testing/ollama_double/, a test double of Ollama's
 HTTP API built from its documented fields. The embedded case uses the real llama.cpp model.
 """
 

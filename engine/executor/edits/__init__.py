@@ -1,4 +1,4 @@
-"""The edit-block answer form (issue #12, DESIGN.md "What the model answers"): the model changes existing files with
+"""The edit-block answer form (issue #12, docs/edit-blocks.md): the model changes existing files with
 search/replace blocks and creates new ones whole, and no code travels inside JSON strings. Pure functions only:
 
     parse_edits(text, outputs=...)        the answer's blocks, in order, and what is wrong with it (parse.py)

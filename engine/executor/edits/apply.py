@@ -1,6 +1,6 @@
 """Applying edit blocks to the files as they are. Pure: bytes in, bytes (or the problems) out.
 
-The rules (DESIGN.md "What the model answers"), as applied here:
+The rules (docs/edit-blocks.md, "The form" and "Decisions"), as applied here:
 - Blocks apply in the order written, each to the file as the blocks before it in the same answer left it. A new
   attempt starts again from the run's base (the bytes journaled when the prompt was packed): see feedback.py.
 - A SEARCH must match exactly once. First exactly, line by line; then ignoring trailing whitespace; then with one
@@ -45,6 +45,10 @@ CLOSEST_MIN_RATIO = 0.2
 """Below this similarity, no lines are quoted as "closest" (they would only mislead)."""
 CLOSEST_SHORTLIST = 8
 """How many windows, ranked by shared tokens, are compared character by character."""
+CLOSEST_ROWS = 48
+"""At most this many SEARCH lines rank the windows (evenly spaced, first and last included)."""
+CHAR_DIFF_LIMIT = 250_000
+"""Above this product of two stretches' lengths, their shared characters are counted without aligning them."""
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
@@ -175,18 +179,62 @@ def closest_lines(text: str | Sequence[str], search: str | Sequence[str]) -> tup
         return ()
     k = min(len(wanted), len(lines))
     have, want = [_tokens(x) for x in lines], [_tokens(x) for x in wanted[:k]]
-    scores = [(sum(_alike(have[i + j], want[j]) for j in range(k)), -i) for i in range(len(lines) - k + 1)]
+    # Ranking every window on every line is (windows x k) set operations: seconds for a 750-line SEARCH. Evenly
+    # spaced rows rank them nearly as well; the shortlist is then compared in full.
+    rows = range(k) if k <= CLOSEST_ROWS else sorted({j * (k - 1) // (CLOSEST_ROWS - 1) for j in range(CLOSEST_ROWS)})
+    scores = [(sum(_alike(have[i + j], want[j]) for j in rows), -i) for i in range(len(lines) - k + 1)]
     shortlist = [-i for _, i in heapq.nlargest(CLOSEST_SHORTLIST, scores)]
-    matcher = difflib.SequenceMatcher(None, autojunk=False)
-    matcher.set_seq2("\n".join(x.strip() for x in wanted))
-    best, best_at = CLOSEST_MIN_RATIO, None
-    for i in shortlist:
-        matcher.set_seq1("\n".join(x.strip() for x in lines[i : i + k]))
-        if (ratio := matcher.ratio()) > best:
-            best, best_at = ratio, i
+    stripped = [x.strip() for x in wanted]
+    candidates = [(rank, i, _Similarity([x.strip() for x in lines[i : i + k]], stripped))
+                  for rank, i in enumerate(shortlist)]
+    bounds = sorted(((s.bound(), -rank, i, s) for rank, i, s in candidates), key=lambda c: c[:2], reverse=True)
+    best, best_key, best_at = CLOSEST_MIN_RATIO, (CLOSEST_MIN_RATIO, 0), None
+    for bound, neg_rank, i, similarity in bounds:
+        if bound <= best:
+            break  # sorted by bound: no later window can beat it
+        key = (similarity.ratio(), neg_rank)  # on a tie, the window ranked first by shared tokens, as before
+        if key[0] > best_key[0] or (key[0] == best_key[0] and best_at is not None and key > best_key):
+            best, best_key, best_at = key[0], key, i
     if best_at is None:
         return ()
     return tuple((n + 1, lines[n]) for n in range(best_at, best_at + k))
+
+
+def _matched_chars(left: str, right: str, *, bound: bool = False) -> int:
+    """How many characters of `left` and `right` difflib pairs up; with `bound`, or where comparing them in full
+    would cost more than CHAR_DIFF_LIMIT steps, an upper bound (the shared characters, in any order)."""
+    matcher = difflib.SequenceMatcher(None, left, right, autojunk=False)
+    if not bound and len(left) * len(right) <= CHAR_DIFF_LIMIT:
+        return sum(block.size for block in matcher.get_matching_blocks())
+    return round(matcher.quick_ratio() * (len(left) + len(right)) / 2)
+
+
+class _Similarity:
+    """difflib's ratio of a window and the SEARCH (2 * matched / all characters, lines joined by newlines), found
+    line by line: equal lines count whole and only the stretches that differ are compared character by character.
+    A character diff of whole windows is quadratic in their length: minutes for a 400-line SEARCH that misses by a
+    word. `bound()` is a cheap upper bound of `ratio()`, so windows that cannot win are not compared in full."""
+
+    def __init__(self, window: Sequence[str], wanted: Sequence[str]) -> None:
+        self.window, self.wanted = window, wanted
+        self.total = sum(len(x) + 1 for x in window) + sum(len(x) + 1 for x in wanted)
+        self.opcodes = difflib.SequenceMatcher(None, list(window), list(wanted), autojunk=False).get_opcodes()
+
+    def ratio(self, *, bound: bool = False) -> float:
+        window, wanted = self.window, self.wanted
+        matched = 0
+        for tag, i1, i2, j1, j2 in self.opcodes:
+            if tag == "equal":
+                matched += sum(len(x) + 1 for x in window[i1:i2])
+            elif tag == "replace" and i2 - i1 == j2 - j1:  # line against line: a rename on every line stays cheap
+                matched += sum(_matched_chars(a, b, bound=bound)
+                               for a, b in zip(window[i1:i2], wanted[j1:j2], strict=True))
+            elif tag == "replace":
+                matched += _matched_chars("\n".join(window[i1:i2]), "\n".join(wanted[j1:j2]), bound=bound)
+        return 2 * matched / self.total if self.total else 1.0
+
+    def bound(self) -> float:
+        return self.ratio(bound=True)
 
 
 def _as_lines(value: str | Sequence[str]) -> list[str]:

@@ -1,6 +1,6 @@
 """Reading an edit-block answer. Pure: text in, blocks and problems out; the files are not looked at (apply.py does).
 
-The form (DESIGN.md "What the model answers"): the path on its own line, a fence, `<<<<<<< SEARCH`, the exact old
+The form (docs/edit-blocks.md): the path on its own line, a fence, `<<<<<<< SEARCH`, the exact old
 lines, `=======`, the new lines, `>>>>>>> REPLACE`, the closing fence; several blocks per file and per fence. A new
 file is an empty SEARCH, or (tolerated) its whole content in a plain fenced block right after its path.
 

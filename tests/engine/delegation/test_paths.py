@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import os
+import socket
+import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from engine.delegation.paths import (
     CONFIG_RULES,
+    HOOKS_RULE,
     ProtectedPath,
     Protection,
     canonical_relative,
     check_output,
     directory_ignores_case,
+    file_kind,
     output_identity,
 )
 from engine.errors import InvalidArgument
@@ -178,3 +183,76 @@ def test_ordinary_outputs_pass_and_unwritable_shapes_are_still_refused(project_d
     for bad, expected in (("dir", "not a directory"), ("file.txt/x", "is a file"), ("../x", "inside the project")):
         with pytest.raises(InvalidArgument, match=expected):
             check_output(project_dir, bad, field="f", allow_config_writes=False)
+
+
+# -- issue 19 points 6 and 7: git's hooks directory, and outputs that are not regular files ----------------------
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("spelling", [".husky/_/pre-commit", ".husky/pre-commit", "./.husky//_/h"])
+def test_the_hooks_directory_git_is_set_to_and_husky_parent_are_outputs_only_with_the_opt_in(
+    project_dir: Path, spelling: str
+) -> None:
+    _git(project_dir, "init", "-q")
+    _git(project_dir, "config", "core.hooksPath", ".husky/_")
+    (project_dir / ".husky" / "_").mkdir(parents=True)
+    with pytest.raises(ProtectedPath) as caught:
+        check_output(project_dir, spelling, field="output_files[0].path", allow_config_writes=False)
+    assert caught.value.rule is HOOKS_RULE and "allow_config_writes" in str(caught.value)
+    assert "where git runs hooks from" in str(caught.value)
+    assert check_output(project_dir, spelling, field="f", allow_config_writes=True).real.is_relative_to(
+        os.path.realpath(project_dir / ".husky"))
+
+
+def test_a_plain_hooks_directory_protects_itself_but_not_its_parent(project_dir: Path) -> None:
+    _git(project_dir, "init", "-q")
+    _git(project_dir, "config", "core.hooksPath", "tools/githooks")
+    with pytest.raises(ProtectedPath):
+        check_output(project_dir, "tools/githooks/pre-push", field="f", allow_config_writes=False)
+    outside = check_output(project_dir, "tools/build.py", field="f", allow_config_writes=False)
+    assert outside.relative == "tools/build.py"
+
+
+def test_without_a_hooks_setting_or_a_repository_ordinary_paths_pass(project_dir: Path) -> None:
+    assert check_output(project_dir, ".husky/pre-commit", field="f", allow_config_writes=False)
+    _git(project_dir, "init", "-q")
+    assert check_output(project_dir, ".husky/pre-commit", field="f", allow_config_writes=False)
+    with pytest.raises(ProtectedPath):  # the default hooks directory is git's own: never
+        check_output(project_dir, ".git/hooks/pre-commit", field="f", allow_config_writes=True)
+
+
+def test_a_fifo_or_socket_at_an_output_path_is_refused_at_request_time_without_opening_it(project_dir: Path) -> None:
+    os.mkfifo(project_dir / "pipe.py")  # opening it for reading would block until a writer came
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(project_dir / "sock.py"))
+    server.close()
+    (project_dir / "link.py").symlink_to("pipe.py")
+    for name, kind in (("pipe.py", "a FIFO"), ("sock.py", "a socket"), ("link.py", "a FIFO")):
+        with pytest.raises(InvalidArgument, match=f"a regular file \\(or none yet\\), not {kind}"):
+            check_output(project_dir, name, field="output_files[0].path", allow_config_writes=False)
+
+
+def test_a_device_at_an_output_path_is_refused_at_request_time(project_dir: Path) -> None:
+    try:
+        os.mknod(project_dir / "dev.py", 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # /dev/null's numbers
+    except PermissionError:
+        pytest.skip("this machine does not let the test make a device node")
+    assert file_kind(project_dir / "dev.py") == "a character device"
+    with pytest.raises(InvalidArgument, match="not a character device"):
+        check_output(project_dir, "dev.py", field="output_files[0].path", allow_config_writes=False)
+
+
+def test_a_hooks_setting_made_after_the_cached_answer_expires_is_seen(
+    project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.delegation import git_hooks
+
+    _git(project_dir, "init", "-q")
+    assert check_output(project_dir, "hooks/pre-commit", field="f", allow_config_writes=False)
+    _git(project_dir, "config", "core.hooksPath", "hooks")
+    monkeypatch.setattr(git_hooks, "CACHE_S", 0.0)  # as if CACHE_S had passed
+    with pytest.raises(ProtectedPath):
+        check_output(project_dir, "hooks/pre-commit", field="f", allow_config_writes=False)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.delegation import writes
 from engine.delegation.context_files import SecretFile, looks_secret, read_text_file
 from engine.delegation.paths import resolve_inside
 from engine.delegation.writes import atomic_write
@@ -67,3 +68,13 @@ def test_atomic_write_replaces_content_keeps_the_mode_and_leaves_no_temp_file(pr
     assert target.read_bytes() == b"#!/bin/sh\necho 2\n"
     assert stat.S_IMODE(target.stat().st_mode) == 0o755
     assert sorted(p.name for p in target.parent.iterdir()) == ["run.sh"]
+
+
+def test_a_255_byte_name_is_written_atomically_and_its_killed_write_temp_is_found_again(project_dir: Path) -> None:
+    target = project_dir / ("x" * 251 + ".txt")
+    atomic_write(target, b"one\n")
+    assert target.read_bytes() == b"one\n"
+    leftover = writes._temp_with(target, b"half")  # what a write killed before its rename leaves
+    assert len(Path(leftover).name.encode()) <= 255 and writes.TEMP_MARK in leftover
+    assert writes.remove_stale_temps(target) == [Path(leftover).name]
+    assert sorted(p.name for p in project_dir.iterdir()) == [target.name]

@@ -51,7 +51,7 @@ async def test_recovery_hands_each_interrupted_run_to_the_hook_once(engine: Engi
         seen.append((record.id, record.state, record.data["recoveries"]))
 
     with anyio.fail_after(10):
-        report = await recover(engine.ctx.runs, hook)
+        report = await recover(engine.delegations.driver.moves, hook)
     assert sorted(seen) == [("run-a", "delegating", 1), ("run-b", "writing", 1)]
     assert sorted(report.resumed) == ["run-a", "run-b"]
     assert engine.store.events("run-a")[-1].event == "recover"
@@ -70,7 +70,7 @@ async def test_a_run_that_keeps_crashing_is_aborted_with_a_reason(engine: Engine
 
     with anyio.fail_after(10):
         for _ in range(4):
-            await recover(engine.ctx.runs, crashing_hook, max_recoveries=3)
+            await recover(engine.delegations.driver.moves, crashing_hook, max_recoveries=3)
 
     assert states == ["delegating", "delegating", "delegating", "rolling_back"]
     record = engine.store.get("run-a")
@@ -100,7 +100,7 @@ async def test_a_run_owned_by_a_live_process_is_left_alone(engine: Engine) -> No
             raise AssertionError("must not resume a run a live process owns")
 
         with anyio.fail_after(10):
-            report = await recover(engine.ctx.runs, hook)
+            report = await recover(engine.delegations.driver.moves, hook)
         assert report.skipped == ["run-a"]
     finally:
         owner.stdin.close()  # type: ignore[union-attr]
@@ -122,7 +122,7 @@ async def test_a_row_that_cannot_be_read_is_reported_with_its_id_and_the_others_
         seen.append(record.id)
 
     with anyio.fail_after(10):
-        report = await recover(engine.ctx.runs, hook)
+        report = await recover(engine.delegations.driver.moves, hook)
     assert seen == ["run-a", "run-z"] and report.resumed == ["run-a", "run-z"]
     assert set(report.errors) == {"run-bad-json", "run-bad-state"}
     assert "not valid JSON" in report.errors["run-bad-json"]
@@ -140,5 +140,5 @@ async def test_a_run_whose_recovery_fails_does_not_stop_the_next_one(engine: Eng
             raise UserError("run-a cannot go on: its files are locked")
 
     with anyio.fail_after(10):
-        report = await recover(engine.ctx.runs, hook)
+        report = await recover(engine.delegations.driver.moves, hook)
     assert report.errors == {"run-a": "run-a cannot go on: its files are locked"} and report.resumed == ["run-b"]

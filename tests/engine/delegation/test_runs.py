@@ -40,7 +40,7 @@ async def test_a_run_without_verify_is_done_after_an_atomic_journaled_write(engi
     assert request.schema is not None and "src/hello.py: prints hi" in request.messages[1].content
     line = read_log(engine.project.delegation_log).records[-1]
     assert {k: line[k] for k in ("event", "run_id", "task_type", "decision", "verification_passed", "attempts")} == {
-        "event": "run", "run_id": result["run_id"], "task_type": "generate", "decision": "delegated",
+        "event": "run", "run_id": result["run_id"], "task_type": "generate", "decision": "delegate",
         "verification_passed": None, "attempts": 1}
     for key in ("timestamp", "task", "score", "tokens_generated", "time_seconds", "model", "prompt_tokens", "files"):
         assert key in line

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from engine.delegation.scoring import BASE_SCORE, HISTORY_MIN_RUNS, THRESHOLD, history_adjustment, score_task
+from engine.delegation.scoring import BASE_SCORE, HISTORY_MIN_RUNS, SIGNALS, THRESHOLD, history_adjustment, score_task
 
 
 def _signals(analysis) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -10,10 +12,37 @@ def _signals(analysis) -> dict[str, float]:  # type: ignore[no-untyped-def]
 
 
 def test_the_seeds_example_recommends_delegate() -> None:
-    analysis = score_task("Generate Express CRUD routes for User model", files=["models/user.js"])
+    analysis = score_task("Generate Express CRUD routes for User model", output_files=["models/user.js"])
     assert analysis.recommendation == "delegate"
     assert analysis.score > THRESHOLD
     assert _signals(analysis) == {"pattern-based generation": 0.3, "single output file": 0.2}
+
+
+def test_context_files_are_not_outputs() -> None:
+    one = score_task("Generate Express CRUD routes for User model", files=["models/user.js"])
+    many = score_task("Add a helper", files=["a.py", "b.py", "c.py"])
+    assert _signals(one) == {"pattern-based generation": 0.3} and _signals(many) == {}
+
+
+@pytest.mark.parametrize("task", ["Fix the AuthService login", "Rotate the auth_token daily", "Add authMiddleware",
+                                  "Rename OAuthClient", "Check the JWTToken expiry"])
+def test_identifiers_are_split_on_camel_case_and_underscores_before_whole_word_matching(task: str) -> None:
+    assert _signals(score_task(task, output_files=["a", "b"]))["security-related"] == -0.25
+
+
+def test_splitting_identifiers_does_not_match_inside_a_word() -> None:
+    for task in ("Add an author field", "Rename authorName", "Fill the author_id column", "Add AuthorList"):
+        assert "security-related" not in _signals(score_task(task, output_files=["a", "b"])), task
+
+
+def test_the_scoring_docs_list_every_signal_with_its_weight_and_the_threshold() -> None:
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "scoring.md").read_text()
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in docs.splitlines()
+            if line.startswith("| ") and line.count("|") >= 4}
+    for signal in SIGNALS:
+        assert rows.get(signal.name) == f"{signal.weight:+g}", signal.name
+    assert rows.get("single output file") == "+0.2" and rows.get("multi-file coordination") == "-0.3"
+    assert f"threshold {THRESHOLD}" in docs and f"base {BASE_SCORE}" in docs and "delegation history" in rows
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import contextlib
 import os
+import random
+import signal
 import time
+import uuid
 from pathlib import Path
 
 import anyio
@@ -106,3 +110,48 @@ async def test_output_a_background_child_writes_within_the_grace_period_is_kept(
         result = await run_verify("(sleep 0.2; echo late) & echo early", cwd=project_dir)
     assert result.passed
     assert result.output_tail == "early\nlate\n"
+
+
+def processes_marked(mark: str) -> dict[int, str]:
+    """Live processes whose environment carries `mark` (pid -> its value); a zombie's environment reads empty."""
+    found: dict[int, str] = {}
+    needle = f"{mark}=".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        for var in environ.split(b"\0"):
+            if var.startswith(needle):
+                found[int(entry.name)] = var[len(needle):].decode()
+    return found
+
+
+async def cancels_that_leak(cancels: int, *, seed: int, latest_s: float, cwd: Path) -> set[str]:
+    """Cancel `cancels` verify commands that start background children, each at a seeded random instant in
+    [0, latest_s) after the call; the cancels (by index) whose processes are still alive once the killed ones have had
+    time to die. Survivors are killed before returning."""
+    rng = random.Random(seed)
+    mark = f"LOCAL_LLM_LEAK_{uuid.uuid4().hex}"
+    for i in range(cancels):
+        with anyio.move_on_after(rng.uniform(0, latest_s)):
+            await run_verify("sleep 60 & sleep 60 & wait", cwd=cwd, env={**os.environ, mark: str(i)})
+    deadline = time.monotonic() + 3  # SIGKILL is asynchronous: a killed child may take a moment to go
+    while (alive := processes_marked(mark)) and time.monotonic() < deadline:
+        await anyio.sleep(0.05)
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return set(alive.values())
+
+
+@pytest.mark.anyio
+async def test_a_cancel_at_any_instant_leaves_no_process_of_the_command_alive(project_dir: Path) -> None:
+    # The instants cover the spawn itself (asyncio used to kill the bare shell and lose the handle when a cancel
+    # landed while the process was being set up: its background children lived on), the shell starting its
+    # children, and the wait.
+    with anyio.fail_after(120):
+        leaked = await cancels_that_leak(60, seed=19, latest_s=0.03, cwd=project_dir)
+    assert leaked == set()

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from engine import Engine
 from engine.diagrams import Step, extract, folder_files, render_dot, render_mermaid, render_svg
-from states import DELEGATION, SESSION
+from states import DELEGATION, MACHINES, SESSION, MachineSpec
 
 DIAGRAMS = Path(__file__).resolve().parents[3] / "diagrams"
 
@@ -20,11 +21,48 @@ def test_the_diagrams_folder_matches_the_declared_machines() -> None:
             f"diagrams/{name} drifted: run `python -m engine.diagrams diagrams`"
 
 
+def test_the_diagrams_folder_holds_exactly_one_mermaid_and_one_svg_file_per_machine_and_the_readme() -> None:
+    expected = {*folder_files(with_svg=False), *(f"{kind}.svg" for kind in MACHINES)}
+    assert {p.name for p in DIAGRAMS.iterdir()} == expected
+
+
+SVG, XLINK = "{http://www.w3.org/2000/svg}", "{http://www.w3.org/1999/xlink}"
+
+
+def _drawn(svg: Path) -> tuple[dict[str, str | None], set[tuple[str, str, str]]]:
+    """What an SVG made by graphviz draws: each node with its tooltip, each arrow with its label."""
+    nodes: dict[str, str | None] = {}
+    arrows: set[tuple[str, str, str]] = set()
+    for group in ET.parse(svg).getroot().iter(f"{SVG}g"):
+        title = group.findtext(f"{SVG}title") or ""
+        if group.get("class") == "node":
+            link = group.find(f".//{SVG}a")
+            nodes[title] = None if link is None else link.get(f"{XLINK}title")
+        elif group.get("class") == "edge":
+            source, dest = title.split("->")
+            arrows.add((source, dest, " ".join(t.text or "" for t in group.iter(f"{SVG}text"))))
+    return nodes, arrows
+
+
+@pytest.mark.parametrize("spec", list(MACHINES.values()), ids=list(MACHINES))
+def test_every_svg_diagram_draws_the_states_descriptions_and_transitions_its_machine_declares(
+    spec: MachineSpec,
+) -> None:
+    # Runs without graphviz too: the drawing is compared with the declaration, not re-rendered.
+    diagram = extract(spec)
+    nodes, arrows = _drawn(DIAGRAMS / f"{spec.kind}.svg")
+    assert nodes == {"__start": None, **{n.name: n.description for n in diagram.nodes}}, (
+        f"diagrams/{spec.kind}.svg drifted: run `python -m engine.diagrams diagrams` with graphviz installed")
+    initial = {("__start", n.name, "") for n in diagram.nodes if n.initial}
+    assert arrows == {(s, d, label) for s, d, label, _ in diagram.arrows()} | initial, (
+        f"diagrams/{spec.kind}.svg drifted: run `python -m engine.diagrams diagrams` with graphviz installed")
+
+
 @pytest.mark.graphviz
 def test_the_svg_diagrams_are_present_and_name_every_state() -> None:
     if shutil.which("dot") is None:
         pytest.skip("graphviz is not installed")
-    for spec in (SESSION, DELEGATION):
+    for spec in MACHINES.values():
         svg = (DIAGRAMS / f"{spec.kind}.svg").read_text()
         assert svg == render_svg(extract(spec)), f"diagrams/{spec.kind}.svg drifted"
         for state in spec.states:

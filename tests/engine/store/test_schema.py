@@ -72,3 +72,39 @@ def test_a_database_from_a_newer_version_is_refused_with_what_to_do(tmp_path: Pa
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(SchemaTooNew, match="upgrade workflow-local-llm"):
         Store(db)
+
+
+FIXTURE_V3 = Path(__file__).parent / "fixtures" / "state-v3.db"
+
+
+def test_the_v3_fixture_is_a_database_of_schema_version_3() -> None:
+    with sqlite3.connect(FIXTURE_V3) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert SCHEMA_VERSION >= 4
+
+
+@pytest.mark.anyio
+async def test_a_run_interrupted_under_schema_3_resumes_after_the_retention_upgrade(project_dir: Path) -> None:
+    # fixtures/make_state_v3.py: a run killed while writing, and a finished run with its bodies stored.
+    db = project_dir / ".claude" / "workflow" / "state.db"
+    db.parent.mkdir(parents=True)
+    shutil.copy(FIXTURE_V3, db)
+    (project_dir / "existing.txt").write_bytes(b"before the run\n")
+    with sqlite3.connect(db) as conn:  # the old process died: its token names this host and a pid not alive
+        conn.execute("UPDATE machines SET owner = ? WHERE owner IS NOT NULL", (f"{socket.gethostname()}:2147483646:1",))
+    engine = Engine(Project.resolve(project_dir))
+    try:
+        assert engine.store.settings()["user_version"] == SCHEMA_VERSION
+        assert engine.store.get("run-v3-done").compacted_at is None  # kept until the policy reaches it
+        use_backend(engine, ScriptedBackend())
+        with anyio.fail_after(30):
+            resumed = await engine.resume()
+        assert resumed["resumed"] == ["run-v3-writing"]
+        assert {r["run_id"]: r["state"] for r in resumed["runs"]} == {"run-v3-writing": "done"}
+        assert (project_dir / "existing.txt").read_bytes() == b"after the run\n"
+        assert engine.db_compact(everything=True)["runs_compacted"] == 2  # the upgraded run and the resumed one
+        [file] = (await engine.result("run-v3-done"))["files"]
+        assert (file["bytes"], file["added"], file["removed"]) == (12, 2, 1)  # one\ntwo\n -> one\n2\nthree\n
+        assert engine.store.get("run-v3-writing").compacted_at is not None
+    finally:
+        engine.close()

@@ -38,6 +38,7 @@ def request(text: str, **fields: object) -> GenerateRequest:
     return GenerateRequest(model=EMBEDDED_MODEL, messages=[ChatMessage("user", text)], **fields)  # type: ignore[arg-type]
 
 
+@needs_embedded  # llama-cpp-python is checked first: without it the error is about that, not the GGUF
 def test_a_missing_gguf_override_says_how_to_install_the_default(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -160,6 +161,7 @@ async def test_a_prompt_over_the_context_is_refused_with_its_numbers() -> None:
     assert caught.value.prompt_tokens > 512 and not caught.value.retryable
 
 
+@needs_embedded  # without llama-cpp-python, generate() says that first
 @pytest.mark.anyio
 async def test_the_embedded_model_cannot_think_and_says_so() -> None:
     with pytest.raises(BackendError, match="cannot think"):

@@ -1,4 +1,4 @@
-"""The rules of DESIGN.md "What the model answers", pinned: only requested outputs, a SEARCH matches exactly once, only
+"""The rules of docs/edit-blocks.md, pinned: only requested outputs, a SEARCH matches exactly once, only
 safe differences tolerated (and reported), markers only as whole lines, bytes kept (CRLF, no final newline, BOM),
 non-UTF-8 refused up front, all blocks of an answer together or none."""
 
