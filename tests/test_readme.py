@@ -230,5 +230,8 @@ def test_the_bootstrap_lines_name_modes_the_script_has(scratch_env: dict[str, st
         said = _run(["bash", *shlex.split(command), "--help"], cwd=REPO, env=scratch_env, timeout=30)
         assert said.returncode == 0 and said.stdout.startswith(command), (command, said.stderr)
     script = (REPO / "scripts" / "bootstrap.sh").read_text()
-    assert 'demo) exec "$venv/bin/local-llm" demo' in script and "test) exec" in script
+    assert 'demo) exec "$venv/bin/local-llm" demo' in script
+    # `test` runs ruff and mypy, then hands over to pytest (its exit status is the script's).
+    test_mode = re.search(r"\n  test\)\n((?:    [^\n]*\n)*?)    exec \"\$py\" -m pytest", script)
+    assert test_mode and "-m ruff check" in test_mode[1] and "-m mypy" in test_mode[1], script
     assert _run(["bash", "scripts/bootstrap.sh", "nonsense"], cwd=REPO, env=scratch_env).returncode == 2
