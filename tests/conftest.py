@@ -1,6 +1,7 @@
 """Shared fixtures. Tests that need a real component (the embedded llama.cpp model, graphviz) are marked; when
 CI=true (or LOCAL_LLM_REQUIRE_REAL=1) a skip of such a test is turned into a failure, so CI cannot pass by skipping.
-A test marked `embedded` (tests.markers.needs_embedded) is skipped here when the model is missing."""
+A test marked `embedded` (tests.markers.needs_embedded) is skipped here when the model is missing. Every test runs in
+the product's default answer form unless it is marked `answer_form_json`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine import Engine, Project
+from engine.executor.answers import ANSWER_FORM_ENV
 from engine.testing.ollama_double import FakeModel, OllamaDouble
 from tests.markers import embedded_missing
 
@@ -39,12 +41,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture(autouse=True)
-def whole_file_answers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Most tests script whole-file JSON answers (engine.testing.scripted.files_answer, the Ollama double's schema
-    example), so they run in the JSON answer form; the edit form's tests ask for it per call, and a test marked
-    `answer_form_default` sees the product's default."""
-    if request.node.get_closest_marker("answer_form_default") is None:
-        monkeypatch.setenv("LOCAL_LLM_ANSWER_FORM", "json")
+def answer_form_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see the product's default answer form (edit blocks; JSON for the embedded backend), as users do. A test
+    marked `answer_form_json` runs its sessions in the JSON form, because it scripts whole-file JSON answers
+    (engine.testing.scripted.files_answer, the Ollama double's schema example); $LOCAL_LLM_ANSWER_FORM of the shell
+    running pytest never leaks in."""
+    if request.node.get_closest_marker("answer_form_json") is None:
+        monkeypatch.delenv(ANSWER_FORM_ENV, raising=False)
+    else:
+        monkeypatch.setenv(ANSWER_FORM_ENV, "json")
 
 
 @pytest.fixture

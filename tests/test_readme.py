@@ -138,7 +138,6 @@ def test_the_readme_finds_commands_in_blocks_and_prose_and_skips_the_rest() -> N
                                      "local-llm runs"]
 
 
-@pytest.mark.answer_form_default  # the README's user gets the edit form, so the double answers in it
 def test_the_first_delegation_and_the_install_command_run_as_written(
     tmp_path: Path, scratch_env: dict[str, str]
 ) -> None:

@@ -111,6 +111,7 @@ def test_final_hashes_reads_absent_files_as_absent(tmp_path: Path) -> None:
     assert found["missing"] == found["x/below"] == ABSENT and found["x"].startswith("sha256:")
 
 
+@pytest.mark.answer_form_json
 def test_a_round_against_an_engine_without_the_rule_loses_edits(monkeypatch: pytest.MonkeyPatch) -> None:
     real = shared_tree.replace_if
     monkeypatch.setattr(shared_tree, "apply_action", lambda current, w: shared_tree.Action.WRITE)

@@ -16,6 +16,7 @@ from engine.delegation import steps
 from engine.testing.scripted import ScriptedBackend, files_answer, use_backend
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_a_conflict_undone_between_the_look_and_the_write_is_still_reported(
     engine: Engine, project_dir: Path, monkeypatch: pytest.MonkeyPatch

@@ -24,6 +24,7 @@ def _short(scenario: str) -> ScenarioResult:
     return result
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_short_form_loses_nothing(scenario: str) -> None:
     result = _short(scenario)
@@ -32,6 +33,7 @@ def test_short_form_loses_nothing(scenario: str) -> None:
     assert result.survived == result.tried
 
 
+@pytest.mark.answer_form_json
 def test_r5_loses_no_edit_and_reports_every_conflict() -> None:
     result = _short("R5")
     total, killed = result.figures["total"], result.figures["kill9"]
@@ -47,6 +49,7 @@ def test_r5_loses_no_edit_and_reports_every_conflict() -> None:
     assert {f"after the kill in {point}" for point in KILL_POINTS} <= aimed
 
 
+@pytest.mark.answer_form_json
 def test_r8_kills_batches_mid_flight_and_every_child_ends_once() -> None:
     result = _short("R8")
     figures = result.figures

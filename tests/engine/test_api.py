@@ -42,6 +42,7 @@ async def test_a_damaged_database_leaves_status_answering_with_the_problem_and_t
         engine.close()
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_a_run_row_that_cannot_be_read_is_listed_with_its_problem_among_the_others(engine: Engine) -> None:
     use_backend(engine, ScriptedBackend())

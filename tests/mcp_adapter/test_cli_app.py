@@ -217,6 +217,7 @@ def test_enable_draws_progress_on_a_terminal_and_keeps_stdout_pure_json(
     assert "deepseek-coder:33b" in terminal and "\x1b[" in terminal
 
 
+@pytest.mark.answer_form_json
 def test_delegate_shows_its_attempts_on_a_terminal(
     cli_command: list[str], cli_env: dict[str, str], ollama_double: OllamaDouble, project_dir: Path
 ) -> None:

@@ -57,6 +57,7 @@ def test_check_then_move_aside_then_a_fresh_start(cli_command: list[str], cli_en
     assert status.returncode == 0 and json.loads(status.stdout)["state"] == "idle"
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_a_row_that_cannot_be_read_is_listed_checked_and_forgotten(
     cli_command: list[str], cli_env: dict[str, str], engine: Engine, state_db: Path

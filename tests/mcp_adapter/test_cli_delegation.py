@@ -47,6 +47,7 @@ def test_analyze_prints_the_seeds_example_as_delegate(cli_command: list[str], cl
     assert text.stdout.startswith("keep") and "security-related" in text.stdout
 
 
+@pytest.mark.answer_form_json
 def test_delegate_writes_verifies_and_prints_the_result(
     cli_command: list[str], ollama_env: dict[str, str], ollama_double: OllamaDouble, project_dir: Path
 ) -> None:
@@ -63,6 +64,7 @@ def test_delegate_writes_verifies_and_prints_the_result(
     assert "done" in human.stdout and "written" in human.stdout
 
 
+@pytest.mark.answer_form_json
 def test_think_reaches_a_thinking_model_and_the_result_counts_its_thinking(
     cli_command: list[str], ollama_env: dict[str, str], ollama_double: OllamaDouble, project_dir: Path
 ) -> None:
@@ -76,6 +78,7 @@ def test_think_reaches_a_thinking_model_and_the_result_counts_its_thinking(
     assert bad.returncode == 2 and "--think" in bad.stderr
 
 
+@pytest.mark.answer_form_json
 def test_a_delegation_that_fails_verification_exits_nonzero_and_shows_the_output(
     cli_command: list[str], ollama_env: dict[str, str], ollama_double: OllamaDouble, project_dir: Path
 ) -> None:
@@ -96,6 +99,7 @@ def test_delegate_refuses_a_path_outside_the_project_naming_the_field(
     assert out.stdout == ""
 
 
+@pytest.mark.answer_form_json
 def test_configuration_is_written_only_with_allow_config_writes(
     cli_command: list[str], ollama_env: dict[str, str], ollama_double: OllamaDouble, project_dir: Path
 ) -> None:
@@ -110,6 +114,7 @@ def test_configuration_is_written_only_with_allow_config_writes(
     assert len(ollama_double.bodies("/api/chat")) == 1  # the refused call never reached the model
 
 
+@pytest.mark.answer_form_json
 def test_stats_aggregates_the_log_and_counts_corrupt_lines(
     cli_command: list[str], ollama_env: dict[str, str], project_dir: Path
 ) -> None:
@@ -161,6 +166,7 @@ def test_demo_delegates_on_the_embedded_model_in_a_scratch_project_and_says_how_
     assert result["run_id"] in text.stdout and result["state"] in text.stdout
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_cancel_from_another_process_stops_a_running_verify_and_rolls_back(
     cli_command: list[str], ollama_env: dict[str, str], ollama_double: OllamaDouble, project_dir: Path
@@ -197,6 +203,7 @@ async def _file_appears(path: Path) -> None:
         await anyio.sleep(0.02)  # written by another process: nothing in-process to wait on
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 async def test_a_signal_kills_the_verify_group_and_leaves_the_run_for_resume(

@@ -36,6 +36,7 @@ async def _demo(engine: Engine, project_dir: Path, *answers: str) -> dict[str, o
         return await delegate_demo(engine)
 
 
+@pytest.mark.answer_form_json
 async def test_a_median_that_passes_the_check_is_kept_and_the_demo_says_so(engine: Engine, project_dir: Path) -> None:
     result = await _demo(engine, project_dir, files_answer({DEMO_OUTPUT: RIGHT}))
     assert outcome(result) == "passed" and result["attempts"] == 1
@@ -46,6 +47,7 @@ async def test_a_median_that_passes_the_check_is_kept_and_the_demo_says_so(engin
     assert (project_dir / DEMO_OUTPUT).read_text() == RIGHT
 
 
+@pytest.mark.answer_form_json
 async def test_a_median_that_fails_the_check_rolls_back_and_the_demo_says_so_plainly(
     engine: Engine, project_dir: Path
 ) -> None:

@@ -13,6 +13,8 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from engine import Project
 from engine.store.db import Store
 from engine.testing.ollama_double import OllamaDouble
@@ -31,6 +33,7 @@ def _verifying(project: Path, count: int) -> bool:
         return sum(r.state == "verifying" for r in store.machines(kind="delegation")) >= count
 
 
+@pytest.mark.answer_form_json
 def test_sigterm_at_any_instant_of_verify_starting_leaves_no_process_behind(
     cli_command: list[str], ollama_double: OllamaDouble, project_dir: Path,
 ) -> None:

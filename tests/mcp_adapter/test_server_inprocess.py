@@ -153,6 +153,7 @@ async def test_analyze_recommends_delegating_mechanical_work(engine: Engine) -> 
     assert analysis["recommendation"] == "delegate"
 
 
+@pytest.mark.answer_form_json
 async def test_delegate_writes_verifies_and_reports_progress_per_attempt(engine: Engine, project_dir: Path) -> None:
     backend = _scripted(engine, files_answer({"greeting.txt": "hello\n"}))
     progress: Progress = []
@@ -169,6 +170,7 @@ async def test_delegate_writes_verifies_and_reports_progress_per_attempt(engine:
     assert [done for done, _, _ in progress] == sorted(done for done, _, _ in progress)
 
 
+@pytest.mark.answer_form_json
 async def test_a_long_run_returns_its_id_and_is_collected_with_result(engine: Engine, project_dir: Path) -> None:
     backend = _scripted(engine, files_answer({"config.json": "{}\n"}))
     backend.block = anyio.Event()
@@ -218,6 +220,7 @@ async def test_runs_lists_the_runs_newest_first_and_stats_counts_them(engine: En
     assert stats["total"] >= 2
 
 
+@pytest.mark.answer_form_json
 async def test_diagram_draws_the_path_a_run_took_and_the_session_machine(engine: Engine) -> None:
     _scripted(engine)
     with anyio.fail_after(DEADLINE_S):
@@ -285,6 +288,7 @@ async def test_numbers_flags_and_texts_are_strict_over_mcp(engine: Engine) -> No
     assert backend.requests == [] and engine.list_runs() == []
 
 
+@pytest.mark.answer_form_json
 async def test_a_task_that_reads_as_json_reaches_the_engine_as_text(engine: Engine) -> None:
     # The SDK json-parses a string sent for any field not declared `str`: "[1, 2]" became a list, "null" nothing.
     backend = _scripted(engine, files_answer({"a.txt": "1\n"}), files_answer({"b.txt": "2\n"}))
@@ -300,6 +304,7 @@ async def test_a_task_that_reads_as_json_reaches_the_engine_as_text(engine: Engi
     assert nothing["state"] == "done"
 
 
+@pytest.mark.answer_form_json
 async def test_protected_outputs_are_refused_before_a_run_and_configuration_needs_the_opt_in(
     engine: Engine, project_dir: Path
 ) -> None:
@@ -338,6 +343,7 @@ async def test_enable_takes_a_slots_setting_and_refuses_one_that_is_not_a_positi
     assert (enabled["slots"], enabled["slots_from"]) == (2, "setting") and status["slots"] == 2
 
 
+@pytest.mark.answer_form_json
 async def test_a_conflict_reaches_the_client_as_a_structured_field_of_a_compact_result(
     engine: Engine, project_dir: Path
 ) -> None:
@@ -372,6 +378,7 @@ async def test_a_conflict_reaches_the_client_as_a_structured_field_of_a_compact_
     assert (project_dir / "a.py").read_text() == "the person's edit\n"
 
 
+@pytest.mark.answer_form_json
 async def test_the_batch_action_answers_with_one_line_per_child_and_result_takes_the_batch_id(
     engine: Engine, project_dir: Path
 ) -> None:

@@ -187,6 +187,7 @@ def test_serve_writes_nothing_but_protocol_messages_to_stdout(project_dir: Path,
         assert json.loads(line)["jsonrpc"] == "2.0"
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_a_run_in_flight_when_the_server_stops_finishes_after_the_next_start(
     project_dir: Path, ollama_double: OllamaDouble

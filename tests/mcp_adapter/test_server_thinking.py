@@ -29,6 +29,7 @@ async def _call(client: Client, **arguments: Any) -> Any:
         return await client.call_tool("local_llm", arguments)
 
 
+@pytest.mark.answer_form_json
 async def test_think_reaches_the_model_and_defaults_to_off(engine: Engine) -> None:
     backend = ScriptedBackend().reply(files_answer({"a.py": "x = 1\n"}), files_answer({"b.py": "y = 2\n"}))
     use_backend(engine, backend)

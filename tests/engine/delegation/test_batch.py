@@ -34,6 +34,7 @@ TEMPLATE = {"template": {"task": "Write pytest tests for {path}", "task_type": "
                          "output": "tests/test_{stem}.py"}, "glob": "src/*.py"}
 
 
+@pytest.mark.answer_form_json
 async def test_a_twenty_child_template_batch_runs_four_at_a_time_and_ends_with_a_compact_summary(
     engine: Engine, project_dir: Path
 ) -> None:
@@ -59,6 +60,7 @@ async def test_a_twenty_child_template_batch_runs_four_at_a_time_and_ends_with_a
     assert any("src/mod06.py" in r.messages[1].content for r in backend.requests)  # the template's context file
 
 
+@pytest.mark.answer_form_json
 async def test_the_batch_and_its_children_are_logged_once_and_stats_count_each_run_once(engine: Engine,
                                                                                         project_dir: Path) -> None:
     _sources(project_dir, 3)
@@ -116,6 +118,7 @@ class _HoldAfterFirst(ScriptedBackend):
         return await super().generate(request, on_token=on_token)
 
 
+@pytest.mark.answer_form_json
 async def test_cancelling_a_batch_rolls_back_unfinished_children_and_keeps_finished_ones(
     engine: Engine, project_dir: Path
 ) -> None:
@@ -136,6 +139,7 @@ async def test_cancelling_a_batch_rolls_back_unfinished_children_and_keeps_finis
     assert not (project_dir / "c.txt").exists()
 
 
+@pytest.mark.answer_form_json
 async def test_children_verify_one_at_a_time_unless_told_otherwise(engine: Engine, project_dir: Path) -> None:
     # mkdir is atomic: a second verify running at the same time finds the directory and fails its child.
     verify = "mkdir verifying.lock && sleep 0.2 && rmdir verifying.lock"
@@ -154,6 +158,7 @@ def _logging_verify(name: str, *, meet: str | None = None) -> str:
     return f"echo 'start {name}' >> verify.log && {wait}echo 'end {name}' >> verify.log"
 
 
+@pytest.mark.answer_form_json
 async def test_parallel_verify_lets_two_childrens_verify_commands_overlap(engine: Engine, project_dir: Path) -> None:
     # Each verify waits until the other one has started: both pass only if they run at the same time.
     use_backend(engine, ScriptedBackend(parallelism=2))
@@ -168,6 +173,7 @@ async def test_parallel_verify_lets_two_childrens_verify_commands_overlap(engine
                engine.store.get(summary["batch_id"]).data["children"])
 
 
+@pytest.mark.answer_form_json
 async def test_by_default_childrens_verify_commands_never_overlap(engine: Engine, project_dir: Path) -> None:
     use_backend(engine, ScriptedBackend(parallelism=3))
     runs = [{"task": f"t{i}", "output_files": [f"o{i}.txt"], "verify": _logging_verify(str(i)) + " && sleep 0.05"}
@@ -198,6 +204,7 @@ class _HoldTheRun(ScriptedBackend):
         return await super().generate(request, on_token=on_token)
 
 
+@pytest.mark.answer_form_json
 async def test_a_batch_child_whose_output_another_run_holds_waits_for_that_runs_lock_and_then_proceeds(
     engine: Engine, project_dir: Path
 ) -> None:
@@ -241,6 +248,7 @@ class _GoesAway(ScriptedBackend):
         return "scripted" if self.answering else None
 
 
+@pytest.mark.answer_form_json
 async def test_a_backend_that_does_not_answer_pauses_the_batch_until_it_does(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -24,6 +24,7 @@ from engine.testing.scripted import files_answer
 CHILDREN = 5
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_a_batch_killed_while_children_write_resumes_and_every_child_ends_once(
     ollama_double: OllamaDouble, project_dir: Path, cli_command: list[str], tmp_path: Path

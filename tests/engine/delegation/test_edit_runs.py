@@ -150,7 +150,6 @@ async def test_files_to_change_that_cannot_fit_the_context_are_refused_up_front_
     assert result["prompt_overflow"]["num_ctx"] == 4096  # type: ignore[index]
 
 
-@pytest.mark.answer_form_default
 async def test_the_default_form_is_edits_except_on_the_embedded_model(engine: Engine, project_dir: Path) -> None:
     (project_dir / "a.py").write_text("x = 1\n")
     answer = "a.py\n```\n<<<<<<< SEARCH\nx = 1\n=======\nx = 2\n>>>>>>> REPLACE\n```\n"

@@ -58,6 +58,7 @@ def _runs(store: Store) -> list[MachineRecord]:
     return store.machines(kind="delegation")
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 @pytest.mark.parametrize("case", CASES, ids=[c.state for c in CASES])
 async def test_a_run_killed_in_each_state_resumes_to_a_correct_end(

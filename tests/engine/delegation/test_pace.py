@@ -118,6 +118,7 @@ async def test_a_steady_stream_under_the_same_limits_completes(
         await _generate(backend)
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_a_run_whose_first_attempt_stalls_retries_and_succeeds(
     engine: Engine, ollama_double: OllamaDouble, project_dir: Path, monkeypatch: pytest.MonkeyPatch

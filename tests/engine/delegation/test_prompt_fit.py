@@ -52,6 +52,7 @@ async def test_a_prompt_todays_ollama_finds_too_long_fails_the_run_with_numbers_
     assert read_log(engine.project.delegation_log).records[-1]["prompt_overflow"] == overflow
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.parametrize(("version", "trimmed"), [("0.12.5", True), ("0.33.0", False)])
 async def test_an_ollama_that_would_cut_silently_gets_context_packed_with_a_margin(
     engine: Engine, project_dir: Path, version: str, trimmed: bool,
@@ -89,6 +90,7 @@ async def test_a_prompt_the_models_tokenizer_finds_too_long_is_refused_before_se
     assert "counted with the model's tokenizer" in str(result["error"])
 
 
+@pytest.mark.answer_form_json
 async def test_an_estimate_over_the_limit_does_not_stop_a_run_the_server_can_check(engine: Engine) -> None:
     backend = ScriptedBackend(prompt_exact=False, prompt_padding=5000)
     use_backend(engine, backend, num_ctx=4096)
@@ -100,6 +102,7 @@ async def test_an_estimate_over_the_limit_does_not_stop_a_run_the_server_can_che
 THINKER = FakeModel("coder:7b", context_length=32768, capabilities=("completion", "thinking"))
 
 
+@pytest.mark.answer_form_json
 async def test_a_run_tells_a_thinking_model_not_to_think_unless_asked(engine: Engine) -> None:
     with OllamaDouble(models=[THINKER]) as double:
         double.responder = lambda body: files_answer({"out.py": "pass\n"})

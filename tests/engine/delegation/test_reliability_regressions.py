@@ -27,6 +27,7 @@ from engine.testing.ollama_double import OllamaDouble
 from engine.testing.scripted import ScriptedBackend, files_answer, use_backend
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 @pytest.mark.parametrize("error", [BackendError("Ollama answered 500", retryable=True), BackendUnavailable("busy")])
 async def test_a_retryable_backend_error_is_retried_not_aborted_as_an_internal_error(
@@ -93,6 +94,7 @@ def test_a_killed_writes_temp_file_is_removed_by_the_next_write_or_rollback(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == [".a.txt.x.local-llm-other.tmp", "a.txt"]
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_the_log_line_is_appended_before_the_run_is_seen_finished(
     engine: Engine, project_dir: Path, monkeypatch: pytest.MonkeyPatch
@@ -119,6 +121,7 @@ async def test_the_log_line_is_appended_before_the_run_is_seen_finished(
     assert result["state"] == "done" and seen == ["verifying"]
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_a_run_resumed_after_a_kill_between_log_and_commit_is_logged_once(
     ollama_double: OllamaDouble, project_dir: Path, cli_command: list[str], tmp_path: Path

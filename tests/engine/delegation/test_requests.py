@@ -176,6 +176,7 @@ async def test_text_that_is_not_utf8_is_refused_before_a_run_exists(engine: Engi
     assert backend.requests == [] and engine.store.machines(kind="delegation") == []
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_the_file_system_checks_run_in_a_worker_thread(
     engine: Engine, project_dir: Path, monkeypatch: pytest.MonkeyPatch

@@ -70,6 +70,7 @@ async def test_compacting_drops_a_finished_runs_bodies_and_keeps_what_run_result
     assert engine.db_compact(everything=True)["runs_compacted"] == 0  # nothing twice
 
 
+@pytest.mark.answer_form_json
 async def test_a_run_that_has_not_finished_is_never_compacted_and_finishes_afterwards(
     engine: Engine, project_dir: Path
 ) -> None:

@@ -24,6 +24,7 @@ def _events(engine: Engine, run_id: str) -> list[str]:
     return [e.event for e in engine.store.events(run_id)]
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_a_run_without_verify_is_done_after_an_atomic_journaled_write(engine: Engine, project_dir: Path) -> None:
     backend = ScriptedBackend().reply(files_answer({"src/hello.py": "print('hi')\n"}))
@@ -88,6 +89,7 @@ async def test_cancelling_during_generation_rolls_back_and_ends_cancelled(engine
     assert _events(engine, first["run_id"])[-3:] == ["cancel_requested", "cancel", "rolled_back"]
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_cancelling_during_verify_kills_the_command_and_restores_the_files(
     engine: Engine, project_dir: Path
@@ -118,6 +120,7 @@ async def test_a_pending_run_is_cancelled_without_generating(engine: Engine) -> 
     assert result["state"] == "cancelled" and backend.requests == []
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_runs_that_share_an_output_file_never_generate_at_the_same_time(engine: Engine) -> None:
     backend = ScriptedBackend(parallelism=4)
@@ -137,6 +140,7 @@ async def test_runs_that_share_an_output_file_never_generate_at_the_same_time(en
     assert [r["state"] for r in results] == ["done", "done", "done"]
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_generations_in_flight_follow_the_backends_parallelism(engine: Engine) -> None:
     backend = ScriptedBackend(parallelism=1)
@@ -197,6 +201,7 @@ async def test_the_session_shows_delegating_while_runs_are_in_flight(engine: Eng
     assert (during, engine.session.record().state) == ("delegating", "loaded")
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_a_session_that_is_not_loaded_does_not_fail_the_run(engine: Engine) -> None:
     use_backend(engine, ScriptedBackend().reply(files_answer({"x.txt": "x"})))
@@ -219,6 +224,7 @@ async def test_without_an_executor_the_run_fails_with_the_reason_and_touches_not
     assert not (project_dir / "x.txt").exists()
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_progress_is_reported_per_attempt_and_at_verify(engine: Engine) -> None:
     use_backend(engine, ScriptedBackend().reply(files_answer({"p.txt": "p"})))
@@ -241,6 +247,7 @@ def _ollama(engine: Engine, double: OllamaDouble, *, num_ctx: int = 4096) -> Oll
     return backend
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_a_failing_verify_retries_with_the_error_and_the_same_prompt_prefix(
     engine: Engine, project_dir: Path, ollama_double: OllamaDouble
@@ -264,6 +271,7 @@ async def test_a_failing_verify_retries_with_the_error_and_the_same_prompt_prefi
     assert (project_dir / "test_calc.py").read_text() == "assert 1 + 1 == 2\n"
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_the_last_failed_attempt_rolls_every_file_back_byte_for_byte(
     engine: Engine, project_dir: Path, ollama_double: OllamaDouble
@@ -303,6 +311,7 @@ async def test_path_traversal_and_secret_files_are_refused_before_anything_is_se
     assert ollama_double.bodies("/api/chat") == [] and engine.list_runs() == []
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_a_secret_file_is_sent_only_when_explicitly_allowed(
     engine: Engine, project_dir: Path, ollama_double: OllamaDouble
@@ -318,6 +327,7 @@ async def test_a_secret_file_is_sent_only_when_explicitly_allowed(
     assert "hunter2" in ollama_double.bodies("/api/chat")[-1]["messages"][1]["content"]
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_context_too_large_for_num_ctx_is_reported_in_files_skipped(
     engine: Engine, project_dir: Path, ollama_double: OllamaDouble
@@ -354,6 +364,7 @@ async def test_an_answer_that_ignores_the_schema_is_read_from_fenced_code(
     assert (project_dir / "f.py").read_text() == "def f():\n    return 1\n"
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_wait_returns_early_and_result_waits_for_the_end(engine: Engine) -> None:
     backend = ScriptedBackend().reply(files_answer({"w.txt": "w"}))
@@ -395,6 +406,7 @@ async def test_a_real_delegation_on_the_embedded_model_writes_through_the_schema
     assert read_log(engine.project.delegation_log).records[-1]["verification_passed"] is True
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_cancelling_a_finished_run_is_an_error_and_changes_nothing(engine: Engine, project_dir: Path) -> None:
     use_backend(engine, ScriptedBackend().reply(files_answer({"f.txt": "kept"})))

@@ -45,6 +45,7 @@ async def _while_generating(engine: Engine, answer: dict[str, str], outputs: lis
             return await engine.result(started["run_id"], wait=20)
 
 
+@pytest.mark.answer_form_json
 async def test_a_directory_symlink_put_on_the_way_during_a_run_never_redirects_a_write_into_git_hooks(
     engine: Engine, project_dir: Path
 ) -> None:
@@ -68,6 +69,7 @@ async def test_a_directory_symlink_put_on_the_way_during_a_run_never_redirects_a
     assert read_log(engine.project.delegation_log).records[-1]["conflicts"] == result["conflicts"]
 
 
+@pytest.mark.answer_form_json
 async def test_a_directory_symlink_put_on_the_way_never_redirects_a_write_into_claude_settings(
     engine: Engine, project_dir: Path
 ) -> None:
@@ -85,6 +87,7 @@ async def test_a_directory_symlink_put_on_the_way_never_redirects_a_write_into_c
     assert not (project_dir / ".claude" / "settings.local.json").exists()
 
 
+@pytest.mark.answer_form_json
 async def test_with_allow_config_writes_the_same_redirect_into_claude_settings_is_written(
     engine: Engine, project_dir: Path
 ) -> None:
@@ -97,6 +100,7 @@ async def test_with_allow_config_writes_the_same_redirect_into_claude_settings_i
     assert (project_dir / ".claude" / "settings.local.json").read_text() == '{"x": 1}\n'
 
 
+@pytest.mark.answer_form_json
 async def test_a_directory_symlink_leading_out_of_the_project_during_a_run_is_never_written_through(
     engine: Engine, project_dir: Path, tmp_path: Path
 ) -> None:
@@ -139,6 +143,7 @@ def _device(path: Path) -> None:
         pytest.skip("this machine does not let the test make a device node")
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.parametrize("make", [_fifo, _directory, _socket, _device], ids=["fifo", "directory", "socket", "device"])
 async def test_an_output_replaced_by_something_not_a_regular_file_while_generating_is_a_conflict(
     engine: Engine, project_dir: Path, make: Callable[[Path], None]
@@ -153,6 +158,7 @@ async def test_an_output_replaced_by_something_not_a_regular_file_while_generati
 @pytest.mark.parametrize(("target", "replace"), [("a.py", "rm a.py && mkdir a.py"), ("a.py", "rm a.py && mkfifo a.py"),
                                                  ("n.py", "rm n.py && mkfifo n.py")],
                          ids=["directory", "fifo", "fifo-at-a-created-file"])
+@pytest.mark.answer_form_json
 async def test_an_output_replaced_during_verify_ends_the_run_failed_never_stuck_in_rolling_back(
     engine: Engine, project_dir: Path, target: str, replace: str
 ) -> None:
@@ -194,6 +200,7 @@ async def test_a_fifo_put_at_an_output_before_the_prompt_is_packed_fails_the_run
 
 @pytest.mark.parametrize("name", ["a" * 252 + ".py", "é" * 116 + ".py", "b" * 228 + ".py"],
                          ids=["255-bytes", "235-bytes-utf8", "231-bytes"])
+@pytest.mark.answer_form_json
 async def test_an_output_name_the_checks_accept_up_to_255_bytes_is_written_and_rolled_back(
     engine: Engine, project_dir: Path, name: str
 ) -> None:

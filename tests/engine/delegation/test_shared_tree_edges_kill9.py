@@ -29,6 +29,7 @@ async def _cli(cli_command: list[str], env: dict[str, str], *args: str) -> subpr
                                                   text=True, timeout=60, check=False))
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 @pytest.mark.parametrize("state", ["writing", "rolling_back"])
 async def test_a_symlink_put_on_the_way_between_kill_and_resume_never_redirects_into_git_hooks(

@@ -23,6 +23,7 @@ def _at_message(suffix: str) -> tuple[anyio.Event, object]:
     return reached, progress
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_an_output_edited_while_the_model_generates_ends_the_run_in_conflict_untouched(
     engine: Engine, project_dir: Path
@@ -53,6 +54,7 @@ async def test_an_output_edited_while_the_model_generates_ends_the_run_in_confli
     assert engine.run_view(result["run_id"])["conflicts"] == 1
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_an_output_edited_while_verify_runs_is_left_alone_by_the_rollback(
     engine: Engine, project_dir: Path
@@ -78,6 +80,7 @@ async def test_an_output_edited_while_verify_runs_is_left_alone_by_the_rollback(
     assert result["verification"]["passed"] is False
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_aliased_spellings_of_one_file_take_one_lock(engine: Engine, project_dir: Path) -> None:
     (project_dir / "shared.txt").write_text("base\n")

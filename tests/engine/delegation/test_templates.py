@@ -138,6 +138,7 @@ def test_a_glob_wider_than_the_limit_is_refused_with_how_to_narrow_it(
         project_glob(tmp_path, "**/*.py")
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_a_batch_template_expands_its_glob_off_the_event_loop(
     engine: Engine, project_dir: Path, monkeypatch: pytest.MonkeyPatch
@@ -162,6 +163,7 @@ async def test_a_batch_template_expands_its_glob_off_the_event_loop(
     assert (project_dir / "tests" / "test_a.py").exists()
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_a_batch_over_a_hostile_file_name_runs_its_verify_without_running_the_name(
     engine: Engine, project_dir: Path

@@ -35,6 +35,7 @@ async def test_a_run_whose_backend_was_down_logs_no_verification_instead_of_a_fa
     assert all(key in line for key in SEED_FIELDS)
 
 
+@pytest.mark.answer_form_json
 @pytest.mark.anyio
 async def test_a_run_whose_verify_failed_logs_false_and_one_that_passed_true(engine: Engine) -> None:
     use_backend(engine, ScriptedBackend().reply(files_answer({"a.py": "x = 1\n"}), files_answer({"b.py": "x = 1\n"})))

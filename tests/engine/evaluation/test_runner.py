@@ -86,6 +86,7 @@ def _sent(backend: ScriptedBackend) -> list[str]:
     return [m.content for request in backend.requests for m in request.messages]
 
 
+@pytest.mark.answer_form_json
 async def test_reference_solutions_pass_at_the_first_attempt_and_the_figures_add_up(tmp_path: Path) -> None:
     ids = ["gen-slugify", "refactor-rename-across-files", "docs-scheduler-parse-duration"]
     tasks = {t.id: t for t in select_tasks(SUITE, ids)}
@@ -106,6 +107,7 @@ async def test_reference_solutions_pass_at_the_first_attempt_and_the_figures_add
     assert (kept / "slugs.py").read_text() == _solution(tasks["gen-slugify"])["slugs.py"]
 
 
+@pytest.mark.answer_form_json
 async def test_an_answer_that_only_satisfies_the_visible_verify_fails_the_hidden_check(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -120,6 +122,7 @@ async def test_an_answer_that_only_satisfies_the_visible_verify_fails_the_hidden
     assert report["totals"]["tokens_per_passed"] is None and consistency_problems(report) == []
 
 
+@pytest.mark.answer_form_json
 async def test_a_failed_verify_is_retried_with_its_output_and_the_hidden_check_never_runs(tmp_path: Path) -> None:
     wrong = files_answer({"slugs.py": "def slugify(text):\n    return text\n"})
     engines = ScriptedEngines({"gen-slugify": [wrong, wrong]})

@@ -41,7 +41,6 @@ def test_the_fixture_is_a_database_of_the_previous_schema_version() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.answer_form_default  # the product's default is now edits; runs the old version wrote stay JSON
 async def test_runs_interrupted_under_the_previous_version_resume_after_the_upgrade(project_dir: Path) -> None:
     db = _old_project(project_dir)
     engine = Engine(Project.resolve(project_dir))
