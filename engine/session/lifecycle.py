@@ -36,12 +36,11 @@ from engine.executor.backends.base import Backend
 from engine.executor.backends.ollama import OllamaBackend, canonical_model, ollama_base_url
 from engine.progress import Progress, no_progress
 from engine.session.choices import check_slots, cleared, resume_choice, unprepared
-from engine.session.gpu import GpuReport
 from engine.session.llm_spec import LlmSpec, parse_llm_spec
-from engine.session.machine import machine_report
 from engine.session.prepare import SERVER_TIMEOUT_ENV, Timeouts, keep_alive_for, prepare
-from engine.session.processes import alive, stop_ollama_server
-from engine.session.views import capability, liveness, model_dict, status_view
+from engine.session.processes import stop_ollama_server
+from engine.session.status import StatusReader
+from engine.session.views import capability
 from engine.store.db import MachineRecord
 from engine.store.machines import InvalidEvent
 from engine.store.ownership import current_token, token_alive
@@ -53,8 +52,6 @@ log = structlog.get_logger(__name__)
 
 EXECUTOR_POLL_S = 0.1
 """How often a run waiting for a session being started or stopped by another process looks again."""
-STATUS_GPU_MAX_AGE_S = 1.0
-"""`status` reuses an NVML answer this young: it is polled, and each probe costs a worker thread and an NVML init."""
 
 
 class EnableFailed(UserError):
@@ -88,7 +85,7 @@ class Session:
         """enable/disable calls in flight in this process (the MCP server may get two at once)."""
         self._executor_enable = anyio.Lock()
         """Runs that find the session idle enable it one at a time (the others then find it loaded)."""
-        self._gpus: tuple[float, GpuReport] | None = None
+        self._status = StatusReader(backend_for=self._backend_for, runs_active=ctx.runs_active)
 
     # -- the machine ------------------------------------------------------------------------------------------------
 
@@ -143,34 +140,10 @@ class Session:
     async def capability(self) -> dict[str, Any]:
         return await capability()
 
-    async def _recent_gpus(self) -> GpuReport:
-        now = time.monotonic()
-        if self._gpus is None or now - self._gpus[0] > STATUS_GPU_MAX_AGE_S:
-            self._gpus = (now, await machine_report(ollama_base_url()))
-        return self._gpus[1]
-
     async def status(self) -> dict[str, Any]:
+        """What the session is and whether it still answers (engine/session/status.py reads it)."""
         state, data = self._state()
-        loaded: list[dict[str, Any]] = []
-        server: str | None = None
-        if data.backend and state != "idle":
-            try:
-                backend = self._backend_for(data)
-                if data.backend == "embedded":
-                    loaded = [model_dict(m) for m in await backend.loaded()] or (
-                        [{"name": data.model, "where": "in-process, loaded on first use"}]
-                        if state in ("loaded", "delegating") else [])
-                else:
-                    with anyio.fail_after(5):
-                        loaded = [model_dict(m) for m in await backend.loaded()]
-                    server = "answering"
-            except (UserError, TimeoutError) as exc:
-                server = f"not answering: {exc}"
-        return status_view(
-            state, data, loaded=loaded, runs_active=self.ctx.runs_active(), gpus=await self._recent_gpus(),
-            server=server, server_pid_alive=bool(data.server_pid and alive(data.server_pid)),
-        ) | await liveness(state, data, loaded=loaded, server=server,
-                           backend=(lambda: self._backend_for(data)) if data.backend else None)
+        return await self._status.read(state, data)
 
     async def _status_with(self, server_stop: str | None) -> dict[str, Any]:
         status = await self.status()
