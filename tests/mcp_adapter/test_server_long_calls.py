@@ -24,7 +24,7 @@ import anyio.to_thread
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
-from mcp.types import Implementation
+from mcp.types import CallToolResult, Implementation, TextContent
 
 from engine import Engine, Project
 from engine.testing.ollama_double import Fault, OllamaDouble
@@ -70,10 +70,15 @@ async def _call(client: Client, notes: Notes | None = None, **arguments: Any) ->
         assert notes is not None
         notes.append((progress, total, message))
 
-    result = await client.call_tool("local_llm", arguments, progress_callback=on_progress if notes is not None else None)
-    assert not result.is_error, result.content[0].text  # type: ignore[union-attr]
+    result = await client.call_tool("local_llm", arguments,
+                                    progress_callback=on_progress if notes is not None else None)
+    assert not result.is_error, _text(result)
     assert result.structured_content is not None
-    return result.structured_content
+    return dict(result.structured_content)
+
+
+def _text(result: CallToolResult) -> str:
+    return "".join(block.text for block in result.content if isinstance(block, TextContent))
 
 
 async def _reached(event: threading.Event) -> None:
@@ -196,7 +201,7 @@ async def test_a_bad_wait_variable_is_a_tool_error_that_names_it(project_dir: Pa
         async with _client(project_dir, ollama_double, LOCAL_LLM_MCP_WAIT_S="soon") as client:
             result = await client.call_tool("local_llm", _delegate("out.txt"))
     assert result.is_error
-    assert "$LOCAL_LLM_MCP_WAIT_S" in result.content[0].text  # type: ignore[union-attr]
+    assert "$LOCAL_LLM_MCP_WAIT_S" in _text(result)
     assert _runs(project_dir) == []  # refused before any run exists
 
 
