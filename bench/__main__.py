@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, str] = {
     "B7": "bench.b7_edit_tokens",
     "B8": "bench.b8_result_size",
     "B9": "bench.b9_batch",
+    "B10": "bench.b10_long_calls",
     "B11": "bench.b11_retention",
 }
 COLUMNS = ("id", "figure", "engine", "baseline", "ratio", "target", "result")

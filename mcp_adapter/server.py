@@ -15,7 +15,6 @@ engine's view, and nothing big (prompts, answers) belongs there. tests/mcp_adapt
 
 from __future__ import annotations
 
-import os
 import signal
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -40,8 +39,9 @@ from pydantic import (
 from engine import BACKENDS, TASK_TYPES, THINK_LEVELS, Engine, UserError
 from engine.logs import configure_logging
 from engine.progress import Progress
+from mcp_adapter.long_calls import LongCalls, plan_for
 
-__all__ = ["ACTIONS", "DEFAULT_WAIT_S", "build_server", "serve"]
+__all__ = ["ACTIONS", "build_server", "serve"]
 
 log = structlog.get_logger(__name__)
 
@@ -50,10 +50,6 @@ Action = Literal[
     "diagram",
 ]
 ACTIONS: tuple[str, ...] = Action.__args__  # type: ignore[attr-defined]
-
-WAIT_ENV = "LOCAL_LLM_MCP_WAIT_S"
-DEFAULT_WAIT_S = float(os.environ.get(WAIT_ENV, "40"))
-"""How long `delegate` and `result` wait before answering with the run's id: clients drop calls after ~60 s."""
 
 TaskType = Literal[TASK_TYPES]  # type: ignore[valid-type]  # the engine's list, so the schema never drifts from it
 Backend = Literal[BACKENDS]  # type: ignore[valid-type]
@@ -119,7 +115,8 @@ def _progress(ctx: Context) -> tuple[Progress, Callable[[], None]]:
 
 
 def build_server(engine: Engine) -> MCPServer:
-    server = MCPServer(name="local-llm", instructions=INSTRUCTIONS)
+    long_calls = LongCalls(engine)  # delegate, batch, result: how long they wait (mcp_adapter/answer_policy.py)
+    server = MCPServer(name="local-llm", instructions=INSTRUCTIONS, middleware=[long_calls.middleware])
 
     async def dispatch(action: str, fields: dict[str, Any], ctx: Context) -> dict[str, Any]:
         progress, stop = _progress(ctx)
@@ -148,8 +145,8 @@ def build_server(engine: Engine) -> MCPServer:
                         o.model_dump() if isinstance(o, OutputFile) else {"path": o, "description": ""}
                         for o in fields["output_files"]
                     ]
-                    return await engine.delegate(
-                        progress=progress,
+                    return await long_calls.answer(ctx, plan_for(ctx, fields["wait"]), lambda report: engine.delegate(
+                        progress=report,
                         task=fields["task"],
                         task_type=fields["task_type"],
                         context_files=fields["context_files"] or fields["files"] or [],
@@ -161,20 +158,21 @@ def build_server(engine: Engine) -> MCPServer:
                         allow_config_writes=fields["allow_config_writes"],
                         think=fields["think"],
                         answer_form=fields["answer_form"],
-                        wait=DEFAULT_WAIT_S if fields["wait"] is None else fields["wait"],
-                    )
+                        wait=0,
+                    ))
                 case "batch":
                     spec: dict[str, Any] = {k: fields[k] for k in (
                         "runs", "template", "glob", "max_parallel", "max_failures", "max_attempts", "parallel_verify",
                     ) if fields[k] is not None}
                     if "runs" not in spec and "template" not in spec:
                         raise ToolError("runs: required for action 'batch' (or template with glob)")
-                    return await engine.batch(spec, progress=progress,
-                                              wait=DEFAULT_WAIT_S if fields["wait"] is None else fields["wait"])
+                    return await long_calls.answer(ctx, plan_for(ctx, fields["wait"]),
+                                                   lambda report: engine.batch(spec, progress=report, wait=0))
                 case "result":
                     _required(action, run_id=fields["run_id"])
-                    wait = DEFAULT_WAIT_S if fields["wait"] is None else fields["wait"]
-                    return await engine.result(fields["run_id"], wait=wait, diff=fields["diff"])
+                    return await long_calls.answer(ctx, plan_for(ctx, fields["wait"]),
+                                                   lambda _: engine.result(fields["run_id"], wait=0),
+                                                   diff=fields["diff"])
                 case "stats":
                     return engine.stats()
                 case "runs":
@@ -241,7 +239,8 @@ def build_server(engine: Engine) -> MCPServer:
         ))] = None,
         wait: Annotated[float | None, Field(
             strict=True, allow_inf_nan=False, ge=0, le=3600,
-            description=f"delegate, result: seconds to wait (default {DEFAULT_WAIT_S:g})",
+            description=("delegate, batch, result: seconds to wait, then answer with the run's id and state so far "
+                         "(default: $LOCAL_LLM_MCP_WAIT_S, else until the end for Claude Code, else 40)"),
         )] = None,
         llm: Annotated[
             StrictStr | StrictBool | None,

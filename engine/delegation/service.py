@@ -102,8 +102,9 @@ class Delegations:
         if wait is None or not self.ctx.background.spawn(self._drive_in_background, run_id, progress, live):
             await self.driver.drive(run_id, progress, live)
             return self.view(run_id)
-        with anyio.move_on_after(wait):
-            await live.done.wait()
+        if wait:  # `wait=0` answers with no checkpoint after the commit: a caller cancelled now still gets the id
+            with anyio.move_on_after(wait):
+                await live.done.wait()
         return self.view(run_id)
 
     async def _drive_in_background(self, run_id: str, progress: Progress, live: Live) -> None:
@@ -143,8 +144,9 @@ class Delegations:
         if wait is None or not self.ctx.background.spawn(self._batch_in_background, record.id, live):
             await self.batches.drive(record.id, live)
             return self.batch_view(record.id)
-        with anyio.move_on_after(wait):
-            await live.done.wait()
+        if wait:  # as for `delegate`
+            with anyio.move_on_after(wait):
+                await live.done.wait()
         return self.batch_view(record.id)
 
     async def _batch_in_background(self, batch_id: str, live: BatchLive) -> None:

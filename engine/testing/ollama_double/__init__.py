@@ -33,6 +33,7 @@ Scripting from tests::
         double.fault(Fault.http(500))             # or Fault.queue_full(), Fault.reset_mid_stream(),
                                                   # Fault.delay(0.5), Fault.malformed_json(),
                                                   # Fault.trickle(2.0, after_chunks=3, blank=True)
+                                                  # Fault.hold(gate, reached=arrived): until gate.set()
         ... double.url, double.host, double.requests, double.loaded, double.load_count ...
 
 Without a scripted reply, `double.responder(body)` answers (default: a JSON value that fits the request's `format`

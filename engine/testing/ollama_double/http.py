@@ -116,6 +116,13 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind == "delay":
             self.double._stopping.wait(fault.seconds)
             return None
+        if fault.kind == "hold" and fault.gate is not None:
+            if fault.reached is not None:
+                fault.reached.set()
+            while not fault.gate.wait(0.02):  # short waits, so stop() ends a held request too
+                if self.double._stopping.is_set():
+                    raise _Aborted
+            return None
         if fault.kind == "http":
             self._error(fault.status, fault.error)
             raise _Aborted

@@ -6,8 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -78,7 +79,7 @@ class Fault:
     """Something to go wrong on the next request to one of `paths`."""
 
     kind: str
-    """`http`, `reset`, `delay`, `malformed`, `trickle`."""
+    """`http`, `reset`, `delay`, `malformed`, `trickle`, `hold`."""
     status: int = 500
     error: str = "llama runner process has terminated: exit status 2"
     after_chunks: int = 1
@@ -86,6 +87,17 @@ class Fault:
     blank: bool = False
     """trickle: blank lines (bytes but no token) instead of the answer's pieces."""
     paths: tuple[str, ...] = ("/api/chat", "/api/generate")
+    gate: threading.Event | None = field(default=None, compare=False)
+    """hold: the response waits until this is set (or the double stops)."""
+    reached: threading.Event | None = field(default=None, compare=False)
+    """hold: set when the held request has arrived."""
+
+    @classmethod
+    def hold(cls, gate: threading.Event, *, reached: threading.Event | None = None,
+             paths: Iterable[str] | None = None) -> Fault:
+        """Answer the next request (normally) only once `gate` is set: a generation that lasts as long as the test
+        wants, ended by an event rather than a clock; `reached` tells the test the request is being held."""
+        return cls("hold", gate=gate, reached=reached, paths=tuple(paths or cls.paths))
 
     @classmethod
     def http(cls, status: int = 500, error: str | None = None, *, paths: Iterable[str] | None = None) -> Fault:
