@@ -26,6 +26,7 @@ import structlog
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -40,6 +41,7 @@ from pydantic import (
 from engine import BACKENDS, TASK_TYPES, THINK_LEVELS, Engine, UserError
 from engine.logs import configure_logging
 from engine.progress import Progress
+from mcp_adapter.tasks import TASK_AFTER_S, TasksExtension, answer_as_task, task_offered
 
 __all__ = ["ACTIONS", "DEFAULT_WAIT_S", "build_server", "serve"]
 
@@ -115,8 +117,20 @@ def _progress(ctx: Context) -> tuple[Progress, Callable[[], None]]:
     return report, stop
 
 
+def _wait(asked: float | None) -> float:
+    """How long `delegate` and `batch` wait: a call that may become an MCP task only briefly (mcp_adapter/tasks.py)."""
+    if task_offered():
+        return TASK_AFTER_S
+    return DEFAULT_WAIT_S if asked is None else asked
+
+
 def build_server(engine: Engine) -> MCPServer:
-    server = MCPServer(name="local-llm", instructions=INSTRUCTIONS)
+    async def final_result(run_id: str) -> CallToolResult:
+        # What the waiting call answers for an ended run or batch: the same tool's `result`, converted by the SDK.
+        return await server.call_tool("local_llm", {"action": "result", "run_id": run_id, "wait": 0})
+
+    server = MCPServer(name="local-llm", instructions=INSTRUCTIONS,
+                       extensions=[TasksExtension(engine, final_result=final_result)])
 
     async def dispatch(action: str, fields: dict[str, Any], ctx: Context) -> dict[str, Any]:
         progress, stop = _progress(ctx)
@@ -145,7 +159,7 @@ def build_server(engine: Engine) -> MCPServer:
                         o.model_dump() if isinstance(o, OutputFile) else {"path": o, "description": ""}
                         for o in fields["output_files"]
                     ]
-                    return await engine.delegate(
+                    return answer_as_task(await engine.delegate(
                         progress=progress,
                         task=fields["task"],
                         task_type=fields["task_type"],
@@ -158,16 +172,15 @@ def build_server(engine: Engine) -> MCPServer:
                         allow_config_writes=fields["allow_config_writes"],
                         think=fields["think"],
                         answer_form=fields["answer_form"],
-                        wait=DEFAULT_WAIT_S if fields["wait"] is None else fields["wait"],
-                    )
+                        wait=_wait(fields["wait"]),
+                    ))
                 case "batch":
                     spec: dict[str, Any] = {k: fields[k] for k in (
                         "runs", "template", "glob", "max_parallel", "max_failures", "max_attempts", "parallel_verify",
                     ) if fields[k] is not None}
                     if "runs" not in spec and "template" not in spec:
                         raise ToolError("runs: required for action 'batch' (or template with glob)")
-                    return await engine.batch(spec, progress=progress,
-                                              wait=DEFAULT_WAIT_S if fields["wait"] is None else fields["wait"])
+                    return answer_as_task(await engine.batch(spec, progress=progress, wait=_wait(fields["wait"])))
                 case "result":
                     _required(action, run_id=fields["run_id"])
                     wait = DEFAULT_WAIT_S if fields["wait"] is None else fields["wait"]
