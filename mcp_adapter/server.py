@@ -127,7 +127,10 @@ def _wait(asked: float | None) -> float:
 def build_server(engine: Engine) -> MCPServer:
     async def final_result(run_id: str) -> CallToolResult:
         # What the waiting call answers for an ended run or batch: the same tool's `result`, converted by the SDK.
-        return await server.call_tool("local_llm", {"action": "result", "run_id": run_id, "wait": 0})
+        result = await server.call_tool("local_llm", {"action": "result", "run_id": run_id, "wait": 0})
+        if not isinstance(result, CallToolResult):  # an InputRequiredResult: the tool never asks for input
+            raise ToolError(f"result: run {run_id} asked for input")
+        return result
 
     server = MCPServer(name="local-llm", instructions=INSTRUCTIONS,
                        extensions=[TasksExtension(engine, final_result=final_result)])

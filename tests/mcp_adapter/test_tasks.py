@@ -34,7 +34,7 @@ TASK_ID = re.compile(r"(run|batch)-[0-9a-f]{32}")
 
 
 def _meta(*, tasks: bool, version: str = VERSION) -> dict[str, Any]:
-    extensions = {TASKS_EXTENSION: {}} if tasks else {}
+    extensions: dict[str, Any] = {TASKS_EXTENSION: {}} if tasks else {}
     return {"io.modelcontextprotocol/protocolVersion": version,
             "io.modelcontextprotocol/clientCapabilities": {"extensions": extensions},
             "io.modelcontextprotocol/clientInfo": {"name": "tasks-test", "version": "1"}}
@@ -57,7 +57,7 @@ class RawClient:
                    "params": {**(params or {}), "_meta": _meta(tasks=tasks)}}
         await self._stdin.send((json.dumps(message) + "\n").encode())
         while True:
-            answer = json.loads(await self._stdout.receive_until(b"\n", 10_000_000))
+            answer: dict[str, Any] = json.loads(await self._stdout.receive_until(b"\n", 10_000_000))
             if answer.get("id") == self._next_id:
                 return answer
 
@@ -65,7 +65,8 @@ class RawClient:
                      ) -> dict[str, Any]:
         answer = await self.request(method, params, tasks=tasks)
         assert "result" in answer, answer
-        return answer["result"]
+        result: dict[str, Any] = answer["result"]
+        return result
 
     async def tool(self, *, tasks: bool = True, **arguments: Any) -> dict[str, Any]:
         return await self.result("tools/call", {"name": "local_llm", "arguments": arguments}, tasks=tasks)
