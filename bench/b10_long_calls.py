@@ -8,8 +8,9 @@ a loop that calls as the model would:
 - **today's client behaviour** (any client not in the table, e.g. an older Claude Code): `delegate` answers after the
   bounded wait (40 s) with the run's id, then `result` (same bounded wait) until the run has ended;
 - **Claude Code** (clientInfo `claude-code` 2.1.332): its default, one `delegate` answered when the run ends;
-- **a tasks client** (`tasks_client` below, left to fill once the tasks extension lands): `delegate` answered with a
-  task, then `tasks/get` polls that the client makes, not the model: model-visible, one call and one result.
+- **a tasks client** (`tasks_client`): the SDK's `Client` with a client extension declaring
+  `io.modelcontextprotocol/tasks` whose claim on `resultType: "task"` polls `tasks/get` until the task ends, as Claude
+  Code does outside the model's context: model-visible, one call and its final result.
 
 Time is scaled: the generation takes `GENERATION_S * scale` and the bounded wait `BOUNDED_WAIT_S * scale`, so the
 number of polls is the one a real 3-minute generation needs (180 / 40: the fifth answer is the first after the end),
@@ -24,9 +25,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import anyio
+from mcp.client.extension import ClaimContext, ClientExtension, ResultClaim
+from mcp_types import CallToolResult, Request, RequestParams, Result
+from pydantic import ConfigDict, Field
 
 from bench.b8_result_size import json_tokens
 from bench.common import Figure, scratch_dir
@@ -109,15 +113,79 @@ async def scenario(project: Path, *, name: str, client_name: str, client_version
     return seen
 
 
-async def tasks_client(project: Path, *, scale: float) -> Scenario | None:
-    """TO FILL once the tasks extension (issue 18 point 2) lands: a client declaring `io.modelcontextprotocol/tasks`
-    calls `delegate` once (model-visible: the task it gets back), then polls `tasks/get` itself (not model-visible)
-    until the task is `completed`; the model sees the inlined CallToolResult once. Return a Scenario whose `results`
-    hold what the model saw (the task answer, the final result). None: not measured yet, no row."""
-    return None
+class _TaskAnswer(Result):
+    result_type: Literal["task"] = Field(alias="resultType")
+    task_id: str = Field(alias="taskId")
+    poll_interval_ms: int | None = Field(default=None, alias="pollIntervalMs")
 
 
-async def _measure(root: Path, scale: float) -> tuple[Scenario, Scenario, Scenario | None]:
+class _TaskParams(RequestParams):
+    task_id: str = Field(alias="taskId")
+
+
+class _TasksGet(Request[_TaskParams, Literal["tasks/get"]]):
+    method: Literal["tasks/get"] = "tasks/get"
+    name_param: ClassVar[str | None] = "taskId"
+
+
+class _Task(Result):
+    model_config = ConfigDict(extra="allow")
+    status: str
+    result: dict[str, Any] | None = None
+
+
+class _PollingTasks(ClientExtension):
+    """The client's side of SEP-2663: a `tools/call` answered with a task is polled with `tasks/get` (scaled
+    `pollIntervalMs`) until it ends; the caller gets the task's inlined CallToolResult, as if the call had waited."""
+
+    identifier = "io.modelcontextprotocol/tasks"
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+        self.polls = 0
+
+    def claims(self) -> list[ResultClaim[Any]]:
+        return [ResultClaim(result_type="task", model=_TaskAnswer, resolve=self._resolve)]
+
+    async def _resolve(self, answer: _TaskAnswer, ctx: ClaimContext) -> CallToolResult:
+        while True:
+            task = await ctx.session.send_request(_TasksGet(params=_TaskParams(taskId=answer.task_id)), _Task)
+            self.polls += 1
+            if task.status != "working":
+                assert task.result is not None, task
+                return CallToolResult.model_validate(task.result)
+            await anyio.sleep((answer.poll_interval_ms or 1000) / 1000 * self.scale)
+
+
+async def tasks_client(project: Path, *, scale: float) -> Scenario:
+    """One delegation by a client that declares the tasks extension: `delegate` once; its polls of `tasks/get` are
+    the client's, not the model's, so what the model sees is one call and the final result."""
+    from mcp import Client
+    from mcp.types import Implementation
+
+    from engine import Engine, Project
+    from engine.testing.scripted import ScriptedBackend, use_backend
+    from mcp_adapter.server import build_server
+
+    project.mkdir()
+    engine = Engine(Project.resolve(project))
+    use_backend(engine, ScriptedBackend(latency=GENERATION_S * scale))
+    seen = Scenario("tasks")
+    started = anyio.current_time()
+    tasks = _PollingTasks(scale)
+    info = Implementation(name="tasks-client", version="1.0")
+    async with engine.background(), Client(build_server(engine), client_info=info, extensions=[tasks]) as client:
+        answer = await client.call_tool("local_llm", {"action": "delegate", "task": TASK, "output_files": [OUTPUT],
+                                                      "verify": "true", "answer_form": "json"})
+        assert answer.structured_content is not None, answer.content
+        seen.results.append(answer.structured_content)
+    engine.close()
+    assert tasks.polls > 0, "the delegate was not answered with a task"
+    seen.wall_s = anyio.current_time() - started
+    return seen
+
+
+async def _measure(root: Path, scale: float) -> tuple[Scenario, Scenario, Scenario]:
     today = await scenario(root / "today", name="today", client_name="some-client", client_version="1.0",
                            scale=scale)
     claude = await scenario(root / "claude", name="claude-code", client_name="claude-code", client_version="2.1.332",
@@ -144,6 +212,5 @@ def run(quick: bool) -> list[Figure]:
     with scratch_dir("b10") as root:
         today, claude, tasks = anyio.run(_measure, root, scale)
     figures = _figures(today, claude, "Claude Code default", scale)
-    if tasks is not None:
-        figures += _figures(today, tasks, "tasks client", scale)
+    figures += _figures(today, tasks, "tasks client", scale)
     return figures

@@ -31,7 +31,7 @@ from engine.session.lifecycle import Session
 from engine.store import repair
 from engine.store.db import MachineRecord, Store
 from engine.store.health import DamagedRow, DatabaseUnavailable
-from states import BATCH, DELEGATION, MACHINES, OutputFile, RunData
+from states import BATCH, DELEGATION, MACHINES, BatchData, OutputFile, RunData
 
 __all__ = ["Engine"]
 
@@ -152,6 +152,28 @@ class Engine:
 
     async def cancel(self, run_id: str) -> dict[str, Any]:
         return await self.delegations.cancel(run_id)
+
+    def run_status(self, run_id: str) -> dict[str, Any] | None:
+        """Where a run or a batch stands, read from the store alone (any process on the project can answer it; nothing
+        is driven here): None when no run or batch has this id. `kind` (delegation or batch), `state`, `ended`,
+        `created_at` and `updated_at` (epoch seconds; a batch's latest child move counts), and for a run `attempt` and
+        `max_attempts`, for a batch `total`, `children_ended` and `paused` (why it waits, or None)."""
+        record = self.ctx.store.find(run_id)
+        if record is None or record.kind not in (DELEGATION.kind, BATCH.kind):
+            return None
+        status: dict[str, Any] = {"run_id": record.id, "kind": record.kind, "state": record.state,
+                                  "created_at": record.created_at, "updated_at": record.updated_at}
+        if record.kind == BATCH.kind:
+            children = self.delegations.batches.children(record)
+            status.update(ended=record.state in BATCH.terminal, total=len(children),
+                          children_ended=sum(c.state in DELEGATION.terminal for c in children),
+                          paused=BatchData.from_json(record.data).paused,
+                          updated_at=max([record.updated_at, *(c.updated_at for c in children)]))
+        else:
+            data = RunData.from_json(record.data)
+            status.update(ended=record.state in DELEGATION.terminal, attempt=data.attempt,
+                          max_attempts=data.max_attempts)
+        return status
 
     def stats(self) -> dict[str, Any]:
         return self.delegations.stats()

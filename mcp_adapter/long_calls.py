@@ -32,14 +32,13 @@ from mcp.types import CLIENT_INFO_META_KEY
 from engine import Engine, InvalidArgument, UserError
 from engine.progress import Progress
 from mcp_adapter.answer_policy import WAIT_ENV, AnswerPlan, ClientId, plan_answer
+from mcp_adapter.tasks import TASK_AFTER_S, task_offered
 from states import BATCH, DELEGATION
 
-__all__ = ["PROGRESS_ENV", "PROGRESS_PERIOD_S", "TASKS_EXTENSION", "LongCalls", "client_of", "declares_tasks",
-           "plan_for", "progress_period"]
+__all__ = ["PROGRESS_ENV", "PROGRESS_PERIOD_S", "LongCalls", "client_of", "plan_for", "progress_period"]
 
 log = structlog.get_logger(__name__)
 
-TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
 PROGRESS_ENV = "LOCAL_LLM_MCP_PROGRESS_S"
 PROGRESS_PERIOD_S = 5.0
 """Half the 10 s the issue asks for, so a loaded machine still keeps within it; Claude Code's idle limit for a stdio
@@ -73,13 +72,10 @@ def client_of(ctx: Context) -> ClientId | None:
     return None if params is None else ClientId.from_info(params.client_info.model_dump())
 
 
-def declares_tasks(ctx: Context) -> bool:
-    capabilities = ctx.request_context.session.client_capabilities
-    return capabilities is not None and TASKS_EXTENSION in (capabilities.extensions or {})
-
-
-def plan_for(ctx: Context, explicit_wait: float | None) -> AnswerPlan:
-    return plan_answer(declares_tasks=declares_tasks(ctx), explicit_wait=explicit_wait,
+def plan_for(ctx: Context, explicit_wait: float | None, *, may_be_task: bool) -> AnswerPlan:
+    """`may_be_task`: the action starts a run or batch (`delegate`, `batch`), which a request that declares the
+    tasks extension gets as a task (the interceptor in mcp_adapter/tasks.py decides whether it declared it)."""
+    return plan_answer(declares_tasks=may_be_task and task_offered(), explicit_wait=explicit_wait,
                        env_wait=os.environ.get(WAIT_ENV), client=client_of(ctx))
 
 
@@ -142,8 +138,8 @@ class LongCalls:
         self._waiting: dict[str, _Waiting] = {}
 
     async def answer(self, ctx: Context, plan: AnswerPlan, start: Start, *, diff: bool = False) -> dict[str, Any]:
-        """Start the work (`start` answers at once), then wait as `plan` says: a `task` plan is answered as
-        `until_end` here until the tasks extension is wired in."""
+        """Start the work (`start` answers at once), then wait as `plan` says. A `task` plan waits `TASK_AFTER_S`:
+        the caller offers what is still running then as the call's task (`tasks.answer_as_task`)."""
         request = ctx.request_id
         waiting = self._waiting[request] = _Waiting()
         reporter = Reporter(ctx)
@@ -157,7 +153,8 @@ class LongCalls:
                     await self._cancel(target)
                 return view
             log.info("long call waits", target=target, plan=plan.kind, wait_s=plan.wait_s, reason=plan.reason)
-            view = await self._wait(target, view, None if plan.kind != "bounded" else plan.wait_s, reporter)
+            wait_s = {"bounded": plan.wait_s, "task": TASK_AFTER_S}.get(plan.kind)
+            view = await self._wait(target, view, wait_s, reporter)
             if diff:
                 view = await self.engine.result(target, wait=0, diff=True)
         except anyio.get_cancelled_exc_class():

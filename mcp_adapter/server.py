@@ -25,6 +25,7 @@ import structlog
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -40,6 +41,7 @@ from engine import BACKENDS, TASK_TYPES, THINK_LEVELS, Engine, UserError
 from engine.logs import configure_logging
 from engine.progress import Progress
 from mcp_adapter.long_calls import LongCalls, plan_for
+from mcp_adapter.tasks import TasksExtension, answer_as_task
 
 __all__ = ["ACTIONS", "build_server", "serve"]
 
@@ -116,7 +118,16 @@ def _progress(ctx: Context) -> tuple[Progress, Callable[[], None]]:
 
 def build_server(engine: Engine) -> MCPServer:
     long_calls = LongCalls(engine)  # delegate, batch, result: how long they wait (mcp_adapter/answer_policy.py)
-    server = MCPServer(name="local-llm", instructions=INSTRUCTIONS, middleware=[long_calls.middleware])
+
+    async def final_result(run_id: str) -> CallToolResult:
+        # What the waiting call answers for an ended run or batch: the same tool's `result`, converted by the SDK.
+        result = await server.call_tool("local_llm", {"action": "result", "run_id": run_id, "wait": 0})
+        if not isinstance(result, CallToolResult):  # an InputRequiredResult: the tool never asks for input
+            raise ToolError(f"result: run {run_id} asked for input")
+        return result
+
+    server = MCPServer(name="local-llm", instructions=INSTRUCTIONS, middleware=[long_calls.middleware],
+                       extensions=[TasksExtension(engine, final_result=final_result)])
 
     async def dispatch(action: str, fields: dict[str, Any], ctx: Context) -> dict[str, Any]:
         progress, stop = _progress(ctx)
@@ -145,32 +156,41 @@ def build_server(engine: Engine) -> MCPServer:
                         o.model_dump() if isinstance(o, OutputFile) else {"path": o, "description": ""}
                         for o in fields["output_files"]
                     ]
-                    return await long_calls.answer(ctx, plan_for(ctx, fields["wait"]), lambda report: engine.delegate(
-                        progress=report,
-                        task=fields["task"],
-                        task_type=fields["task_type"],
-                        context_files=fields["context_files"] or fields["files"] or [],
-                        output_files=outputs,
-                        verify=fields["verify"],
-                        max_attempts=fields["max_attempts"],
-                        model=fields["model"],
-                        allow_secrets=fields["allow_secrets"],
-                        allow_config_writes=fields["allow_config_writes"],
-                        think=fields["think"],
-                        answer_form=fields["answer_form"],
-                        wait=0,
-                    ))
+
+                    def start_run(report: Progress) -> Awaitable[dict[str, Any]]:
+                        return engine.delegate(
+                            progress=report,
+                            task=fields["task"],
+                            task_type=fields["task_type"],
+                            context_files=fields["context_files"] or fields["files"] or [],
+                            output_files=outputs,
+                            verify=fields["verify"],
+                            max_attempts=fields["max_attempts"],
+                            model=fields["model"],
+                            allow_secrets=fields["allow_secrets"],
+                            allow_config_writes=fields["allow_config_writes"],
+                            think=fields["think"],
+                            answer_form=fields["answer_form"],
+                            wait=0,
+                        )
+
+                    plan = plan_for(ctx, fields["wait"], may_be_task=True)
+                    return answer_as_task(await long_calls.answer(ctx, plan, start_run))
                 case "batch":
                     spec: dict[str, Any] = {k: fields[k] for k in (
                         "runs", "template", "glob", "max_parallel", "max_failures", "max_attempts", "parallel_verify",
                     ) if fields[k] is not None}
                     if "runs" not in spec and "template" not in spec:
                         raise ToolError("runs: required for action 'batch' (or template with glob)")
-                    return await long_calls.answer(ctx, plan_for(ctx, fields["wait"]),
-                                                   lambda report: engine.batch(spec, progress=report, wait=0))
+                    return answer_as_task(await long_calls.answer(
+                        ctx, plan_for(ctx, fields["wait"], may_be_task=True),
+                        lambda report: engine.batch(spec, progress=report, wait=0)))
                 case "result":
                     _required(action, run_id=fields["run_id"])
-                    return await long_calls.answer(ctx, plan_for(ctx, fields["wait"]),
+                    if fields["wait"] == 0:  # nothing to wait for (also how a task's final result is read, outside
+                        # any request: tasks/get)
+                        return await engine.result(fields["run_id"], wait=0, diff=fields["diff"])
+                    return await long_calls.answer(ctx, plan_for(ctx, fields["wait"], may_be_task=False),
                                                    lambda _: engine.result(fields["run_id"], wait=0),
                                                    diff=fields["diff"])
                 case "stats":

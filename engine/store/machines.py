@@ -3,7 +3,7 @@ journal entry in one transaction."""
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -53,8 +53,14 @@ def _unguarded_moves(spec: MachineSpec) -> dict[tuple[str, str], str]:
     }
 
 
+ID_RANDOM_BYTES = 16
+"""A run's or a batch's id is a bearer handle: the MCP tasks extension answers `tasks/get` and `tasks/cancel` for
+whoever names it (SEP-2663 asks for ids a third party cannot guess), so it carries 128 random bits. Ids made before
+(48 bits) are plain strings to every reader and keep working."""
+
+
 def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+    return f"{prefix}-{secrets.token_hex(ID_RANDOM_BYTES)}"
 
 
 class PersistedMachines:

@@ -4,7 +4,7 @@ import pytest
 
 from engine import Engine
 from engine.store.db import StaleVersion
-from engine.store.machines import InvalidEvent, TerminalState
+from engine.store.machines import InvalidEvent, TerminalState, new_id
 
 
 def test_a_transition_updates_the_row_and_appends_one_journal_entry(engine: Engine) -> None:
@@ -67,3 +67,17 @@ def test_a_note_journals_data_without_moving_the_state(engine: Engine) -> None:
     noted = engine.ctx.runs.note("run-1", "recover", data={"recoveries": 1})
     assert (noted.state, noted.data["recoveries"], noted.version) == ("pending", 1, 2)
     assert engine.store.events("run-1")[-1].src == engine.store.events("run-1")[-1].dst == "pending"
+
+
+def test_new_ids_carry_128_random_bits_so_a_task_id_cannot_be_guessed() -> None:
+    ids = {new_id("run") for _ in range(1000)}
+    assert len(ids) == 1000
+    for made in ids:
+        prefix, _, random_part = made.partition("-")
+        assert prefix == "run" and len(random_part) == 32 and int(random_part, 16) >= 0
+
+
+def test_a_run_made_with_an_old_short_id_is_still_read_and_moved(engine: Engine) -> None:
+    engine.ctx.runs.create("run-0123456789ab", {"task": "t"})  # the 48-bit form made before
+    engine.ctx.runs.fire("run-0123456789ab", "start")
+    assert engine.store.get("run-0123456789ab").state == "delegating"
