@@ -6,6 +6,10 @@ exists: standard library only, and syntax that Python 3.9 reads (it finds a 3.11
     python3 -I plugin_bootstrap.py install      the SessionStart hook: install when needed, print nothing on stdout
     python3 -I plugin_bootstrap.py serve [...]  the MCP server: install when needed, then exec `local-llm serve`
 
+`serve` installs in a detached process: Claude Code gives a server 30 s to answer and kills it then, and a first
+install with pip takes longer (about 100 s measured here); the install goes on, and the next start (`/mcp`, the next
+session) finds it. The SessionStart hook installs in the same way, with a 600 s limit of its own.
+
 Where: `$CLAUDE_PLUGIN_DATA/envs/<key>/`, one virtual environment per plugin source, `<key>` a digest of the plugin's
 files (an upgrade of the plugin has other files, so it installs anew; an unchanged one is reused). uv when it is on
 PATH (`uv venv` + `uv pip install`), else `python -m venv` + pip; never the `embedded` extra. Two sessions starting
@@ -35,6 +39,8 @@ __all__ = [
     "InstallFailed",
     "ensure_installed",
     "find_python",
+    "install_detached",
+    "installed_env",
     "main",
     "network_problem",
     "server_env",
@@ -174,7 +180,11 @@ def _complete(env: Path, key: str) -> bool:
 
 
 def tidy(envs: Path, keep: Path) -> None:
-    """Under the lock: drop half-built environments (their builder died) and ones unused for KEEP_UNUSED_S."""
+    """Under the lock: drop half-built environments (their builder died) and ones unused for KEEP_UNUSED_S, and the
+    progress files of launchers killed while they waited."""
+    for leftover in envs.parent.glob(".progress-*.txt"):
+        if time.time() - leftover.stat().st_mtime > 24 * 3600:
+            leftover.unlink(missing_ok=True)
     for entry in envs.iterdir():
         if entry == keep or not entry.is_dir():
             continue
@@ -185,6 +195,15 @@ def tidy(envs: Path, keep: Path) -> None:
         used = stamp.stat().st_mtime if stamp.exists() else 0.0
         if time.time() - used > KEEP_UNUSED_S:
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def installed_env(root: Path, data: Path) -> Path | None:
+    """The finished environment for the plugin at `root`, marked as used, or None."""
+    env = data / "envs" / source_key(root)
+    if not _complete(env, env.name):
+        return None
+    (env / LAST_USED).touch()
+    return env
 
 
 def ensure_installed(root: Path, data: Path) -> Path:
@@ -205,6 +224,43 @@ def ensure_installed(root: Path, data: Path) -> Path:
             tidy(envs, env)
     (env / LAST_USED).touch()
     return env
+
+
+def install_detached(root: Path, data: Path) -> Path:
+    """Install in a process of its own session, its output relayed to stderr: Claude Code kills a server that has
+    not answered within its start-up limit (30 s), and the install must go on to finish for the next start."""
+    data.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".progress-", suffix=".txt", dir=data)
+    progress = Path(name)
+    try:
+        with os.fdopen(fd, "w") as out:
+            child = subprocess.Popen([sys.executable, "-I", str(Path(__file__).resolve()), "install"],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=out,
+                                     start_new_session=True)
+        lines = _relay(child, progress)
+    finally:
+        progress.unlink(missing_ok=True)
+    env = installed_env(root, data)
+    if child.returncode != 0 or env is None:
+        last = next((line.strip() for line in reversed(lines) if line.strip()), "the installer ended without output")
+        raise InstallFailed(last.removeprefix("local-llm plugin: "))
+    return env
+
+
+def _relay(child: subprocess.Popen[bytes], progress: Path) -> list[str]:
+    """Copy what the installer writes to our stderr while it runs; its lines."""
+    lines: list[str] = []
+    with progress.open(encoding="utf-8", errors="replace") as source:
+        while True:
+            ended = child.poll() is not None
+            chunk = source.read()
+            if chunk:
+                sys.stderr.write(chunk)
+                sys.stderr.flush()
+                lines.extend(chunk.splitlines())
+            if ended:
+                return lines
+            time.sleep(0.2)
 
 
 def _install(root: Path, envs: Path, env: Path, key: str, log: Path) -> None:
@@ -255,14 +311,16 @@ def main(argv: list[str] | None = None) -> int:
     if not data_dir:
         _fail("$CLAUDE_PLUGIN_DATA is not set: run this from the Claude Code plugin, or use `pip install` and "
               "`local-llm serve` directly")
+    data = Path(data_dir)
     try:
-        env = ensure_installed(root, Path(data_dir))
+        if args[0] == "install":
+            ensure_installed(root, data)
+            return 0
+        env = installed_env(root, data) or install_detached(root, data)
     except InstallFailed as exc:
         _fail(str(exc))
     except OSError as exc:
-        _fail(f"cannot install into {data_dir}: {exc}")
-    if args[0] == "install":
-        return 0
+        _fail(f"cannot install into {data}: {exc}")
     python = str(env / "bin" / "python")
     # exec: Claude Code's stdio pipes, signals and process id go to the server itself. -I: a project directory that
     # holds an `mcp_adapter/` (this repository's checkout) must not shadow the installed package.

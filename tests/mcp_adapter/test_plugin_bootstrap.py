@@ -147,6 +147,25 @@ def test_two_sessions_starting_at_once_install_once(plugin: Path, env: dict[str,
     assert [p.name for p in (Path(env["CLAUDE_PLUGIN_DATA"]) / "envs").iterdir()] == [source_key(plugin)]
 
 
+def test_a_server_killed_at_claude_code_s_start_up_limit_leaves_the_install_running_for_the_next_start(
+    plugin: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    launcher = _start(plugin, {**env, "FAKE_BUILD_GATE": str(gate)}, "serve")
+    deadline = time.monotonic() + 120
+    while _builds(env) == 0:
+        assert launcher.poll() is None and time.monotonic() < deadline, launcher.communicate()
+        time.sleep(0.05)
+    launcher.kill()  # what Claude Code does after 30 s without an answer
+    launcher.communicate(timeout=30)
+    gate.touch()
+    done = _run(plugin, env, "serve")  # waits for the detached install, then reuses it
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["version"] == 1 and _builds(env) == 1
+    # only the killed launcher's progress file is left (tidy removes it a day later); the second one removed its own
+    assert len(list(Path(env["CLAUDE_PLUGIN_DATA"]).glob(".progress-*"))) == 1
+
+
 def test_an_upgraded_plugin_installs_anew_beside_the_old_environment(
     plugin: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
