@@ -281,13 +281,18 @@ def _install(root: Path, envs: Path, env: Path, key: str, log: Path) -> None:
     _say(f"installed in {time.monotonic() - started:.0f} s")
 
 
+def _option(value: str) -> str:
+    """A plugin option's value; a placeholder Claude Code left unresolved counts as unset."""
+    value = value.strip()
+    return "" if value.startswith("${user_config.") else value
+
+
 def server_env(environ: dict[str, str]) -> dict[str, str]:
     """The server's environment: the plugin's options (userConfig, passed as LOCAL_LLM_PLUGIN_*) turned into the
     variables the engine reads. An empty option leaves the user's own environment as it is."""
     env = dict(environ)
-    backend = env.pop("LOCAL_LLM_PLUGIN_BACKEND", "").strip().lower()
-    url = env.pop("LOCAL_LLM_PLUGIN_URL", "").strip()
-    model = env.pop("LOCAL_LLM_PLUGIN_MODEL", "").strip()
+    backend, url, model = (_option(env.pop(f"LOCAL_LLM_PLUGIN_{key}", "")) for key in ("BACKEND", "URL", "MODEL"))
+    backend = backend.lower()
     if backend and backend != "auto":
         env["LOCAL_LLM_BACKEND"] = backend
     if url:

@@ -37,7 +37,7 @@ from engine.executor.backends.ollama import OllamaBackend, canonical_model, olla
 from engine.progress import Progress, no_progress
 from engine.session.choices import check_slots, cleared, resume_choice, unprepared
 from engine.session.gpu import GpuReport
-from engine.session.llm_spec import LlmSpec, parse_llm_spec
+from engine.session.llm_spec import MODEL_ENV, LlmSpec, parse_llm_spec
 from engine.session.machine import machine_report
 from engine.session.prepare import SERVER_TIMEOUT_ENV, Timeouts, keep_alive_for, prepare
 from engine.session.processes import alive, stop_ollama_server
@@ -187,7 +187,7 @@ class Session:
         """idle/failed -> starting -> loaded; raises EnableFailed (the session is then `failed`) with what to do.
         `slots`: how many generations run at once (None: what the server says, else 1). `answer_form`: the session's
         default for delegations (None: keep it, else the backend's)."""
-        spec = parse_llm_spec(llm)
+        spec = parse_llm_spec(llm, default_model=os.environ.get(MODEL_ENV))
         slots, form = check_slots(slots, backend=backend or spec.backend), check_answer_form(answer_form, auto=False)
         self._busy += 1
         try:

@@ -221,6 +221,7 @@ def test_the_plugin_options_become_the_engine_s_variables_and_empty_ones_leave_t
         "LOCAL_LLM_BACKEND": "openai", "LOCAL_LLM_OPENAI_URL": "http://box:8080", "LOCAL_LLM_MODEL": "qwen2.5-coder:7b"}
     assert server_env({"LOCAL_LLM_PLUGIN_BACKEND": "Auto", "LOCAL_LLM_PLUGIN_URL": "gpu:11434"}) == {
         "OLLAMA_HOST": "gpu:11434"}
+    assert server_env({"LOCAL_LLM_PLUGIN_MODEL": "${user_config.model}"}) == {}  # left unresolved: unset
 
 
 @pytest.mark.parametrize("output", [
