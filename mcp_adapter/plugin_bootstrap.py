@@ -78,7 +78,7 @@ def _skipped(name: str) -> bool:
 
 
 def _source_files(root: Path) -> list[Path]:
-    found = []
+    found: list[Path] = []
     for directory, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not _skipped(d))
         found.extend(Path(directory, f) for f in files if not _skipped(f))

@@ -30,8 +30,8 @@ from typing import Literal
 from engine import InvalidArgument, UserError
 
 __all__ = [
-    "COMMAND_PATH",
     "AGENT_PATH",
+    "COMMAND_PATH",
     "DEFAULT_SERVER_NAME",
     "PLUGIN_TOOL",
     "SKILL_PATH",

@@ -225,8 +225,8 @@ def test_the_plugin_options_become_the_engine_s_variables_and_empty_ones_leave_t
 
 
 @pytest.mark.parametrize("output", [
-    "WARNING: Retrying ... NewConnectionError('<pip._vendor.urllib3.connection.HTTPConnection>: Failed to establish "
-    "a new connection: [Errno 111] Connection refused')",
+    ("WARNING: Retrying ... NewConnectionError('<pip._vendor.urllib3.connection.HTTPConnection>: Failed to establish "
+     "a new connection: [Errno 111] Connection refused')"),
     "error: Failed to fetch: `https://pypi.org/simple/mcp/`\n  Caused by: dns error: failed to lookup address",
 ])
 def test_pip_and_uv_words_for_an_unreachable_index_are_recognised(output: str) -> None:
