@@ -151,9 +151,9 @@ def _installer() -> str:
     return "uv" if shutil.which("uv") else "pip"
 
 
-def _build(root: Path, target: Path, log: Path) -> None:
-    """A complete environment at `target` (a temporary name), with the package installed from a copy of `root`."""
-    source = target / "src"
+def _build(root: Path, work: Path, log: Path) -> Path:
+    """A complete environment at `work/env`, with the package installed from a copy of `root` at `work/src`."""
+    source, target = work / "src", work / "env"
     # A copy: pip and uv build in the source tree (egg-info, build/), and the plugin's own directory is not ours.
     shutil.copytree(root, source, ignore=lambda _d, names: [n for n in names if _skipped(n)])
     if _installer() == "uv":
@@ -168,7 +168,7 @@ def _build(root: Path, target: Path, log: Path) -> None:
         _run([python, "-m", "venv", str(target)], log)
         _run([str(target / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
               "--progress-bar", "off", str(source)], log)
-    shutil.rmtree(source)
+    return target
 
 
 def _complete(env: Path, key: str) -> bool:
@@ -267,17 +267,16 @@ def _install(root: Path, envs: Path, env: Path, key: str, log: Path) -> None:
     _say(f"installing {DIST} into {env} (first start of this plugin version; up to a few minutes)")
     log.write_text(f"installing {root} into {env}\n", encoding="utf-8")
     started = time.monotonic()
-    partial = Path(tempfile.mkdtemp(prefix=f".partial-{key}-", dir=envs))
+    work = Path(tempfile.mkdtemp(prefix=f".partial-{key}-", dir=envs))
     try:
-        _build(root, partial, log)
-        (partial / MARKER).write_text(json.dumps({"key": key, "source": str(root), "installed_at": time.time()}),
-                                      encoding="utf-8")
+        built = _build(root, work, log)
+        (built / MARKER).write_text(json.dumps({"key": key, "source": str(root), "installed_at": time.time()}),
+                                    encoding="utf-8")
         if env.exists():  # an incomplete leftover under the final name (a copy by hand): not ours to keep
             shutil.rmtree(env)
-        partial.rename(env)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+        built.rename(env)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     _say(f"installed in {time.monotonic() - started:.0f} s")
 
 

@@ -147,6 +147,16 @@ def test_two_sessions_starting_at_once_install_once(plugin: Path, env: dict[str,
     assert [p.name for p in (Path(env["CLAUDE_PLUGIN_DATA"]) / "envs").iterdir()] == [source_key(plugin)]
 
 
+@pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not on PATH (the pip path is tested above)")
+def test_with_uv_on_path_uv_builds_the_environment(plugin: Path, env: dict[str, str]) -> None:
+    with_uv = {**env, "LOCAL_LLM_PLUGIN_INSTALLER": "", "UV_NO_INDEX": "1", "UV_PYTHON_DOWNLOADS": "never"}
+    done = _run(plugin, with_uv, "serve")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["version"] == 1 and _builds(env) == 1
+    log = (Path(env["CLAUDE_PLUGIN_DATA"]) / "install.log").read_text()
+    assert " venv --quiet --python >=3.11 " in log and " pip install --python " in log
+
+
 def test_a_server_killed_at_claude_code_s_start_up_limit_leaves_the_install_running_for_the_next_start(
     plugin: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
