@@ -159,9 +159,7 @@ def _build(root: Path, work: Path, log: Path) -> Path:
     if _installer() == "uv":
         uv = shutil.which("uv") or "uv"
         _run([uv, "venv", "--quiet", "--python", f">={MIN_PYTHON[0]}.{MIN_PYTHON[1]}", str(target)], log)
-        # --compile-bytecode: uv leaves it to the first import otherwise, inside the server's 30 s start-up limit.
-        _run([uv, "pip", "install", "--compile-bytecode", "--python", str(target / "bin" / "python"), str(source)],
-             log)
+        _run([uv, "pip", "install", "--python", str(target / "bin" / "python"), str(source)], log)
     else:
         python = find_python()
         if python is None:
