@@ -7,10 +7,14 @@ run and the plugin reference rely on, without npm."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from mcp_adapter.cli.claude_code import PLUGIN_TOOL
@@ -115,3 +119,19 @@ def test_every_user_option_has_a_default_and_reaches_the_server_as_what_the_engi
     # the defaults leave the user's environment alone: Ollama's usual place, the recommended model
     defaults = {name: options[value[len("${user_config."):-1]]["default"] for name, value in passed.items()}
     assert server_env(defaults) == {}
+
+
+CLAUDE = os.environ.get("LOCAL_LLM_CLAUDE_CLI") or shutil.which("claude")
+
+
+@pytest.mark.skipif(CLAUDE is None, reason="no `claude` CLI (npm install @anthropic-ai/claude-code; "
+                    "or set LOCAL_LLM_CLAUDE_CLI)")
+def test_claude_plugin_validate_passes_on_the_repository(tmp_path: Path) -> None:
+    assert CLAUDE is not None
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}  # an empty HOME: no login, no settings of the user's
+    done = subprocess.run([CLAUDE, "plugin", "validate", str(REPO)], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0 and "Validation passed" in done.stdout, done.stdout + done.stderr
+    for provided in ("skills: workflow:local-llm", "commands: workflow:implement", "agents: workflow:local-llm-worker",
+                     "mcpServers: local-llm stdio python3"):
+        assert provided in done.stdout, done.stdout
