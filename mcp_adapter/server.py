@@ -59,14 +59,13 @@ ThinkLevel = Literal[THINK_LEVELS]  # type: ignore[valid-type]
 
 INSTRUCTIONS = """\
 Delegate mechanical coding work (boilerplate, CRUD, unit tests, docstrings, mechanical refactors, translation between
-languages) to a local model, so your own context stays free for reasoning. Flow: action=enable (once per session),
-action=analyze (task, output_files) -> delegate only when recommendation is "delegate", action=delegate (task,
-output_files [{path, description}], context_files, verify). A delegate that takes longer than `wait` seconds returns
-its run_id; collect it with action=result (run_id, wait; diff=true adds each file's unified diff). One job over
-many files: action=batch (runs: [delegate requests], or template {task, output: "tests/test_{stem}.py", ...} with
-glob); result with its batch_id gives counts, then one line per child (child n is run <batch_id>.<n>). The model changes
-existing files with search/replace edit blocks (answer_form=json: whole files instead). action=disable at the end
-unloads the model."""
+languages) to a local model, so your own context stays free for reasoning. Flow: action=enable (once per session);
+action=analyze (task, output_files) -> delegate only when recommendation is "delegate"; action=delegate (task,
+output_files [{path, description}], context_files, verify): one call per piece, answered when the run ends (Claude
+Code moves a long call to the background; a client that declares MCP tasks gets a task). One job over many files: one
+action=batch (runs: [delegate requests], or template {task, output: "tests/test_{stem}.py", ...} with glob). Call
+action=result (run_id) only for a run or batch id that an answer returned without a final state (done, failed,
+cancelled); diff=true adds each file's unified diff. action=disable at the end unloads the model."""
 
 
 def _none_or_text(value: object, handler: ValidatorFunctionWrapHandler) -> object:

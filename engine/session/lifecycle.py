@@ -36,7 +36,7 @@ from engine.executor.backends.base import Backend
 from engine.executor.backends.ollama import OllamaBackend, canonical_model, ollama_base_url
 from engine.progress import Progress, no_progress
 from engine.session.choices import check_slots, cleared, resume_choice, unprepared
-from engine.session.llm_spec import LlmSpec, parse_llm_spec
+from engine.session.llm_spec import MODEL_ENV, LlmSpec, parse_llm_spec
 from engine.session.prepare import SERVER_TIMEOUT_ENV, Timeouts, keep_alive_for, prepare
 from engine.session.processes import stop_ollama_server
 from engine.session.status import StatusReader
@@ -160,7 +160,7 @@ class Session:
         """idle/failed -> starting -> loaded; raises EnableFailed (the session is then `failed`) with what to do.
         `slots`: how many generations run at once (None: what the server says, else 1). `answer_form`: the session's
         default for delegations (None: keep it, else the backend's)."""
-        spec = parse_llm_spec(llm)
+        spec = parse_llm_spec(llm, default_model=os.environ.get(MODEL_ENV))
         slots, form = check_slots(slots, backend=backend or spec.backend), check_answer_form(answer_form, auto=False)
         self._busy += 1
         try:

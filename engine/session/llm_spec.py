@@ -1,7 +1,8 @@
 """The `llm` spec of enable: `true`, `MODEL` or `MODEL:persist` (plus `embedded`, the embedded default by name).
 
 Model names contain colons (`deepseek-coder:33b`), so only a final `:persist` is the flag:
-`deepseek-coder:33b:persist` is model `deepseek-coder:33b` with persist on.
+`deepseek-coder:33b:persist` is model `deepseek-coder:33b` with persist on. `true` (no model named) means
+$LOCAL_LLM_MODEL when it is set (the Claude Code plugin's `model` option), else the backend's default.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from dataclasses import dataclass
 
 from engine.errors import InvalidArgument
 
-__all__ = ["LlmSpec", "parse_llm_spec"]
+__all__ = ["MODEL_ENV", "LlmSpec", "parse_llm_spec"]
 
+MODEL_ENV = "LOCAL_LLM_MODEL"
 _PERSIST = ":persist"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/@+-]*(:[A-Za-z0-9._+-]+)?$")
 _EXPECTED = "`true`, `MODEL` or `MODEL:persist` (e.g. deepseek-coder:6.7b or deepseek-coder:33b:persist)"
@@ -28,9 +30,17 @@ class LlmSpec:
     """Set when the spec names a backend itself (`embedded`)."""
 
 
-def parse_llm_spec(value: str | bool | None) -> LlmSpec:
+def parse_llm_spec(value: str | bool | None, *, default_model: str | None = None) -> LlmSpec:
+    """`default_model`: the model `true` stands for ($LOCAL_LLM_MODEL), checked like a named one."""
+    if default_model is not None and default_model.strip():
+        named = default_model.strip()
+        if not _MODEL_NAME.match(named) or named.lower().endswith(_PERSIST):
+            raise InvalidArgument(f"${MODEL_ENV}", "a model name such as qwen2.5-coder:7b; unset it for the "
+                                  "recommended model", default_model)
+    else:
+        named = None
     if value is None or value is True:
-        return LlmSpec(None)
+        return LlmSpec(named)
     if value is False:
         raise InvalidArgument("llm", f"{_EXPECTED}; to turn the model off use disable", value)
     text = str(value).strip()
@@ -38,7 +48,7 @@ def parse_llm_spec(value: str | bool | None) -> LlmSpec:
     if persist:
         text = text[: -len(_PERSIST)]
     if text.lower() in ("", "true", "yes", "1", "default"):
-        return LlmSpec(None, persist)
+        return LlmSpec(named, persist)
     if text.lower() == "embedded":
         return LlmSpec(None, persist, backend="embedded")
     if text.lower() in ("false", "no", "0", "off"):

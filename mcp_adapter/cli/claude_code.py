@@ -1,5 +1,9 @@
-"""What `local-llm install-command` writes for Claude Code: the /workflow:implement slash command and the
-`local-llm` skill, both naming the tool as Claude Code does, and the rules for writing them.
+"""What `local-llm install-command` writes for Claude Code: the /workflow:implement slash command, the `local-llm`
+skill and the `local-llm-worker` subagent, each naming the tool as Claude Code does, and the rules for writing them.
+
+One source of truth: the files are the Claude Code plugin's own (mcp_adapter/resources/{commands,skills,agents}/,
+named by .claude-plugin/plugin.json), which name the plugin's tool `mcp__plugin_workflow_local-llm__local_llm`;
+installed here, that name becomes the one of the server the user registered with `claude mcp add`.
 
 Checked against Claude Code's docs and its CLI (2.1.197, `claude mcp add --help`, on 2026-11-25):
 
@@ -26,8 +30,10 @@ from typing import Literal
 from engine import InvalidArgument, UserError
 
 __all__ = [
+    "AGENT_PATH",
     "COMMAND_PATH",
     "DEFAULT_SERVER_NAME",
+    "PLUGIN_TOOL",
     "SKILL_PATH",
     "Planned",
     "Status",
@@ -43,6 +49,9 @@ DEFAULT_SERVER_NAME = "local-llm"
 """The name the README's `claude mcp add` line gives the server."""
 COMMAND_PATH = Path(".claude") / "commands" / "workflow" / "implement.md"
 SKILL_PATH = Path(".claude") / "skills" / "local-llm" / "SKILL.md"
+AGENT_PATH = Path(".claude") / "agents" / "local-llm-worker.md"
+PLUGIN_TOOL = "mcp__plugin_workflow_local-llm__local_llm"
+"""The tool's name when the plugin `workflow` runs it as its server `local-llm`: the name its files carry."""
 
 _SERVER_NAME = re.compile(r"[A-Za-z0-9_-]+")
 """Claude Code's rule, as `claude mcp add` checks it: letters, numbers, hyphens, and underscores."""
@@ -52,7 +61,7 @@ Status = Literal["installed", "updated", "unchanged", "refused"]
 
 @dataclass(frozen=True)
 class Planned:
-    kind: Literal["command", "skill"]
+    kind: Literal["command", "skill", "agent"]
     relative: Path
     text: str
 
@@ -72,8 +81,8 @@ def tool_name(server_name: str) -> str:
 
 
 def render(template: str, *, server_name: str) -> str:
-    # `{{...}}` placeholders, not str.format or string.Template: the files hold JSON braces and `$ARGUMENTS`.
-    return template.replace("{{TOOL}}", tool_name(server_name)).replace("{{SERVER}}", server_name)
+    """A plugin file as a `claude mcp add` user needs it: the plugin's tool name replaced by that server's."""
+    return template.replace(PLUGIN_TOOL, tool_name(server_name))
 
 
 def _template(name: str) -> str:
@@ -82,8 +91,9 @@ def _template(name: str) -> str:
 
 def planned_files(server_name: str) -> list[Planned]:
     return [
-        Planned("command", COMMAND_PATH, render(_template("implement.md"), server_name=server_name)),
-        Planned("skill", SKILL_PATH, render(_template("skill.md"), server_name=server_name)),
+        Planned("command", COMMAND_PATH, render(_template("commands/implement.md"), server_name=server_name)),
+        Planned("skill", SKILL_PATH, render(_template("skills/local-llm/SKILL.md"), server_name=server_name)),
+        Planned("agent", AGENT_PATH, render(_template("agents/local-llm-worker.md"), server_name=server_name)),
     ]
 
 

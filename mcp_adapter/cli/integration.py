@@ -1,5 +1,5 @@
-"""How Claude Code reaches the tool: `serve` (the MCP server) and `install-command` (the /workflow:implement command
-and the `local-llm` skill, both naming the tool `mcp__<server name>__local_llm`)."""
+"""How Claude Code reaches the tool: `serve` (the MCP server) and `install-command` (the /workflow:implement command,
+the `local-llm` skill and the `local-llm-worker` subagent, each naming the tool `mcp__<server name>__local_llm`)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ __all__ = ["COMMAND_PATH", "SKILL_PATH", "register"]
 
 def _installed_text(r: dict[str, Any]) -> str:
     lines = [f"{f['status']:<10} {f['path']}" for f in r["files"]]
-    lines.append(f"both name the tool {r['tool']} (the server `claude mcp add` registered as {r['server_name']})")
+    lines.append(f"all name the tool {r['tool']} (the server `claude mcp add` registered as {r['server_name']})")
     lines.append(f"in Claude Code: {r['use']}, or let Claude pick the `local-llm` skill for mechanical work")
     return "\n".join(lines)
 
@@ -67,7 +67,7 @@ def install_command(
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Install the /workflow:implement slash command and the local-llm skill for Claude Code."""
+    """Install the /workflow:implement slash command, the local-llm skill and its subagent for Claude Code."""
     handler = partial(_install_command, user=user, server_name=server_name, force=force)
     execute(ctx, handler, project=project, as_json=as_json, verbose=verbose)
 

@@ -1,4 +1,4 @@
-"""`local-llm install-command`, as a real subprocess: the slash command and the skill for Claude Code, named for the
+"""`local-llm install-command`, as a real subprocess: the slash command, the skill and the subagent, named for the
 server the user registered, never overwriting the user's edits; and the README's `claude mcp add` line, checked
 against the order Claude Code's CLI parses (its `-e` takes every value after it)."""
 
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mcp_adapter.cli.claude_code import COMMAND_PATH, SKILL_PATH, decide
+from mcp_adapter.cli.claude_code import AGENT_PATH, COMMAND_PATH, PLUGIN_TOOL, SKILL_PATH, decide
 from mcp_adapter.cli.exit_codes import REFUSED
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ def _frontmatter(path: Path) -> tuple[dict[str, Any], str]:
     return front, match.group(2)
 
 
-def test_the_skill_and_the_command_name_the_tool_of_the_server_the_user_registered(
+def test_the_skill_the_command_and_the_agent_name_the_tool_of_the_server_the_user_registered(
     project_dir: Path, cli_command: list[str], cli_env: dict[str, str]
 ) -> None:
     result = _cli(cli_command, cli_env, "--server-name", "my_llm-2", "--json")
@@ -44,7 +44,8 @@ def test_the_skill_and_the_command_name_the_tool_of_the_server_the_user_register
     assert answer["tool"] == "mcp__my_llm-2__local_llm" and answer["server_name"] == "my_llm-2"
     assert [(f["kind"], f["path"], f["status"]) for f in answer["files"]] == [
         ("command", str(project_dir / COMMAND_PATH), "installed"),
-        ("skill", str(project_dir / SKILL_PATH), "installed")]
+        ("skill", str(project_dir / SKILL_PATH), "installed"),
+        ("agent", str(project_dir / AGENT_PATH), "installed")]
     skill, body = _frontmatter(project_dir / SKILL_PATH)
     assert skill["name"] == SKILL_PATH.parent.name == "local-llm"
     assert skill["allowed-tools"] == "mcp__my_llm-2__local_llm"
@@ -56,6 +57,15 @@ def test_the_skill_and_the_command_name_the_tool_of_the_server_the_user_register
     command, command_body = _frontmatter(project_dir / COMMAND_PATH)
     assert command["allowed-tools"] == "mcp__my_llm-2__local_llm"
     assert {"description", "argument-hint"} <= set(command) and "$ARGUMENTS" in command_body
+    agent, agent_body = _frontmatter(project_dir / AGENT_PATH)
+    assert agent["name"] == "local-llm-worker" and agent["tools"] == "Read, Grep, Glob, mcp__my_llm-2__local_llm"
+    assert "`mcp__my_llm-2__local_llm`" in agent_body
+    # one source: the plugin's own files, with the plugin's tool name replaced and nothing else
+    for installed, shipped in ((SKILL_PATH, "skills/local-llm/SKILL.md"), (COMMAND_PATH, "commands/implement.md"),
+                               (AGENT_PATH, "agents/local-llm-worker.md")):
+        plugin_text = (REPO / "mcp_adapter" / "resources" / shipped).read_text(encoding="utf-8")
+        assert PLUGIN_TOOL in plugin_text
+        assert (project_dir / installed).read_text() == plugin_text.replace(PLUGIN_TOOL, "mcp__my_llm-2__local_llm")
 
 
 def test_the_default_server_name_is_the_one_the_readme_registers(
@@ -91,7 +101,7 @@ def test_a_file_the_user_edited_is_left_alone_unless_force(
     assert skill.read_text() == edited and command.read_bytes() == before  # all or nothing: the command kept too
     forced = _cli(cli_command, cli_env, "--force", "--json")
     assert forced.returncode == 0, forced.stderr
-    assert [f["status"] for f in json.loads(forced.stdout)["files"]] == ["unchanged", "updated"]
+    assert [f["status"] for f in json.loads(forced.stdout)["files"]] == ["unchanged", "updated", "unchanged"]
     assert "billing" not in skill.read_text() and command.read_bytes() == before
 
 
@@ -101,7 +111,7 @@ def test_installing_again_changes_nothing_and_says_so(
     assert _cli(cli_command, cli_env).returncode == 0
     stamp = (project_dir / SKILL_PATH).stat().st_mtime_ns
     again = _cli(cli_command, cli_env, "--json")
-    assert [f["status"] for f in json.loads(again.stdout)["files"]] == ["unchanged", "unchanged"]
+    assert [f["status"] for f in json.loads(again.stdout)["files"]] == ["unchanged"] * 3
     assert (project_dir / SKILL_PATH).stat().st_mtime_ns == stamp
     assert oct((project_dir / SKILL_PATH).stat().st_mode & 0o777) == oct(0o666 & ~_umask())
 
@@ -134,7 +144,8 @@ def test_user_installs_into_the_home_directory_even_through_a_linked_claude_dire
     (home / ".claude").symlink_to(dotfiles)  # a common setup: ~/.claude kept in a dotfiles repository
     result = _cli(cli_command, {**cli_env, "HOME": str(home)}, "--user", "--json")
     assert result.returncode == 0, result.stderr
-    assert [f["path"] for f in json.loads(result.stdout)["files"]] == [str(home / COMMAND_PATH), str(home / SKILL_PATH)]
+    assert [f["path"] for f in json.loads(result.stdout)["files"]] == [
+        str(home / COMMAND_PATH), str(home / SKILL_PATH), str(home / AGENT_PATH)]
     assert (dotfiles / "skills" / "local-llm" / "SKILL.md").is_file()
     assert not (project_dir / ".claude" / "skills").exists()
 

@@ -115,6 +115,25 @@ def test_the_llm_spec_separates_model_and_persist(value: object, spec: LlmSpec) 
     assert parse_llm_spec(value) == spec  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("value", "spec"),
+    [
+        (True, LlmSpec("qwen2.5-coder:7b")),
+        ("true:persist", LlmSpec("qwen2.5-coder:7b", persist=True)),
+        ("deepseek-coder:6.7b", LlmSpec("deepseek-coder:6.7b")),
+        ("embedded", LlmSpec(None, backend="embedded")),
+    ],
+)
+def test_true_means_the_model_the_environment_names_and_a_named_model_still_wins(value: object, spec: LlmSpec) -> None:
+    assert parse_llm_spec(value, default_model=" qwen2.5-coder:7b ") == spec  # type: ignore[arg-type]
+    assert parse_llm_spec(True, default_model="") == LlmSpec(None)
+
+
+def test_a_bad_model_in_the_environment_names_the_variable() -> None:
+    with pytest.raises(InvalidArgument, match=r"^\$LOCAL_LLM_MODEL: expected"):
+        parse_llm_spec(True, default_model="bad model")
+
+
 @pytest.mark.parametrize("value", [False, "false", "bad model name", "model:tag:extra", ":persist:persist"])
 def test_a_bad_llm_spec_names_the_field(value: object) -> None:
     with pytest.raises(InvalidArgument, match="^llm: expected"):
