@@ -38,7 +38,7 @@ from engine.progress import Progress, no_progress
 from engine.session.choices import check_slots, cleared, resume_choice, unprepared
 from engine.session.gpu import GpuReport
 from engine.session.llm_spec import LlmSpec, parse_llm_spec
-from engine.session.machine import machine_report
+from engine.session.machine import session_report
 from engine.session.prepare import SERVER_TIMEOUT_ENV, Timeouts, keep_alive_for, prepare
 from engine.session.processes import alive, stop_ollama_server
 from engine.session.views import capability, liveness, model_dict, status_view
@@ -88,7 +88,7 @@ class Session:
         """enable/disable calls in flight in this process (the MCP server may get two at once)."""
         self._executor_enable = anyio.Lock()
         """Runs that find the session idle enable it one at a time (the others then find it loaded)."""
-        self._gpus: tuple[float, GpuReport] | None = None
+        self._gpus: tuple[float, tuple[str | None, str | None], GpuReport] | None = None
 
     # -- the machine ------------------------------------------------------------------------------------------------
 
@@ -143,11 +143,11 @@ class Session:
     async def capability(self) -> dict[str, Any]:
         return await capability()
 
-    async def _recent_gpus(self) -> GpuReport:
-        now = time.monotonic()
-        if self._gpus is None or now - self._gpus[0] > STATUS_GPU_MAX_AGE_S:
-            self._gpus = (now, await machine_report(ollama_base_url()))
-        return self._gpus[1]
+    async def _recent_gpus(self, data: SessionData) -> GpuReport:
+        now, used = time.monotonic(), (data.backend, data.base_url)  # the memory of the backend in use (machine.py)
+        if self._gpus is None or self._gpus[1] != used or now - self._gpus[0] > STATUS_GPU_MAX_AGE_S:
+            self._gpus = (now, used, await session_report(*used))
+        return self._gpus[2]
 
     async def status(self) -> dict[str, Any]:
         state, data = self._state()
@@ -167,7 +167,7 @@ class Session:
             except (UserError, TimeoutError) as exc:
                 server = f"not answering: {exc}"
         return status_view(
-            state, data, loaded=loaded, runs_active=self.ctx.runs_active(), gpus=await self._recent_gpus(),
+            state, data, loaded=loaded, runs_active=self.ctx.runs_active(), gpus=await self._recent_gpus(data),
             server=server, server_pid_alive=bool(data.server_pid and alive(data.server_pid)),
         ) | await liveness(state, data, loaded=loaded, server=server,
                            backend=(lambda: self._backend_for(data)) if data.backend else None)
