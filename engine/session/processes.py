@@ -52,9 +52,9 @@ def ollama_serve_pids() -> list[int]:
     me = psutil.Process().username()
     pids = []
     for proc in psutil.process_iter(["username", "cmdline"]):
-        argv = proc.info["cmdline"] or []  # None where access is denied; [] for kernel threads and zombies
         if proc.info["username"] != me:
             continue
+        argv: list[str] = proc.info["cmdline"] or []  # None where access is denied; [] for kernel threads, zombies
         names = [Path(a).name for a in argv[:3]]
         if "serve" in names and "ollama" in names:
             pids.append(proc.pid)
