@@ -1,5 +1,5 @@
 """Whose memory the advice follows: this machine's GPUs, or, when OLLAMA_HOST names another machine, what that
-server reports about itself.
+server reports about itself. `status` asks the same of the backend the session uses (`session_report`).
 
 A remote server's hardware is not in Ollama's API (`/api/experimental/model-recommendations` returns a model list,
 not the server's memory). What is: each loaded model's `size_vram` and `context_length` in `/api/ps` (ollama/ollama
@@ -17,11 +17,11 @@ from urllib.parse import urlsplit
 import anyio.to_thread
 
 from engine.executor.backends.base import BackendError
-from engine.executor.backends.ollama import OllamaBackend
+from engine.executor.backends.ollama import OllamaBackend, ollama_base_url
 from engine.session import gpu
 from engine.session.memory import GB, GpuReport, Probe
 
-__all__ = ["is_remote", "machine_report", "server_report"]
+__all__ = ["is_remote", "machine_report", "server_report", "session_report"]
 
 
 def _is_own_address(address: str) -> bool:
@@ -79,3 +79,21 @@ async def machine_report(base_url: str) -> GpuReport:
     if remote:
         return await server_report(base_url, why)
     return await anyio.to_thread.run_sync(gpu.probe_gpus)
+
+
+def _openai_remote(base_url: str, why: str) -> GpuReport:
+    local = Probe("local", f"not used: the OpenAI-compatible server is another machine ({why})")
+    what = "an OpenAI-compatible server does not report its memory (no such endpoint in its API)"
+    return GpuReport(remote=True, probes=(local, Probe("server", f"{base_url}: {what}")), basis=f"unknown: {what}")
+
+
+async def session_report(backend: str | None, base_url: str | None) -> GpuReport:
+    """The memory the session's backend draws on: the embedded model's is this machine's; an OpenAI-compatible
+    server's is this machine's when it runs here, unknown when it is another; Ollama's is its server's (the session's
+    URL; OLLAMA_HOST, the default backend's, before any enable)."""
+    if backend == "embedded":
+        return await anyio.to_thread.run_sync(gpu.probe_gpus)
+    if backend == "openai" and base_url:
+        remote, why = await anyio.to_thread.run_sync(is_remote, base_url)
+        return _openai_remote(base_url, why) if remote else await anyio.to_thread.run_sync(gpu.probe_gpus)
+    return await machine_report(base_url or ollama_base_url())

@@ -8,9 +8,10 @@ import subprocess
 from pathlib import Path
 
 import anyio
+import psutil
 
 from engine.executor.backends.ollama import OllamaBackend
-from engine.procfs import proc_stat
+from engine.process_identity import proc_stat
 from engine.progress import Progress
 
 __all__ = ["alive", "ollama_serve_pids", "spawn_detached", "stop_ollama_server"]
@@ -46,20 +47,17 @@ def alive(pid: int) -> bool:
 
 
 def ollama_serve_pids() -> list[int]:
-    """`ollama serve` processes of this user (for --stop-server when this tool did not start the server)."""
+    """`ollama serve` processes of this user (for --stop-server when this tool did not start the server), through
+    psutil: the same on Linux and macOS, where there is no /proc to scan."""
+    me = psutil.Process().username()
     pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+    for proc in psutil.process_iter(["username", "cmdline"]):
+        if proc.info["username"] != me:
             continue
-        try:
-            if entry.stat().st_uid != os.getuid():
-                continue
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        names = [Path(a.decode(errors="replace")).name for a in argv[:3]]
-        if "serve" in names and any(n == "ollama" for n in names):
-            pids.append(int(entry.name))
+        argv: list[str] = proc.info["cmdline"] or []  # None where access is denied; [] for kernel threads, zombies
+        names = [Path(a).name for a in argv[:3]]
+        if "serve" in names and "ollama" in names:
+            pids.append(proc.pid)
     return pids
 
 

@@ -219,11 +219,13 @@ class PulledModel:
 
 
 def candidates(
-    *, total_vram: int | None, free_vram: int | None, pulled: Mapping[str, PulledModel] | None
+    *, total_vram: int | None, free_vram: int | None, pulled: Mapping[str, PulledModel] | None,
+    known_context: int | None = None,
 ) -> list[dict[str, Any]]:
     """One small dict per model of this GPU's tier (on CPU only or under the smallest tier: the smallest tier's):
-    size, whether it fits, whether it is pulled (None when Ollama did not answer), the num_ctx enable would choose,
-    and a pulled model's capabilities. `pulled` is keyed by canonical name (`name:tag`)."""
+    size, whether it fits, whether it is pulled (None when Ollama did not answer), the num_ctx enable would choose
+    (`known_context`: the context a remote server already runs a model at, as enable uses it), and a pulled model's
+    capabilities. `pulled` is keyed by canonical name (`name:tag`)."""
     tier = tier_for(total_vram) or TIERS[0]
     rows = []
     for name in tier.models:
@@ -234,7 +236,8 @@ def candidates(
         row: dict[str, Any] = {
             "model": name, "size_gb": round(size / GB, 1), "fits": fits(size, total_vram),
             "pulled": None if pulled is None else have is not None,
-            "num_ctx": choose_num_ctx(model_context=context, free_vram_bytes=free_vram, model_size_bytes=size),
+            "num_ctx": choose_num_ctx(model_context=context, free_vram_bytes=free_vram, model_size_bytes=size,
+                                      known_context=known_context),
             "thinking": entry.thinking,
         }
         if not entry.size_checked and not have:

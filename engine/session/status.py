@@ -13,9 +13,8 @@ import anyio
 
 from engine.errors import UserError
 from engine.executor.backends.base import Backend
-from engine.executor.backends.ollama import ollama_base_url
 from engine.session.gpu import GpuReport
-from engine.session.machine import machine_report
+from engine.session.machine import session_report
 from engine.session.processes import alive
 from engine.session.views import liveness, model_dict, status_view
 from states import SessionData
@@ -23,7 +22,8 @@ from states import SessionData
 __all__ = ["LOADED_TIMEOUT_S", "STATUS_GPU_MAX_AGE_S", "StatusReader"]
 
 STATUS_GPU_MAX_AGE_S = 1.0
-"""`status` reuses an NVML answer this young: it is polled, and each probe costs a worker thread and an NVML init."""
+"""`status` reuses an answer about the memory this young (for the same backend and server): it is polled, and each
+probe costs a worker thread and an NVML init."""
 LOADED_TIMEOUT_S = 5.0
 """How long `status` waits for the session's server to say what it has loaded."""
 
@@ -34,13 +34,14 @@ class StatusReader:
     def __init__(self, *, backend_for: Callable[[SessionData], Backend], runs_active: Callable[[], int]) -> None:
         self._backend_for = backend_for
         self._runs_active = runs_active
-        self._gpus: tuple[float, GpuReport] | None = None
+        self._gpus: tuple[float, tuple[str | None, str | None], GpuReport] | None = None
 
-    async def recent_gpus(self) -> GpuReport:
-        now = time.monotonic()
-        if self._gpus is None or now - self._gpus[0] > STATUS_GPU_MAX_AGE_S:
-            self._gpus = (now, await machine_report(ollama_base_url()))
-        return self._gpus[1]
+    async def recent_gpus(self, data: SessionData) -> GpuReport:
+        """The memory of the backend in use (engine/session/machine.py `session_report`)."""
+        now, used = time.monotonic(), (data.backend, data.base_url)
+        if self._gpus is None or self._gpus[1] != used or now - self._gpus[0] > STATUS_GPU_MAX_AGE_S:
+            self._gpus = (now, used, await session_report(*used))
+        return self._gpus[2]
 
     async def _loaded(self, state: str, data: SessionData) -> tuple[list[dict[str, Any]], str | None]:
         """The models the backend has loaded, and whether its server answers (None: no server was asked)."""
@@ -64,7 +65,7 @@ class StatusReader:
     async def read(self, state: str, data: SessionData) -> dict[str, Any]:
         loaded, server = await self._loaded(state, data)
         return status_view(
-            state, data, loaded=loaded, runs_active=self._runs_active(), gpus=await self.recent_gpus(),
+            state, data, loaded=loaded, runs_active=self._runs_active(), gpus=await self.recent_gpus(data),
             server=server, server_pid_alive=bool(data.server_pid and alive(data.server_pid)),
         ) | await liveness(state, data, loaded=loaded, server=server,
                            backend=(lambda: self._backend_for(data)) if data.backend else None)

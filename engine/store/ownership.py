@@ -11,7 +11,7 @@ import os
 import socket
 from functools import cache
 
-from engine.procfs import ProcStat, proc_stat
+from engine.process_identity import ProcStat, proc_stat
 
 __all__ = ["current_token", "token_alive"]
 

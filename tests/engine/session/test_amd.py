@@ -75,8 +75,9 @@ def test_without_the_driver_the_probe_says_so(tmp_path: Path) -> None:
 
 
 def test_a_24_gb_amd_card_gets_the_24_gb_tier() -> None:
-    # An RX 7900 XTX reports 24560 MiB (`lact cli info` in ilya-zlobintsev/LACT#533); no recorded sysfs tree of a
-    # 24 GB AMD card was found, so this drives the recommendation from that figure, not through the reader.
+    # An RX 7900 XTX reports 24560 MiB (`lact cli info` in https://github.com/ilya-zlobintsev/LACT/pull/533); no
+    # recorded sysfs tree of a 24 GB AMD card was found, so this drives the recommendation from that figure, not
+    # through the reader (docs/gpus.md, "What was run where").
     total = 24560 * MIB
     report = GpuReport(gpus=(GpuInfo(0, "AMD 1002:744c gfx1100", total, total, 0, source="amdgpu"),))
     recommendation = recommend_for(report)

@@ -11,11 +11,19 @@ from engine.session.recommendations import candidates, recommend_for, tier_for
 
 RECORDINGS = Path(__file__).parent / "recordings" / "sysctl"
 M3_MAX_128GB = RECORDINGS / "m3max-128gb.txt"
+M3_MAX_36GB = RECORDINGS / "m3max-36gb.txt"
+M5_MAX_128GB_WIRED = RECORDINGS / "m5max-128gb-wired-limit.txt"
 
 
 def recorded(path: Path) -> dict[str, str]:
-    """The recording without its `#` header: what `sysctl` printed."""
-    return parse_sysctl("\n".join(line for line in path.read_text().splitlines() if not line.startswith("#")))
+    """What `sysctl` printed, below the recording's `#` header. `sysctl -n` prints the values alone, in the order of
+    the names on the command line the header gives; they are paired with those names."""
+    lines = path.read_text().splitlines()
+    output = [line for line in lines if not line.startswith("#")]
+    command = next(line.removeprefix("# Command:").split() for line in lines if line.startswith("# Command:"))
+    if command[:2] == ["sysctl", "-n"]:
+        return dict(zip(command[2:], output, strict=True))
+    return parse_sysctl("\n".join(output))
 
 
 def test_the_recorded_sysctl_output_of_a_128_gb_m3_max_parses_to_its_memory_and_arch() -> None:
@@ -44,14 +52,28 @@ def test_a_128_gb_mac_gets_the_largest_tier_and_its_big_alternative() -> None:
 
 
 def test_a_36_gb_mac_gets_the_24_gb_tier_from_two_thirds_of_its_memory() -> None:
-    # Not a recording (none with a citable source was found): the two sysctl values a 36 GB Apple Silicon Mac has.
-    values = {"hw.memsize": str(36 * GIB), "hw.optional.arm64": "1", "iogpu.wired_limit_mb": "0"}
+    values = recorded(M3_MAX_36GB)
+    assert (values["machdep.cpu.brand_string"], values["hw.memsize"]) == ("Apple M3 Max", "38654705664")
     report = unified_report(values, metal_bytes=None, metal_note="no Metal binding")
-    assert report.largest_total == 24 * GIB
-    assert "estimate: 2/3 of hw.memsize 36 GiB" in (report.basis or "") and "system default" in (report.basis or "")
-    assert recommend_for(report).model == "qwen3-coder:30b"
+    assert report.largest_total == 24 * GIB and report.unified
+    assert "estimate: 2/3 of hw.memsize 36 GiB" in (report.basis or "") and "unset" in (report.basis or "")
+    recommendation = recommend_for(report)
+    assert recommendation.model == "qwen3-coder:30b" and "unified memory the GPU may use" in recommendation.reason
     tier = tier_for(report.largest_total)
     assert tier is not None and tier.min_vram_gb == 24
+
+
+def test_a_raised_wired_limit_is_the_figure_and_matches_what_metal_reported_on_that_mac() -> None:
+    values = recorded(M5_MAX_128GB_WIRED)
+    assert values == {"machdep.cpu.brand_string": "Apple M5 Max", "hw.memsize": "137438953472",
+                      "iogpu.wired_limit_mb": "114688"}
+    report = unified_report(values, metal_bytes=None, metal_note="no Metal binding")
+    # Metal's recommendedMaxWorkingSetSize on that machine with this limit: 112.00 GiB (the recording's header).
+    assert report.largest_total == 112 * GIB
+    assert "iogpu.wired_limit_mb = 114688" in (report.basis or "") and "estimate" not in (report.basis or "")
+    assert recommend_for(report).model == "qwen3-coder:30b"
+    tier = tier_for(report.largest_total)
+    assert tier is not None and tier.min_vram_gb == 64
 
 
 def test_metals_own_figure_wins_then_the_wired_limit() -> None:

@@ -22,11 +22,11 @@ def _no_backend(data: SessionData) -> Backend:
 def _counted_probes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     probes: list[str] = []
 
-    async def machine_report(base_url: str) -> GpuReport:
-        probes.append(base_url)
+    async def session_report(backend: str | None, base_url: str | None) -> GpuReport:
+        probes.append(f"{backend} {base_url}")
         return CPU_ONLY
 
-    monkeypatch.setattr(status_module, "machine_report", machine_report)
+    monkeypatch.setattr(status_module, "session_report", session_report)
     return probes
 
 
@@ -36,7 +36,7 @@ async def test_status_polled_within_the_age_probes_the_gpus_once(monkeypatch: py
     reader = StatusReader(backend_for=_no_backend, runs_active=lambda: 0)
     with anyio.fail_after(10):
         for _ in range(3):
-            assert await reader.recent_gpus() is CPU_ONLY
+            assert await reader.recent_gpus(SessionData()) is CPU_ONLY
     assert len(probes) == 1
 
 
@@ -48,9 +48,19 @@ async def test_status_probes_the_gpus_again_once_the_report_is_older_than_the_ag
     monkeypatch.setattr(status_module, "STATUS_GPU_MAX_AGE_S", -1.0)  # every report is already too old
     reader = StatusReader(backend_for=_no_backend, runs_active=lambda: 0)
     with anyio.fail_after(10):
-        await reader.recent_gpus()
-        await reader.recent_gpus()
+        await reader.recent_gpus(SessionData())
+        await reader.recent_gpus(SessionData())
     assert len(probes) == 2
+
+
+@pytest.mark.anyio
+async def test_status_probes_again_when_the_session_moved_to_another_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    probes = _counted_probes(monkeypatch)
+    reader = StatusReader(backend_for=_no_backend, runs_active=lambda: 0)
+    with anyio.fail_after(10):
+        await reader.recent_gpus(SessionData(backend="ollama", base_url="http://127.0.0.1:11434"))
+        await reader.recent_gpus(SessionData(backend="openai", base_url="http://gpu-box:8000/v1"))
+    assert probes == ["ollama http://127.0.0.1:11434", "openai http://gpu-box:8000/v1"]
 
 
 @pytest.mark.anyio

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from engine.procfs import proc_stat
+from engine.process_identity import proc_stat
 from engine.store.ownership import current_token, token_alive
 
 HOST = socket.gethostname()
