@@ -18,6 +18,8 @@ from engine.delegation.context_files import read_text_file
 from engine.delegation.paths import resolve_inside, writable_target
 from engine.delegation.shared_tree import apply_file, rollback_file
 from engine.errors import InvalidArgument
+from engine.delegation import steps
+from engine.delegation.steps import INFRASTRUCTURE_RETRIES
 from engine.executor.backends.base import BackendError, BackendUnavailable, ModelMissing
 from engine.project import Project
 from engine.session.lifecycle import SessionBusy
@@ -205,3 +207,40 @@ async def test_a_run_waits_for_a_session_another_process_is_starting(
         other.kill()
         other.wait()
         await engine.session.drop_backend()
+
+
+@pytest.mark.anyio
+async def test_an_infrastructure_fault_is_generated_again_without_using_an_attempt(
+    engine: Engine, project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(steps, "RETRY_BACKOFF_S", 0.0)
+    # Issue 20: a backend behind a gateway that dies mid-stream is the server's fault, not the model's.
+    cut = BackendUnavailable("connection cut mid-stream")
+    cut.infrastructure = True
+    backend = ScriptedBackend().reply(cut, BackendError("gateway answered 502", retryable=True, infrastructure=True),
+                                      files_answer({"a.txt": "ok\n"}))
+    use_backend(engine, backend)
+    with anyio.fail_after(20):
+        result = await engine.delegate(task="write a", output_files=["a.txt"], max_attempts=1)
+    assert result["state"] == "done" and result["attempts"] == 1
+    events = [e.event for e in engine.store.events(result["run_id"])]
+    assert events.count("backend_retry") == 2 and "generation_failed" not in events
+    assert engine.store.get(result["run_id"]).data["backend_retries"] == 2
+    # One route key for every send of the run: a gateway keeps them on one backend.
+    keys = {r.route_key for r in backend.requests}
+    assert len(keys) == 1 and keys.pop() == result["run_id"].replace(".", "-")
+
+
+@pytest.mark.anyio
+async def test_infrastructure_faults_past_the_bound_use_the_attempt(
+    engine: Engine, project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(steps, "RETRY_BACKOFF_S", 0.0)
+    faults = [BackendError("gateway answered 503", retryable=True, infrastructure=True)
+              for _ in range(INFRASTRUCTURE_RETRIES + 1)]
+    use_backend(engine, ScriptedBackend().reply(*faults, files_answer({"a.txt": "ok\n"})))
+    with anyio.fail_after(30):
+        result = await engine.delegate(task="write a", output_files=["a.txt"], max_attempts=2)
+    assert result["state"] == "done" and result["attempts"] == 2
+    events = [e.event for e in engine.store.events(result["run_id"])]
+    assert events.count("backend_retry") == INFRASTRUCTURE_RETRIES and events.count("generation_failed") == 1
