@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, str] = {
     "B8": "bench.b8_result_size",
     "B9": "bench.b9_batch",
     "B11": "bench.b11_retention",
+    "B12": "bench.b12_gateway",
 }
 COLUMNS = ("id", "figure", "engine", "baseline", "ratio", "target", "result")
 

@@ -60,9 +60,12 @@ __all__ = ["INFRASTRUCTURE_RETRIES", "STEPS", "Attempt", "SessionLink", "Step", 
 log = structlog.get_logger(__name__)
 
 PAUSE_ENV, PAUSE_FILE_ENV = "LOCAL_LLM_TEST_PAUSE_IN", "LOCAL_LLM_TEST_PAUSE_FILE"
-INFRASTRUCTURE_RETRIES = 4
-"""Sends of one attempt's generation after the server or the way to it failed; none uses an attempt."""
+INFRASTRUCTURE_RETRIES = 30
+"""Sends of one attempt's generation after the server or the way to it failed; none uses an attempt. With the
+backoff below that is about two minutes: behind a gateway whose other backends are all busy (LiteLLM answers 429
+"No deployments available" while a dead one cools down), a slot frees when a generation ends."""
 RETRY_BACKOFF_S = 0.5
+RETRY_BACKOFF_MAX_S = 5.0
 
 
 class SessionLink(Protocol):
@@ -142,7 +145,10 @@ async def _delegating(tools: StepTools, record: MachineRecord, attempt: Attempt)
     except BackendError as exc:
         if not exc.retryable:
             raise
-        _generation_failed(tools, record, None, f"backend error: {exc}")
+        # Past the bound of sends again, an infrastructure fault still ends the attempt, marked so that a batch
+        # never counts the child's failure toward max_failures (engine/delegation/batch.py).
+        _generation_failed(tools, record, None, f"backend error: {exc}",
+                           extra={"infrastructure_failure": True} if exc.infrastructure else None)
         return
     counters = {
         "tokens_generated": data.tokens_generated + int(result.completion_tokens),
@@ -253,7 +259,8 @@ async def _generate_through_faults(
             moved = tools.moves.note(record.id, "backend_retry", data={"backend_retries": data.backend_retries + 1},
                                      payload={"attempt": data.attempt, "retry": retry, "detail": str(exc)[:300]})
             data = RunData.from_json(moved.data)
-            await anyio.sleep(RETRY_BACKOFF_S * retry)  # a gateway's failover (or a restart) takes a moment
+            # A gateway's failover, a busy backend's generation, a restart: each takes a moment.
+            await anyio.sleep(min(RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_S * retry))
     raise AssertionError("unreachable")
 
 

@@ -244,3 +244,22 @@ async def test_infrastructure_faults_past_the_bound_use_the_attempt(
     assert result["state"] == "done" and result["attempts"] == 2
     events = [e.event for e in engine.store.events(result["run_id"])]
     assert events.count("backend_retry") == INFRASTRUCTURE_RETRIES and events.count("generation_failed") == 1
+
+
+@pytest.mark.anyio
+async def test_a_child_failed_by_the_infrastructure_never_counts_toward_max_failures(
+    engine: Engine, project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(steps, "RETRY_BACKOFF_S", 0.0)
+    faults = [BackendError("gateway answered 429", retryable=True, infrastructure=True)
+              for _ in range(INFRASTRUCTURE_RETRIES + 1)]
+    use_backend(engine, ScriptedBackend().reply(*faults, files_answer({"b.txt": "ok\n"})))
+    with anyio.fail_after(30):
+        summary = await engine.batch({"runs": [{"task": "write a", "output_files": ["a.txt"]},
+                                               {"task": "write b", "output_files": ["b.txt"]}],
+                                      "max_attempts": 1, "max_failures": 1}, wait=30)
+    first = engine.store.get(f"{summary['batch_id']}.1")
+    assert first.state == "failed" and first.data["infrastructure_failure"] is True
+    # The failure limit of 1 was not reached: the second child ran.
+    assert summary["counts"] == {"failed": 1, "done": 1}
+    assert engine.store.get(summary["batch_id"]).data["children_excused"] == [first.id]
