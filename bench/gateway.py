@@ -1,5 +1,6 @@
-"""Real processes for the gateway scenarios (R9, B12, tests/bench/test_gateway_short.py): `python -m llama_cpp.server`
-with the embedded GGUF (one or two of them) behind a real LiteLLM proxy, all on 127.0.0.1, started and stopped here.
+"""Real processes for the gateway scenarios (R9, B12, tests/bench/test_reliability_short.py): `python -m
+llama_cpp.server` with the embedded GGUF (one or two of them) behind a real LiteLLM proxy, all on 127.0.0.1, started
+and stopped here.
 
 LiteLLM's config (docs/gateways.md explains each line): one model group `smol` with a deployment per server, each
 stating its context (`model_info.max_input_tokens`, since llama-cpp-python's server does not say it) and its

@@ -8,7 +8,7 @@ SIGKILLs one server while children generate. Per child:
 - it ends, once: a terminal state, one terminal move in its journal, one line in the delegation log;
 - the dead backend cost it nothing: it did not fail on a backend error, and every generation the kill broke was sent
   again (`backend_retry`) without using one of its attempts;
-- the batch ended with every child counted, none excused and none counted toward `max_failures`.
+- the batch finished with every child run to its end (no failure limit is set: every child runs), none excused.
 
 The tiny model's answers may fail to parse: that is the child's content, not a loss.
 """
@@ -37,7 +37,7 @@ def _spec(children: int) -> dict[str, Any]:
     return {"runs": [{"task": f"Write mod{i}.py with a function value() that returns {i}. Keep it to two lines.",
                       "output_files": [{"path": f"mod{i}.py", "description": f"value() returns {i}"}]}
                      for i in range(children)],
-            "max_attempts": 2, "max_failures": 1}
+            "max_attempts": 2}
 
 
 async def _batch(project: Path, children: int, kill: Any) -> dict[str, Any]:
@@ -74,8 +74,8 @@ def _problems(outcome: dict[str, Any]) -> list[list[str]]:
     excused = outcome["batch"].data.get("children_excused") or []
     for record in outcome["records"]:
         problems = []
-        if record.state not in TERMINAL:
-            problems.append(f"{record.id} did not end ({record.state})")
+        if record.state not in ("done", "failed"):  # no limit, no cancel: every child runs to its own end
+            problems.append(f"{record.id} did not run to its end ({record.state})")
         # The log line is appended in the transaction of the move that ends the run: one line, one end.
         lines = sum(json.loads(line).get("run_id") == record.id for line in outcome["log"].splitlines() if line)
         if lines != 1:

@@ -13,13 +13,12 @@ import anyio
 import pytest
 
 from engine import Engine
-from engine.delegation import metrics
+from engine.delegation import metrics, steps
 from engine.delegation.context_files import read_text_file
 from engine.delegation.paths import resolve_inside, writable_target
 from engine.delegation.shared_tree import apply_file, rollback_file
-from engine.errors import InvalidArgument
-from engine.delegation import steps
 from engine.delegation.steps import INFRASTRUCTURE_RETRIES
+from engine.errors import InvalidArgument
 from engine.executor.backends.base import BackendError, BackendUnavailable, ModelMissing
 from engine.project import Project
 from engine.session.lifecycle import SessionBusy
