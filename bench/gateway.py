@@ -4,7 +4,9 @@ and stopped here.
 
 LiteLLM's config (docs/gateways.md explains each line): one model group `smol` with a deployment per server, each
 stating its context (`model_info.max_input_tokens`, since llama-cpp-python's server does not say it) and its
-concurrency (`litellm_params.max_parallel_requests`); `least-busy` routing; `session_affinity` (optional) pins the
+concurrency (`litellm_params.max_parallel_requests`); `least-busy` routing; `allowed_fails: 3` and a 10 s cooldown
+(with 0, the first refused request, such as llama-cpp-python's 422 to a `json_schema` the engine sends before it
+learns the server's form, cooled a lone deployment down for 60 s); `session_affinity` (optional) pins the
 requests that carry one session id (the engine sends the run's) to one deployment; `num_retries` lets the router
 send a request whose server died to the other one.
 """
@@ -111,7 +113,7 @@ def litellm_config(servers: Sequence[str], *, affinity: bool, n_ctx: int = N_CTX
     checks = "  optional_pre_call_checks: [session_affinity]\n" if affinity else ""
     return (f"model_list:\n{deployments}"
             f"router_settings:\n  routing_strategy: least-busy\n  num_retries: 2\n  retry_after: 0\n"
-            f"  allowed_fails: 0\n  cooldown_time: 60\n{checks}"
+            f"  allowed_fails: 3\n  cooldown_time: 10\n{checks}"
             f"litellm_settings:\n  drop_params: true\n  telemetry: false\n"
             f"general_settings:\n  master_key: {MASTER_KEY}\n")
 
