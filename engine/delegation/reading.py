@@ -6,11 +6,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from functools import partial
+
+import anyio.to_process
+import anyio.to_thread
 
 from engine.executor.answers import AnswerError, parse_answer
 from engine.executor.edits import apply_answer, parse_edits, retry_message
 
-__all__ = ["as_text", "read_answer"]
+__all__ = ["PROCESS_ABOVE_BYTES", "as_text", "read_answer", "read_answer_off_loop"]
+
+PROCESS_ABOVE_BYTES = 32 * 1024
+"""An answer and bases larger than this are read in a worker process, smaller ones in a thread. The work grows with
+their product (a near-miss SEARCH of hundreds of lines: seconds of CPU), and a thread would hold the GIL against the
+event loop all that time; a worker process costs about a second to start, once per event loop, which small answers
+(milliseconds of work) should not pay."""
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -48,3 +58,14 @@ def read_answer(form: str, text: str, *, outputs: Sequence[str], bases: Mapping[
         if new is not None:
             contents[path] = new
     return contents
+
+
+async def read_answer_off_loop(form: str, text: str, *, outputs: Sequence[str],
+                               bases: Mapping[str, bytes | None]) -> dict[str, bytes]:
+    """`read_answer` off the event loop, so the server keeps answering while it runs and a cancel does not wait
+    for it (the worker process is killed, the thread abandoned)."""
+    work = partial(read_answer, form, text, outputs=outputs, bases=dict(bases))
+    size = len(text) + sum(len(base) for base in bases.values() if base is not None)
+    if size > PROCESS_ABOVE_BYTES:
+        return await anyio.to_process.run_sync(work, cancellable=True)
+    return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)

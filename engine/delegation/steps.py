@@ -23,19 +23,17 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
-import anyio.to_thread
 import structlog
 
 from engine.context import EngineContext
 from engine.delegation.generation import Slots, fit_history, generate, safe_progress
 from engine.delegation.moves import RunMoves, mark_writes
 from engine.delegation.packing import counter, fit_answer, overflow_record, pack
-from engine.delegation.reading import as_text, read_answer
+from engine.delegation.reading import as_text, read_answer_off_loop
 from engine.delegation.shared_tree import (
     Action,
     apply_action,
@@ -165,12 +163,8 @@ async def _delegating(tools: StepTools, record: MachineRecord, attempt: Attempt)
                 f"the answer was cut at the token limit ({result.completion_tokens} tokens{thought}); "
                 + ("use fewer, smaller edit blocks" if data.answer_form == "edits" else "write shorter files")
             )
-        # Parsing and applying an answer is CPU work on whole files (a near-miss SEARCH builds the closest-lines
-        # suggestion): off the event loop, so the server keeps answering and a cancel is not held up by it.
-        contents = await anyio.to_thread.run_sync(
-            partial(read_answer, data.answer_form, result.text, outputs=data.output_paths, bases=bases),
-            abandon_on_cancel=True,
-        )
+        # CPU work on whole files (a near-miss SEARCH builds the closest-lines suggestion): off the event loop.
+        contents = await read_answer_off_loop(data.answer_form, result.text, outputs=data.output_paths, bases=bases)
     except AnswerError as exc:
         _generation_failed(tools, record, result.text, str(exc), extra=counters)
         return
