@@ -195,6 +195,9 @@ class OpenAIBackend:
 
     async def _generate(self, request: GenerateRequest, on_token: TokenCallback | None) -> GenerateResult:
         body = self._body(request)
+        # The form this request carries: another generation may switch the backend's form while it is in flight,
+        # and a refusal must be charged to the form that was refused (else both read as refused).
+        sent_style = self._schema_style
         started = time.perf_counter()
         first_token_at: float | None = None
         pieces: list[str] = []
@@ -209,8 +212,8 @@ class OpenAIBackend:
                     text = _error_text(response)
                     # 400/422 today; llama.cpp before PR #9527 refused json_schema with a 500.
                     if request.schema is not None and response.status_code in (400, 422, 500) and \
-                            "response_format" in text and self._schema_style is not None:
-                        raise _SchemaStyleRefused(self._schema_style, text)
+                            "response_format" in text and sent_style is not None:
+                        raise _SchemaStyleRefused(sent_style, text)
                     if response.status_code == 404:
                         raise ModelMissing(f"{self.base_url}: {text}; check the model name with `local-llm capability`")
                     if response.status_code == 400 and _overflow(text):

@@ -217,3 +217,21 @@ async def test_a_server_that_is_gone_is_an_infrastructure_fault_and_a_bad_reques
     finally:
         await gone.aclose()
     assert refused.value.retryable and refused.value.infrastructure
+
+
+@pytest.mark.anyio
+async def test_concurrent_generations_refused_one_form_all_switch_to_the_other() -> None:
+    # Seen behind LiteLLM with two slots: a refusal that came back after another generation had switched the form was
+    # charged to the new form, and the run ended with "refuses both forms".
+    async with serving("llama.cpp", legacy=True) as (double, backend):
+        results = []
+
+        async def one() -> None:
+            results.append(await backend.generate(ask(double.model)))
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                for _ in range(6):
+                    tg.start_soon(one)
+    assert len(results) == 6
+    assert double.response_formats().count("json_object") == 6
