@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, str] = {
     "B9": "bench.b9_batch",
     "B10": "bench.b10_long_calls",
     "B11": "bench.b11_retention",
+    "B12": "bench.b12_gateway",
 }
 COLUMNS = ("id", "figure", "engine", "baseline", "ratio", "target", "result")
 

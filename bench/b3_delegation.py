@@ -154,7 +154,9 @@ def run_llama(quick: bool) -> list[Figure]:
 
     OpenAIBackend._body = recording  # type: ignore[method-assign]
     try:
-        with llama_server() as url, scratch_dir("b3a") as project, env(LOCAL_LLM_OPENAI_URL=url):
+        # llama-cpp-python's server does not say its context: enable is told the --n_ctx it was started with.
+        with llama_server() as url, scratch_dir("b3a") as project, \
+                env(LOCAL_LLM_OPENAI_URL=url, LOCAL_LLM_NUM_CTX="8192"):
             engine_s, direct_s, same = anyio.run(_compare, project, "openai", "/v1/chat/completions", url,
                                                  lambda: recorded[-1], n)
     finally:

@@ -141,6 +141,12 @@ class RunData(MachineData):
     history: list[Turn] = field(default_factory=list)
     last_answer: str = ""
     last_error: str | None = None
+    backend_retries: int = 0
+    """Generations sent again because the server or the way to it failed (engine/delegation/steps.py): none of them
+    used an attempt. Rows from before the field read 0, so it needs no migration."""
+    infrastructure_failure: bool = False
+    """The last failed attempt failed on the server or the way to it, past the sends again: a batch does not count
+    such a child toward max_failures. Rows from before the field read False."""
     tokens_generated: int = 0
     thinking_tokens: int = 0
     """Of tokens_generated, those spent thinking."""

@@ -34,6 +34,8 @@ class SessionData(MachineData):
     persist: bool = False
     keep_alive: str | int | None = None
     num_ctx: int | None = None
+    num_ctx_from: str | None = None
+    """Where num_ctx came from, in words (an OpenAI-compatible server's figure, a gateway's, $LOCAL_LLM_NUM_CTX)."""
     context_length: int | None = None
     size_bytes: int | None = None
     base_url: str | None = None
@@ -57,7 +59,8 @@ class SessionData(MachineData):
     slots: int | None = None
     """How many generations the engine runs at once on the backend (its `parallelism`)."""
     slots_from: str | None = None
-    """Where `slots` came from: `setting` (enable's option), `server` (llama.cpp's /props) or `default` (1)."""
+    """Where `slots` came from: `setting` (enable's option), `server` (llama.cpp's /props), `gateway` (LiteLLM's
+    deployments' max_parallel_requests) or `default` (1)."""
     last_slots: int | None = None
     """The `slots` setting of the last loaded session, kept at idle like `last_model`."""
     server_kind: str | None = None

@@ -145,9 +145,9 @@ class BatchDriver:
                 await self._drive_child(record, live)
             ended = self.ctx.store.get(child_id)
             if ended.state == "failed":
-                if await self._probe() is None:
+                if await self._probe() is None and not RunData.from_json(ended.data).infrastructure_failure:
                     failed.add(child_id)
-                else:  # the backend went away: not the child's fault, and not counted toward the failure limit
+                else:  # the backend went away (or failed past the sends again): not the child's fault, not counted
                     live.suspect = True
                     self._note(batch_id, "child_excused", data={"children_excused": [
                         *BatchData.from_json(self.ctx.store.get(batch_id).data).children_excused, child_id]})

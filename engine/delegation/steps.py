@@ -19,6 +19,7 @@ process at a known point. Never set them outside tests.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,11 +53,17 @@ from engine.progress import Progress
 from engine.store.db import MachineRecord, Transaction
 from states import RunData, Turn
 
-__all__ = ["STEPS", "Attempt", "SessionLink", "Step", "StepTools", "test_pause"]
+__all__ = ["INFRASTRUCTURE_RETRIES", "STEPS", "Attempt", "SessionLink", "Step", "StepTools", "route_key", "test_pause"]
 
 log = structlog.get_logger(__name__)
 
 PAUSE_ENV, PAUSE_FILE_ENV = "LOCAL_LLM_TEST_PAUSE_IN", "LOCAL_LLM_TEST_PAUSE_FILE"
+INFRASTRUCTURE_RETRIES = 30
+"""Sends of one attempt's generation after the server or the way to it failed; none uses an attempt. With the
+backoff below that is about two minutes: behind a gateway whose other backends are all busy (LiteLLM answers 429
+"No deployments available" while a dead one cools down), a slot frees when a generation ends."""
+RETRY_BACKOFF_S = 0.5
+RETRY_BACKOFF_MAX_S = 5.0
 
 
 class SessionLink(Protocol):
@@ -128,7 +135,7 @@ async def _delegating(tools: StepTools, record: MachineRecord, attempt: Attempt)
     try:
         if data.prompt is None:
             record, data = await _pack(tools, record, data, executor, model=model)
-        result = await _generate(tools, attempt, executor, data, model=model)
+        result = await _generate_through_faults(tools, record, attempt, executor, data, model=model)
     except PromptTooLong as exc:
         overflow = overflow_record(exc, answer_room=_floor(data, num_ctx))
         tools.moves.note(record.id, "prompt_too_long", data={"prompt_overflow": overflow}, payload=dict(overflow))
@@ -136,7 +143,10 @@ async def _delegating(tools: StepTools, record: MachineRecord, attempt: Attempt)
     except BackendError as exc:
         if not exc.retryable:
             raise
-        _generation_failed(tools, record, None, f"backend error: {exc}")
+        # Past the bound of sends again, an infrastructure fault still ends the attempt, marked so that a batch
+        # never counts the child's failure toward max_failures (engine/delegation/batch.py).
+        _generation_failed(tools, record, None, f"backend error: {exc}",
+                           extra={"infrastructure_failure": True} if exc.infrastructure else None)
         return
     counters = {
         "tokens_generated": data.tokens_generated + int(result.completion_tokens),
@@ -206,7 +216,7 @@ async def _pack(
 
 
 async def _generate(
-    tools: StepTools, attempt: Attempt, executor: Executor, data: RunData, *, model: str,
+    tools: StepTools, attempt: Attempt, executor: Executor, data: RunData, *, model: str, record_id: str,
 ) -> GenerateResult:
     assert data.prompt is not None
     backend, num_ctx = executor.backend, int(executor.num_ctx)
@@ -217,12 +227,41 @@ async def _generate(
     await safe_progress(attempt.progress, data.attempt - 1, data.max_attempts, f"attempt {data.attempt}: generating")
     schema = answer_schema(data.output_paths) if data.answer_form == "json" else None
     request = GenerateRequest(model=model, messages=messages, schema=schema, num_ctx=num_ctx, max_tokens=floor,
-                              temperature=0.1, seed=data.attempt, keep_alive=executor.keep_alive, think=data.think)
+                              temperature=0.1, seed=data.attempt, keep_alive=executor.keep_alive, think=data.think,
+                              route_key=route_key(record_id))
     # The answer gets what the context really leaves; a prompt cut silently would drop the very file text the
     # answer must build on, so none is sent that does not fit (refused with numbers).
     request = await fit_answer(backend, request, floor=floor)
     return await generate(backend, request, slots=tools.slots, progress=attempt.progress, attempt=data.attempt,
                           total=data.max_attempts)
+
+
+async def _generate_through_faults(
+    tools: StepTools, record: MachineRecord, attempt: Attempt, executor: Executor, data: RunData, *, model: str,
+) -> GenerateResult:
+    """A generation that the server (or the way to it) broke is sent again, up to INFRASTRUCTURE_RETRIES times in one
+    attempt, each journaled as `backend_retry`: behind a gateway another backend takes it, and a backend that died
+    never costs the run an attempt. Past that bound the error is the attempt's, as any other."""
+    for retry in range(1, INFRASTRUCTURE_RETRIES + 2):
+        try:
+            return await _generate(tools, attempt, executor, data, model=model, record_id=record.id)
+        except BackendError as exc:
+            if not exc.infrastructure or retry > INFRASTRUCTURE_RETRIES:
+                raise
+            log.warning("backend fault: generating again in the same attempt", run_id=record.id,
+                        attempt=data.attempt, retry=retry, detail=str(exc)[:300])
+            moved = tools.moves.note(record.id, "backend_retry", data={"backend_retries": data.backend_retries + 1},
+                                     payload={"attempt": data.attempt, "retry": retry, "detail": str(exc)[:300]})
+            data = RunData.from_json(moved.data)
+            # A gateway's failover, a busy backend's generation, a restart: each takes a moment.
+            await anyio.sleep(min(RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_S * retry))
+    raise AssertionError("unreachable")
+
+
+def route_key(run_id: str) -> str:
+    """The run's key for a gateway's per-session routing: its id in the characters such keys allow (LiteLLM takes
+    `[A-Za-z0-9_-]{8,}`; a batch child's id has a dot)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", run_id)
 
 
 def _generation_failed(

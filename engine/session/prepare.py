@@ -4,11 +4,13 @@ Each `prepare_*` returns the session data the `ready` transition records (everyt
 the executor, the `slots` included), or raises a UserError that says what to do.
 
 Slots: the `slots` setting when enable got one; else what the server says (llama.cpp's `total_slots` in `/props`);
-else 1. Never this process's OLLAMA_NUM_PARALLEL: the engine's environment need not be the server's.
+else what a gateway says (LiteLLM: its deployments' `max_parallel_requests` added up); else 1. Never this process's
+OLLAMA_NUM_PARALLEL: the engine's environment need not be the server's.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +26,9 @@ from engine.executor.backends.base import ModelMissing
 from engine.executor.backends.embedded import EMBEDDED_MODEL
 from engine.executor.backends.ollama import OllamaBackend, canonical_model, context_length_from_show, ollama_base_url
 from engine.executor.backends.openai import OpenAIBackend
-from engine.executor.backends.openai_server import ServerFacts
+from engine.executor.backends.openai_server import GroupFacts, ServerFacts
 from engine.progress import Progress
-from engine.session.gpu import GB, GpuReport, choose_num_ctx
+from engine.session.gpu import GB, NUM_CTX_ENV, GpuReport, choose_num_ctx
 from engine.session.llm_spec import LlmSpec
 from engine.session.machine import machine_report
 from engine.session.processes import alive, spawn_detached
@@ -209,23 +211,63 @@ async def _prepare_openai(spec: LlmSpec, *, slots: int | None, progress: Progres
             raise UserError(f"the server at {backend.base_url} lists no model; start it with one")
         await backend.pull(model, progress=progress)
         context_length = await backend.context_length(model)
+        group = facts.groups.get(model)
+        if group is None and len(facts.groups) == 1:
+            group = next(iter(facts.groups.values()))
         # One request never gets more than one of the server's slots holds (llama.cpp answers a longer prompt with
-        # an error; Ollama's /v1 cuts it silently): num_ctx stays within it, $LOCAL_LLM_NUM_CTX included.
-        limit = min((c for c in (context_length, facts.slot_context) if c), default=None)
+        # an error; Ollama's /v1 cuts it silently), nor the smallest backend behind a gateway: num_ctx stays within
+        # it, $LOCAL_LLM_NUM_CTX included.
+        candidates = ((context_length, _model_source(facts)), (facts.slot_context, _slot_source(facts)),
+                      (group.context if group else None, _group_source(group)))
+        figures = [(c, f) for c, f in candidates if c]
+        limit, limit_from = min(figures) if figures else (None, None)
+        if limit is None and not os.environ.get(NUM_CTX_ENV):
+            raise UserError(
+                f"the server at {backend.base_url} ({facts.kind}) does not say how much context {model} holds, so "
+                f"num_ctx would be a guess; set {NUM_CTX_ENV}=<tokens> to what one request may use there (behind a "
+                "gateway: the smallest of its backends), then enable again (docs/gateways.md)"
+            )
         num_ctx = choose_num_ctx(model_context=limit, free_vram_bytes=None)
         num_ctx = min(num_ctx, limit) if limit else num_ctx
+        num_ctx_from = _num_ctx_source(num_ctx, limit, limit_from, forced=bool(os.environ.get(NUM_CTX_ENV)))
         await backend.load(model, num_ctx=num_ctx, keep_alive=None)
         warnings = _server_warnings(facts, backend.base_url, slots)
         for warning in warnings:
             log.warning(warning["code"], message=warning["message"], base_url=backend.base_url)
-        chosen = slots or facts.total_slots
+        gateway_slots = group.slots if group else None
+        chosen = slots or facts.total_slots or gateway_slots
+        slots_from = "setting" if slots else "server" if facts.total_slots else "gateway" if chosen else "default"
         return {"backend": "openai", "base_url": backend.base_url, "model": model, "num_ctx": num_ctx,
-                "context_length": context_length, "slots": chosen or 1,
-                "slots_from": "setting" if slots else "server" if chosen else "default",
-                "server_kind": facts.kind, "server_slots": facts.total_slots, "slot_context": facts.slot_context,
+                "num_ctx_from": num_ctx_from, "context_length": context_length, "slots": chosen or 1,
+                "slots_from": slots_from, "server_kind": facts.kind,
+                "server_slots": facts.total_slots or gateway_slots, "slot_context": facts.slot_context or limit,
                 "server_version": facts.version, "warnings": warnings}
     finally:
         await backend.aclose()
+
+
+def _num_ctx_source(num_ctx: int, limit: int | None, limit_from: str | None, *, forced: bool) -> str:
+    """Status's `num_ctx_from`: the figure num_ctx was taken from, in words."""
+    if forced:
+        return f"{NUM_CTX_ENV}, capped by {limit_from}" if limit and num_ctx == limit else NUM_CTX_ENV
+    if num_ctx == limit:
+        return str(limit_from)
+    return f"the engine's choice (at most 8192 without a GPU report), within {limit_from}"
+
+
+def _model_source(facts: ServerFacts) -> str:
+    return {"llama.cpp": "llama.cpp's /v1/models meta.n_ctx_train", "vllm": "vLLM's max_model_len on /v1/models",
+            "litellm": "LiteLLM's /v1/models max_input_tokens"}.get(facts.kind, f"{facts.kind}'s /v1/models")
+
+
+def _slot_source(facts: ServerFacts) -> str:
+    return {"llama.cpp": "llama.cpp's /props (one slot's context)", "vllm": "vLLM's max_model_len on /v1/models",
+            "ollama": "Ollama's smallest default context"}.get(facts.kind, facts.kind)
+
+
+def _group_source(group: GroupFacts | None) -> str:
+    count = group.deployments if group else 0
+    return f"LiteLLM's /v1/model/info (the smallest of {count} deployment{'s' if count != 1 else ''})"
 
 
 def _server_warnings(facts: ServerFacts, base_url: str, slots: int | None) -> list[dict[str, str]]:

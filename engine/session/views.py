@@ -76,6 +76,8 @@ def status_view(
         "slots": data.slots,
         "slots_from": data.slots_from,
     }
+    if data.num_ctx_from is not None:
+        status["num_ctx_from"] = data.num_ctx_from
     if data.backend == "ollama" and data.model:
         status.update(ollama_guards(data.server_version, data.capabilities))
     if data.server_kind is not None:
@@ -154,6 +156,9 @@ def _context_note(data: SessionData) -> str | None:
         return (f"llama.cpp's server divides its context across its {data.server_slots or '?'} slots (n_ctx / slots, "
                 f"unless started with a unified KV cache); one request may use {data.slot_context} tokens, so "
                 f"num_ctx is {data.num_ctx}")
+    if data.server_kind == "litellm" and data.slot_context:
+        return (f"LiteLLM routes each request to one of its {data.server_slots or '?'} deployment slots; the smallest "
+                f"deployment holds {data.slot_context} tokens; num_ctx is {data.num_ctx}")
     if data.server_kind == "vllm" and data.slot_context:
         return f"vLLM serves up to max_model_len {data.slot_context} tokens per request; num_ctx is {data.num_ctx}"
     return None

@@ -18,6 +18,10 @@ named in engine/executor/backends/openai_server.py):
   schema.
 - `llama-cpp-python` (llama_cpp/server/app.py, llama_types.py): `owned_by: "me"`, `json_schema` -> 422 (pydantic's
   literal error on `response_format.type`), no `usage` in streams, `POST /extras/tokenize/count {"input"}`.
+- `litellm` (litellm/proxy/proxy_server.py, 1.106.12, read against a real proxy): `/v1/models` entries
+  `owned_by: "openai"` with the group's `max_input_tokens` (a float) where the config states one; `GET /v1/model/info`
+  -> `{"data": [{"model_name", "litellm_params": {"model", "api_base", "max_parallel_requests"}, "model_info": {"id",
+  "max_input_tokens", "max_tokens"}}]}`, one entry per deployment (`deployments=[(context, parallel), ...]`).
 - `lmstudio` (github.com/lmstudio-ai/lmstudio-bug-tracker issues 189 and 618): a `json_object` -> 400
   `{"error": "'response_format.type' must be 'json_schema'"}`; a route it lacks -> 200 `{"error": "Unexpected endpoint
   or method. (GET /props)"}`; its `owned_by` names no server here.
@@ -40,7 +44,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -49,13 +53,14 @@ from engine.testing.served import ServedDouble
 
 __all__ = ["KINDS", "OpenAIDouble"]
 
-KINDS = ("llama.cpp", "vllm", "ollama", "llama-cpp-python", "lmstudio")
+KINDS = ("llama.cpp", "vllm", "ollama", "llama-cpp-python", "lmstudio", "litellm")
 _FORMS = {
     "llama.cpp": {"text", "json_object", "json_schema"},
     "vllm": {"text", "json_object", "json_schema", "structural_tag"},
     "ollama": None,  # any type: an unknown one just gives free text
     "llama-cpp-python": {"text", "json_object"},
     "lmstudio": {"text", "json_schema"},
+    "litellm": {"text", "json_object", "json_schema"},
 }
 
 
@@ -77,18 +82,22 @@ class OpenAIDouble(ServedDouble):
         self, kind: str = "llama.cpp", *, model: str | None = None, n_ctx_train: int = 32768, n_ctx: int = 8192,
         total_slots: int = 1, kv_unified: bool = False, max_model_len: int = 16384, version: str = "0.12.6",
         legacy: bool = False, latency_s: float = 0.0, owned_by: str | None = None, port: int = 0,
+        deployments: Sequence[tuple[int | None, int | None]] = ((None, None),),
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind: one of {', '.join(KINDS)}")
         super().__init__(port=port)
         self.kind, self.n_ctx_train, self.total_slots, self.version = kind, n_ctx_train, total_slots, version
-        self.model = model or {"ollama": "qwen2.5-coder:7b", "vllm": "Qwen/Qwen2.5-Coder-7B-Instruct"}.get(
+        self.model = model or {"ollama": "qwen2.5-coder:7b", "vllm": "Qwen/Qwen2.5-Coder-7B-Instruct",
+                                      "litellm": "coder"}.get(
             kind, "qwen2.5-coder-7b-instruct-q4_k_m.gguf")
         # src/llama-context.cpp: n_ctx padded to 256, then divided among the sequences (slots) unless unified.
         self.slot_context = _pad(n_ctx) if kv_unified else _pad(_pad(n_ctx) // total_slots)
         self.max_model_len = max_model_len
         self.forms = {"text", "json_object"} if legacy else _FORMS[kind]
         self.legacy, self.latency_s = legacy, latency_s
+        self.deployments = list(deployments)
+        """litellm: each deployment's (max_input_tokens, max_parallel_requests), None where the config says nothing."""
         self.owned_by = owned_by
         """Overrides the `owned_by` the kind writes: a server whose model list reads like another's."""
         self.requests: list[RecordedRequest] = []
@@ -139,6 +148,11 @@ class OpenAIDouble(ServedDouble):
             entry |= {"owned_by": "library"}
         elif self.kind == "llama-cpp-python":
             entry = {"id": self.model, "object": "model", "owned_by": "me", "permissions": []}
+        elif self.kind == "litellm":
+            entry |= {"owned_by": "openai"}
+            stated = [c for c, _ in self.deployments if c]
+            if stated:  # one deployment's figure: the engine reads each deployment's in /v1/model/info instead
+                entry["max_input_tokens"] = float(stated[0])
         else:
             entry |= {"owned_by": "organization_owner"}
         if self.owned_by is not None:
@@ -148,6 +162,13 @@ class OpenAIDouble(ServedDouble):
                                 "digest": "", "type": "model", "capabilities": ["completion"]}],
                     "object": "list", "data": [entry]}
         return {"object": "list", "data": [entry]}
+
+    def model_info(self) -> dict[str, Any]:
+        return {"data": [{"model_name": self.model, "litellm_params": {
+            "model": f"openai/{self.model}", "api_base": f"http://127.0.0.1:{9000 + n}/v1",
+            **({"max_parallel_requests": parallel} if parallel else {})}, "model_info": {
+            "id": f"deployment-{n}", "max_input_tokens": context, "max_tokens": None}}
+            for n, (context, parallel) in enumerate(self.deployments)]}
 
     def props(self) -> dict[str, Any]:
         return {
@@ -259,6 +280,8 @@ class _Handler(BaseHTTPRequestHandler):
             routes[("GET", "/props")] = lambda: self._send(200, double.props())
             routes[("POST", "/tokenize")] = lambda: self._send(200, {"tokens": list(range(count_tokens(
                 str((body or {}).get("content", "")))))})
+        if kind == "litellm":
+            routes[("GET", "/v1/model/info")] = lambda: self._send(200, double.model_info())
         if kind == "ollama":
             routes[("GET", "/api/version")] = lambda: self._send(200, {"version": double.version})
         if kind == "llama-cpp-python":

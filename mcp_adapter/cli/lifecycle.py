@@ -18,7 +18,8 @@ Backend = Literal[BACKENDS]  # type: ignore[valid-type]  # the engine's tuple is
 AnswerForm = Literal[ANSWER_FORMS]  # type: ignore[valid-type]
 
 
-_SLOTS_FROM = {"setting": "--slots", "server": "the server's /props", "default": "default: the server does not say"}
+_SLOTS_FROM = {"setting": "--slots", "server": "the server's /props", "default": "default: the server does not say",
+               "gateway": "the gateway's deployments"}
 
 
 def _gb(value: Any) -> str:
@@ -40,7 +41,7 @@ def _status_text(s: dict[str, Any]) -> str:
     if s.get("capabilities"):
         lines.append(f"capabilities: {', '.join(s['capabilities'])}")
     if s.get("num_ctx"):
-        lines.append(f"num_ctx: {s['num_ctx']}")
+        lines.append(f"num_ctx: {s['num_ctx']}" + (f" ({s['num_ctx_from']})" if s.get("num_ctx_from") else ""))
     if s.get("slots"):
         lines.append(f"slots: {s['slots']} ({_SLOTS_FROM.get(s.get('slots_from') or '', 'default')})")
     if s.get("context_note"):

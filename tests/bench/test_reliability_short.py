@@ -16,6 +16,7 @@ from bench.reliability import SCENARIOS, ScenarioResult, run_scenarios
 from bench.reliability.__main__ import DEFAULT_SEED, format_table, main
 from bench.reliability.common import REPO
 from bench.reliability.r5_kill import KILL_POINTS
+from tests.markers import needs_embedded
 
 
 @functools.cache
@@ -25,7 +26,7 @@ def _short(scenario: str) -> ScenarioResult:
 
 
 @pytest.mark.answer_form_json
-@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("scenario", [pytest.param(s, marks=needs_embedded) if s == "R9" else s for s in SCENARIOS])
 def test_short_form_loses_nothing(scenario: str) -> None:
     result = _short(scenario)
     assert result.tried > 0
@@ -47,6 +48,17 @@ def test_r5_loses_no_edit_and_reports_every_conflict() -> None:
     aimed = set(total["edits_by_state"])
     assert {"delegating", "writing", "verifying", "rolling_back"} <= aimed
     assert {f"after the kill in {point}" for point in KILL_POINTS} <= aimed
+
+
+@needs_embedded
+def test_r9_a_backend_killed_behind_litellm_costs_no_child_and_enable_asked_the_gateway() -> None:
+    # R9 (issue 20): two llama_cpp.server processes behind a real LiteLLM proxy, one SIGKILLed mid-batch.
+    result = _short("R9")
+    figures = result.figures
+    assert result.lost == 0, format_table([result])
+    assert (figures["num_ctx"], figures["slots"]) == (4096, 2)  # LiteLLM's /v1/model/info, no setting given
+    assert figures["batch_state"] == "finished" and sum(figures["counts"].values()) == 4, figures
+    assert all(a in (1, 2) for a in figures["attempts"]), figures  # every child started and ended
 
 
 @pytest.mark.answer_form_json

@@ -36,14 +36,21 @@ Think = bool | str
 
 
 class BackendError(UserError):
-    """The backend failed; the message says what to do. `retryable` errors are worth another attempt."""
+    """The backend failed; the message says what to do. `retryable` errors are worth another attempt.
+    `infrastructure` errors are the server's or the way to it (a connection refused or cut mid-stream, a 5xx, 429):
+    nothing the model did, so the generation is sent again without using one of the run's attempts. Only the openai
+    backend (the way to a gateway, where another server takes the request) marks them; Ollama and the embedded model
+    are one server each, whose faults the batch's pause handles."""
 
     retryable: bool = False
+    infrastructure: bool = False
 
-    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
+    def __init__(self, message: str, *, retryable: bool | None = None, infrastructure: bool | None = None) -> None:
         super().__init__(message)
         if retryable is not None:
             self.retryable = retryable
+        if infrastructure is not None:
+            self.infrastructure = infrastructure
 
 
 class BackendUnavailable(BackendError):
@@ -106,6 +113,9 @@ class GenerateRequest:
     keep_alive: str | int | None = None
     think: Think = False
     """Mechanical work asks models that can think not to (or for the lowest level where they cannot stop)."""
+    route_key: str | None = None
+    """Stable for all of one run's attempts: a gateway that routes by it sends them to one backend, whose prompt
+    cache the retries reuse (docs/gateways.md)."""
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from engine.executor.thinking import split_thinking
 from engine.executor.tokens import estimate_prompt, estimate_tokens
 from engine.progress import Progress
 
-__all__ = ["DEFAULT_OPENAI_URL", "OPENAI_URL_ENV", "OpenAIBackend", "openai_base_url"]
+__all__ = ["DEFAULT_OPENAI_URL", "OPENAI_URL_ENV", "ROUTE_HEADER", "OpenAIBackend", "openai_base_url", "route_headers"]
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +53,16 @@ def openai_base_url(explicit: str | None = None) -> str:
     url = explicit or os.environ.get(OPENAI_URL_ENV) or os.environ.get("OPENAI_BASE_URL") or DEFAULT_OPENAI_URL
     url = url.rstrip("/")
     return url.removesuffix("/v1")
+
+
+ROUTE_HEADER = "X-Local-LLM-Session-Id"
+"""Carries a run's route key. LiteLLM takes any `x-<vendor>-session-id` header as the request's session id
+(litellm/proxy/litellm_pre_call_utils.py, 1.106.12), which its `session_affinity` pre-call check pins to one
+deployment; vLLM's router takes the header named by `--session-key`."""
+
+
+def route_headers(route_key: str | None) -> dict[str, str]:
+    return {ROUTE_HEADER: route_key} if route_key else {}
 
 
 def _error_text(response: httpx.Response) -> str:
@@ -124,10 +134,9 @@ class OpenAIBackend:
         return await self.models()
 
     async def context_length(self, model: str) -> int | None:
-        for info in await self.models():
-            if info.name == model:
-                return info.context_length
-        return None
+        """The model's context; one name listed by several servers (a router) holds the smallest of theirs."""
+        limits = [i.context_length for i in await self.models() if i.name == model and i.context_length]
+        return min(limits) if limits else None
 
     async def _check_served(self, model: str) -> None:
         names = [m.name for m in await self.models()]
@@ -159,6 +168,8 @@ class OpenAIBackend:
         }
         if request.seed is not None:
             body["seed"] = request.seed
+        if request.route_key is not None:
+            body["user"] = request.route_key  # OpenAI's end-user field: every server here takes it
         if request.schema is not None and self._schema_style is not None:
             body["response_format"] = response_format(self._schema_style, request.schema)
         return body
@@ -184,6 +195,9 @@ class OpenAIBackend:
 
     async def _generate(self, request: GenerateRequest, on_token: TokenCallback | None) -> GenerateResult:
         body = self._body(request)
+        # The form this request carries: another generation may switch the backend's form while it is in flight,
+        # and a refusal must be charged to the form that was refused (else both read as refused).
+        sent_style = self._schema_style
         started = time.perf_counter()
         first_token_at: float | None = None
         pieces: list[str] = []
@@ -191,14 +205,15 @@ class OpenAIBackend:
         usage: dict[str, Any] | None = None
         finish = "stop"
         try:
-            async with self._client.stream("POST", "/v1/chat/completions", json=body) as response:
+            async with self._client.stream("POST", "/v1/chat/completions", json=body,
+                                           headers=route_headers(request.route_key)) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     text = _error_text(response)
                     # 400/422 today; llama.cpp before PR #9527 refused json_schema with a 500.
                     if request.schema is not None and response.status_code in (400, 422, 500) and \
-                            "response_format" in text and self._schema_style is not None:
-                        raise _SchemaStyleRefused(self._schema_style, text)
+                            "response_format" in text and sent_style is not None:
+                        raise _SchemaStyleRefused(sent_style, text)
                     if response.status_code == 404:
                         raise ModelMissing(f"{self.base_url}: {text}; check the model name with `local-llm capability`")
                     if response.status_code == 400 and _overflow(text):
@@ -208,10 +223,9 @@ class OpenAIBackend:
                             prompt_tokens=estimate_prompt(request.messages), num_ctx=request.num_ctx, exact=False,
                             refused_by="server",
                         )
-                    raise BackendError(
-                        f"{self.base_url} answered {response.status_code}: {text}",
-                        retryable=response.status_code >= 500 or response.status_code == 429,
-                    )
+                    busy = response.status_code >= 500 or response.status_code == 429
+                    raise BackendError(f"{self.base_url} answered {response.status_code}: {text}", retryable=busy,
+                                       infrastructure=busy)
                 async for event in _sse(response):
                     if event.get("usage"):
                         usage = event["usage"]
@@ -233,8 +247,10 @@ class OpenAIBackend:
                                 on_token(piece)
                         if choice.get("finish_reason"):
                             finish = str(choice["finish_reason"])
-        except httpx.TransportError as exc:
-            raise self._unavailable(exc) from exc
+        except httpx.TransportError as exc:  # refused, or cut mid-stream (a backend behind a gateway died)
+            unavailable = self._unavailable(exc)
+            unavailable.infrastructure = True
+            raise unavailable from exc
         ended = time.perf_counter()
         inline, text = split_thinking("".join(pieces))
         thinking = thinking_chunks + (estimate_tokens(inline) if inline else 0)
@@ -326,7 +342,8 @@ async def _sse(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
             raise BackendError(f"the server sent a malformed event: {data[:200]!r}; retry", retryable=True) from exc
         if isinstance(event, Mapping):
             if "error" in event and not event.get("choices"):
-                raise BackendError(f"the server failed while generating: {_error_message(event)}", retryable=True)
+                raise BackendError(f"the server failed while generating: {_error_message(event)}", retryable=True,
+                               infrastructure=True)
             yield dict(event)
 
 

@@ -23,6 +23,13 @@ Each behaviour read here is the server's own, from its public source:
   `owned_by` is the model's namespace (`library` for most), `GET /api/version` answers `{"version"}` on the same
   port, `json_schema` becomes its `format`; the OpenAI API has no way to set `num_ctx` or `keep_alive`, so Ollama's
   default context applies (4k, 32k or 256k by VRAM, server/routes.go) and a longer prompt is cut silently.
+- LiteLLM's proxy (github.com/BerriAI/litellm, litellm/proxy/proxy_server.py, 1.106.12): `/v1/models` says
+  `owned_by: "openai"` for every group and nothing of the servers behind; `GET /v1/model/info` lists each deployment
+  (`model_name` = the group clients ask for, `litellm_params.max_parallel_requests`, `model_info.max_input_tokens` /
+  `max_tokens` from the config or its model map). A group's context is its smallest deployment's (a request may land
+  on any of them); its slots are the deployments' `max_parallel_requests` added up, where every one says it.
+- vLLM behind a router: the router's `/v1/models` passes on the servers' `max_model_len` where it keeps the model
+  cards; one id listed by several servers holds the smallest of their limits.
 - LM Studio answers a `json_object` with 400 `'response_format.type' must be 'json_schema'`
   (github.com/lmstudio-ai/lmstudio-bug-tracker issue 189).
 """
@@ -30,7 +37,7 @@ Each behaviour read here is the server's own, from its public source:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -41,8 +48,10 @@ __all__ = [
     "JSON_OBJECT",
     "JSON_SCHEMA",
     "OLLAMA_DEFAULT_CONTEXT",
+    "GroupFacts",
     "ServerFacts",
     "kind_from_models",
+    "litellm_groups",
     "model_info",
     "probe_server",
     "response_format",
@@ -59,15 +68,28 @@ _OWNED_BY = {"llamacpp": "llama.cpp", "vllm": "vllm", "me": "llama-cpp-python"}
 
 
 @dataclass(frozen=True)
+class GroupFacts:
+    """What a gateway says of one model name it routes (LiteLLM: a model group of one or more deployments)."""
+
+    deployments: int
+    context: int | None = None
+    """The smallest context any deployment states (None when none states one)."""
+    slots: int | None = None
+    """The deployments' concurrency added up, where every one states it."""
+
+
+@dataclass(frozen=True)
 class ServerFacts:
     kind: str
-    """`llama.cpp`, `vllm`, `ollama`, `llama-cpp-python`, or `unknown`."""
+    """`llama.cpp`, `vllm`, `ollama`, `llama-cpp-python`, `litellm`, or `unknown`."""
     models: tuple[ModelInfo, ...] = ()
     total_slots: int | None = None
     """llama.cpp: how many requests the server runs at once (its `-np`)."""
     slot_context: int | None = None
     """Tokens one request may use: llama.cpp's per-slot context, vLLM's max_model_len, Ollama's default."""
     version: str | None = None
+    groups: Mapping[str, GroupFacts] = field(default_factory=dict)
+    """A gateway's model groups by name (LiteLLM's /v1/model/info)."""
 
     @property
     def schema_styles(self) -> tuple[str, str]:
@@ -79,10 +101,11 @@ class ServerFacts:
 
 
 def model_info(entry: Mapping[str, Any]) -> ModelInfo:
-    """One `/v1/models` entry; its context is llama.cpp's `meta.n_ctx_train` or vLLM's `max_model_len`."""
-    meta = entry.get("meta")
-    meta = meta if isinstance(meta, Mapping) else {}
-    context = _positive(meta.get("n_ctx_train")) or _positive(entry.get("max_model_len"))
+    """One `/v1/models` entry; its context is llama.cpp's `meta.n_ctx_train`, vLLM's `max_model_len` or LiteLLM's
+    `max_input_tokens` (a float there)."""
+    meta = _mapping(entry.get("meta"))
+    context = _positive(meta.get("n_ctx_train")) or _positive(entry.get("max_model_len")) or \
+        _positive(entry.get("max_input_tokens"))
     return ModelInfo(name=str(entry.get("id")), context_length=context, details=dict(entry))
 
 
@@ -117,7 +140,37 @@ async def probe_server(client: httpx.AsyncClient, models: Sequence[ModelInfo]) -
     if kind == "vllm":
         limits = [m.context_length for m in models if m.context_length]
         return ServerFacts("vllm", tuple(models), None, min(limits) if limits else None)
+    if kind is None:
+        info = await _get_json(client, "/v1/model/info")
+        if isinstance(info, Mapping) and isinstance(info.get("data"), list) and info["data"]:
+            return ServerFacts("litellm", tuple(models), groups=litellm_groups(info["data"]))
     return ServerFacts(kind or "unknown", tuple(models))
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def litellm_groups(entries: Sequence[Any]) -> dict[str, GroupFacts]:
+    """LiteLLM's `/v1/model/info` deployments gathered by model group: the smallest stated context, the slots added
+    up where every deployment states its `max_parallel_requests`."""
+    contexts: dict[str, list[int | None]] = {}
+    slots: dict[str, list[int | None]] = {}
+    for entry in entries:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("model_name"), str):
+            continue
+        info, params = _mapping(entry.get("model_info")), _mapping(entry.get("litellm_params"))
+        name = entry["model_name"]
+        contexts.setdefault(name, []).append(_positive(info.get("max_input_tokens")) or _positive(
+            info.get("max_tokens")))
+        slots.setdefault(name, []).append(_positive(params.get("max_parallel_requests")))
+    groups = {}
+    for name, stated in contexts.items():
+        known = [c for c in stated if c]
+        parallel = slots[name]
+        groups[name] = GroupFacts(len(stated), min(known) if known else None,
+                                  sum(p for p in parallel if p) if all(parallel) else None)
+    return groups
 
 
 async def _get_json(client: httpx.AsyncClient, path: str) -> Any:
@@ -129,4 +182,6 @@ async def _get_json(client: httpx.AsyncClient, path: str) -> Any:
 
 
 def _positive(value: Any) -> int | None:
+    if isinstance(value, float) and value.is_integer():  # LiteLLM writes token counts as floats (4096.0)
+        value = int(value)
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None

@@ -13,10 +13,11 @@ import anyio
 import pytest
 
 from engine import Engine
-from engine.delegation import metrics
+from engine.delegation import metrics, steps
 from engine.delegation.context_files import read_text_file
 from engine.delegation.paths import resolve_inside, writable_target
 from engine.delegation.shared_tree import apply_file, rollback_file
+from engine.delegation.steps import INFRASTRUCTURE_RETRIES
 from engine.errors import InvalidArgument
 from engine.executor.backends.base import BackendError, BackendUnavailable, ModelMissing
 from engine.project import Project
@@ -208,3 +209,59 @@ async def test_a_run_waits_for_a_session_another_process_is_starting(
         other.kill()
         other.wait()
         await engine.session.drop_backend()
+
+
+@pytest.mark.anyio
+async def test_an_infrastructure_fault_is_generated_again_without_using_an_attempt(
+    engine: Engine, project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(steps, "RETRY_BACKOFF_S", 0.0)
+    # Issue 20: a backend behind a gateway that dies mid-stream is the server's fault, not the model's.
+    cut = BackendUnavailable("connection cut mid-stream")
+    cut.infrastructure = True
+    backend = ScriptedBackend().reply(cut, BackendError("gateway answered 502", retryable=True, infrastructure=True),
+                                      files_answer({"a.txt": "ok\n"}))
+    use_backend(engine, backend)
+    with anyio.fail_after(20):
+        result = await engine.delegate(task="write a", output_files=["a.txt"], max_attempts=1)
+    assert result["state"] == "done" and result["attempts"] == 1
+    events = [e.event for e in engine.store.events(result["run_id"])]
+    assert events.count("backend_retry") == 2 and "generation_failed" not in events
+    assert engine.store.get(result["run_id"]).data["backend_retries"] == 2
+    # One route key for every send of the run: a gateway keeps them on one backend.
+    keys = {r.route_key for r in backend.requests}
+    assert len(keys) == 1 and keys.pop() == result["run_id"].replace(".", "-")
+
+
+@pytest.mark.anyio
+async def test_infrastructure_faults_past_the_bound_use_the_attempt(
+    engine: Engine, project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(steps, "RETRY_BACKOFF_S", 0.0)
+    faults = [BackendError("gateway answered 503", retryable=True, infrastructure=True)
+              for _ in range(INFRASTRUCTURE_RETRIES + 1)]
+    use_backend(engine, ScriptedBackend().reply(*faults, files_answer({"a.txt": "ok\n"})))
+    with anyio.fail_after(30):
+        result = await engine.delegate(task="write a", output_files=["a.txt"], max_attempts=2)
+    assert result["state"] == "done" and result["attempts"] == 2
+    events = [e.event for e in engine.store.events(result["run_id"])]
+    assert events.count("backend_retry") == INFRASTRUCTURE_RETRIES and events.count("generation_failed") == 1
+
+
+@pytest.mark.anyio
+async def test_a_child_failed_by_the_infrastructure_never_counts_toward_max_failures(
+    engine: Engine, project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(steps, "RETRY_BACKOFF_S", 0.0)
+    faults = [BackendError("gateway answered 429", retryable=True, infrastructure=True)
+              for _ in range(INFRASTRUCTURE_RETRIES + 1)]
+    use_backend(engine, ScriptedBackend().reply(*faults, files_answer({"b.txt": "ok\n"})))
+    with anyio.fail_after(30):
+        summary = await engine.batch({"runs": [{"task": "write a", "output_files": ["a.txt"]},
+                                               {"task": "write b", "output_files": ["b.txt"]}],
+                                      "max_attempts": 1, "max_failures": 1}, wait=30)
+    first = engine.store.get(f"{summary['batch_id']}.1")
+    assert first.state == "failed" and first.data["infrastructure_failure"] is True
+    # The failure limit of 1 was not reached: the second child ran.
+    assert summary["counts"] == {"failed": 1, "done": 1}
+    assert engine.store.get(summary["batch_id"]).data["children_excused"] == [first.id]

@@ -109,3 +109,48 @@ async def test_disable_forgets_what_the_server_said(engine: Engine, monkeypatch:
             status = await engine.disable()
     assert status["state"] == "idle" and "warnings" not in status and "server_kind" not in status
     assert (status["slots"], status["num_ctx"]) == (None, None)
+
+
+@pytest.mark.anyio
+async def test_behind_litellm_num_ctx_is_the_smallest_deployments_and_the_slots_add_up(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serving(monkeypatch, "litellm", deployments=[(8192, 2), (4096, 1)]):
+        with anyio.fail_after(20):
+            status = await engine.enable(backend="openai")
+    assert (status["server_kind"], status["num_ctx"], status["slot_context"]) == ("litellm", 4096, 4096)
+    assert status["num_ctx_from"] == "LiteLLM's /v1/model/info (the smallest of 2 deployments)"
+    assert (status["slots"], status["slots_from"]) == (3, "gateway")
+    assert "smallest deployment holds 4096 tokens" in status["context_note"]
+
+
+@pytest.mark.anyio
+async def test_behind_litellm_slots_are_the_default_when_one_deployment_does_not_say(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serving(monkeypatch, "litellm", deployments=[(4096, 2), (4096, None)]):
+        with anyio.fail_after(20):
+            status = await engine.enable(backend="openai")
+    assert (status["slots"], status["slots_from"], status["num_ctx"]) == (1, "default", 4096)
+
+
+@pytest.mark.anyio
+async def test_a_gateway_that_says_no_context_fails_enable_naming_the_setting(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serving(monkeypatch, "litellm", deployments=[(None, 2), (None, 2)]):
+        with anyio.fail_after(20), pytest.raises(Exception, match="LOCAL_LLM_NUM_CTX=<tokens>") as refused:
+            await engine.enable(backend="openai")
+        assert "does not say how much context coder holds" in str(refused.value)
+        monkeypatch.setenv("LOCAL_LLM_NUM_CTX", "3072")
+        with anyio.fail_after(20):
+            status = await engine.enable(backend="openai")
+    assert (status["num_ctx"], status["num_ctx_from"], status["slots"]) == (3072, "LOCAL_LLM_NUM_CTX", 4)
+
+
+@pytest.mark.anyio
+async def test_num_ctx_from_names_the_servers_figure(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    with serving(monkeypatch, "llama.cpp", n_ctx=4096, total_slots=1):
+        with anyio.fail_after(20):
+            status = await engine.enable(backend="openai")
+    assert (status["num_ctx"], status["num_ctx_from"]) == (4096, "llama.cpp's /props (one slot's context)")

@@ -134,7 +134,13 @@ async def test_enable_generate_and_disable_through_a_real_openai_compatible_serv
     engine: Engine, llama_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LOCAL_LLM_OPENAI_URL", f"{llama_server}/v1")
+    monkeypatch.delenv("LOCAL_LLM_NUM_CTX", raising=False)
+    # llama-cpp-python's server does not say its --n_ctx: enable refuses to guess, and names the setting.
+    with pytest.raises(EnableFailed, match="LOCAL_LLM_NUM_CTX"):
+        await engine.enable(llm=True, backend="openai")
+    monkeypatch.setenv("LOCAL_LLM_NUM_CTX", "2048")
     status = await engine.enable(llm=True, backend="openai")
+    assert (status["num_ctx"], status["num_ctx_from"]) == (2048, "LOCAL_LLM_NUM_CTX")
     assert (status["state"], status["backend"], status["base_url"]) == ("loaded", "openai", llama_server)
     assert status["model"] == str(gguf_path())  # llama_cpp.server names its model by the path
     executor = await engine.session.executor()

@@ -15,6 +15,7 @@ import pytest
 from engine.executor.backends import make_backend
 from engine.executor.backends.base import BackendError, ChatMessage, GenerateRequest, PromptTooLong
 from engine.executor.backends.openai import OpenAIBackend
+from engine.executor.backends.openai_server import GroupFacts
 from engine.testing.openai_double import OpenAIDouble
 
 SCHEMA = {"type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]}
@@ -184,3 +185,53 @@ async def test_inline_reasoning_from_an_openai_server_is_counted_and_never_the_a
         double.reply("<think>plan the file</think>" + '{"code": "x = 1"}')
         result = await backend.generate(ask(double.model))
     assert result.text == '{"code": "x = 1"}' and result.thinking_tokens > 0
+
+
+@pytest.mark.anyio
+async def test_litellms_deployments_give_the_groups_smallest_context_and_its_slots() -> None:
+    async with serving("litellm", deployments=[(8192, 2), (4096, 2), (None, 2)]) as (double, backend):
+        facts = await backend.facts()
+    assert facts.kind == "litellm"
+    assert facts.groups[double.model] == GroupFacts(deployments=3, context=4096, slots=6)
+
+
+@pytest.mark.anyio
+async def test_a_runs_route_key_goes_as_the_user_field() -> None:
+    async with serving("llama.cpp") as (double, backend):
+        request = GenerateRequest(model=double.model, messages=[ChatMessage("user", "hi")], route_key="run-abc123")
+        await backend.generate(request)
+    assert double.bodies("/v1/chat/completions")[-1]["user"] == "run-abc123"
+
+
+@pytest.mark.anyio
+async def test_a_server_that_is_gone_is_an_infrastructure_fault_and_a_bad_request_is_not() -> None:
+    async with serving("vllm") as (double, backend):
+        url = double.url
+        with pytest.raises(BackendError) as wrong:
+            await backend.generate(ask("not-served"))
+    assert not wrong.value.infrastructure
+    gone = OpenAIBackend(url)
+    try:
+        with pytest.raises(BackendError) as refused:
+            await gone.generate(ask("m", schema=None))
+    finally:
+        await gone.aclose()
+    assert refused.value.retryable and refused.value.infrastructure
+
+
+@pytest.mark.anyio
+async def test_concurrent_generations_refused_one_form_all_switch_to_the_other() -> None:
+    # Seen behind LiteLLM with two slots: a refusal that came back after another generation had switched the form was
+    # charged to the new form, and the run ended with "refuses both forms".
+    async with serving("llama.cpp", legacy=True) as (double, backend):
+        results = []
+
+        async def one() -> None:
+            results.append(await backend.generate(ask(double.model)))
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                for _ in range(6):
+                    tg.start_soon(one)
+    assert len(results) == 6
+    assert double.response_formats().count("json_object") == 6
