@@ -190,8 +190,8 @@ def eval_command(
         help="default: $LOCAL_LLM_BACKEND, else Ollama when reachable or installed, else embedded")] = None,
     answer_form: Annotated[AnswerForm | None, typer.Option(
         "--form", "--answer-form", show_default=False,
-        help="edits (search/replace blocks) or json (whole files); default: json on the embedded model, "
-             "edits elsewhere")] = None,
+        help="edits (search/replace blocks), whole (each file complete in a fenced block) or json (whole files "
+             "in JSON); default: by the rule `status` shows (whole on the embedded model)")] = None,
     only: Annotated[list[str] | None, typer.Option(
         "--only", metavar="IDS", show_default=False,
         help="run only these tasks (comma-separated ids, repeatable; `--list` shows them)")] = None,
