@@ -19,11 +19,16 @@ from engine.executor.edits import apply_answer, parse_edits, retry_message
 __all__ = ["read_answer", "read_answer_off_loop"]
 
 
-def read_answer(form: str, text: str, *, outputs: Sequence[str], bases: Mapping[str, bytes | None]) -> dict[str, bytes]:
+def read_answer(
+    form: str, text: str, *, outputs: Sequence[str], bases: Mapping[str, bytes | None], ended: bool = True,
+) -> dict[str, bytes]:
     """Every output's bytes after this answer. Edit form: the blocks apply to the base each output had when the run
-    packed its prompt (an output no block touches keeps its base, so a file an earlier attempt changed is put back)."""
+    packed its prompt (an output no block touches keeps its base, so a file an earlier attempt changed is put back).
+    `ended`: the model stopped on its own (the run refuses an answer cut at the token limit before reading it), so a
+    whole file left open at the end of the answer is complete."""
     if form != "edits":
-        files = parse_whole_answer(text, outputs) if form == "whole" else parse_answer(text, outputs)
+        read = parse_whole_answer if form == "whole" else parse_answer
+        files = read(text, outputs, ended=ended)
         return {path: files[path].encode("utf-8") for path in outputs}
     parsed = parse_edits(text, outputs=outputs)
     applied = apply_answer(parsed, {path: bases.get(path) for path in outputs})

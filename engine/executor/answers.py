@@ -85,21 +85,22 @@ def _from_json(text: str) -> list[tuple[str, str]] | None:
     return None
 
 
-def _from_fences(text: str, paths: Sequence[str]) -> list[tuple[str, str]]:
+def _from_fences(text: str, paths: Sequence[str], *, ended: bool) -> list[tuple[str, str]]:
     """The answer read as whole files in fences; AnswerError with the reader's first problem."""
-    parsed = parse_whole(text, outputs=paths)
+    parsed = parse_whole(text, outputs=paths, ended=ended)
     if parsed.problems:
         raise AnswerError(parsed.problems[0].message)
     return [(b.path, b.replace) for b in parsed.blocks]
 
 
-def parse_answer(text: str, paths: Sequence[str]) -> dict[str, str]:
-    """`{path: content}` for every requested path; AnswerError (with a message for the model) otherwise."""
+def parse_answer(text: str, paths: Sequence[str], *, ended: bool = False) -> dict[str, str]:
+    """`{path: content}` for every requested path; AnswerError (with a message for the model) otherwise. `ended`:
+    the model stopped on its own (not at the token limit), as in parse_whole."""
     files = _from_json(text)
     if files is None:
         if not any(line.lstrip(" \t").startswith(("```", "~~~")) for line in text.splitlines()):
             raise AnswerError('the answer is neither JSON {"files": [{"path", "content"}]} nor fenced code blocks')
-        files = _from_fences(text, paths)
+        files = _from_fences(text, paths, ended=ended)
     allowed = set(paths)
     result: dict[str, str] = {}
     unknown = []
@@ -117,10 +118,11 @@ def parse_answer(text: str, paths: Sequence[str]) -> dict[str, str]:
     return result
 
 
-def parse_whole_answer(text: str, paths: Sequence[str]) -> dict[str, str]:
+def parse_whole_answer(text: str, paths: Sequence[str], *, ended: bool = False) -> dict[str, str]:
     """The `whole` form: `{path: content}` for every requested path, each the content of its fenced block (the last
-    one, when a file is given twice); AnswerError (with a message for the model) otherwise."""
-    parsed = parse_whole(text, outputs=paths)
+    one, when a file is given twice); AnswerError (with a message for the model) otherwise. `ended`: as in
+    parse_whole."""
+    parsed = parse_whole(text, outputs=paths, ended=ended)
     if parsed.problems:
         raise AnswerError("; ".join(p.message for p in parsed.problems[:3]))
     files = {b.path: b.replace for b in parsed.blocks}

@@ -91,8 +91,10 @@ def _text(lines: Sequence[str]) -> str:
 
 
 class _Reader:
-    def __init__(self, text: str, outputs: Sequence[str], *, whole: bool = False) -> None:
+    def __init__(self, text: str, outputs: Sequence[str], *, whole: bool = False, ended: bool = False) -> None:
         self.whole = whole
+        self.ended = ended
+        """The answer ended on its own (not at the token limit): a whole file left open at its end is complete."""
         """The `whole` form: every fenced block is a file; SEARCH lines are plain text."""
         self.text = AnswerLines(text, stop=None if whole else is_search)
         self.lines = self.text.lines
@@ -247,6 +249,8 @@ class _Reader:
         if self.refuse_path(guess, number, i + 1, source):
             return stop + 1
         assert guess.path is not None
+        if close is None and self.whole and self.ended:
+            return self.open_at_end(i, guess.path, number)
         if close is None:
             self.problems.append(EditProblem(
                 UNFINISHED, f"the fenced content of {guess.path} has no closing fence: the answer was probably cut "
@@ -297,6 +301,19 @@ class _Reader:
                 "a fenced <<<<<<< SEARCH / ======= / >>>>>>> REPLACE block")))
         return ParsedAnswer(tuple(self.blocks), tuple(self.problems), tuple(self.notes))
 
+    def open_at_end(self, i: int, path: str, number: int) -> int:
+        """A whole file whose block the answer left open at its end, when the model stopped on its own: small
+        models often end the answer instead of writing the closing fence. Trailing blank lines are dropped."""
+        end = len(self.lines)
+        while end > i + 1 and not self.lines[end - 1].strip():
+            end -= 1
+        self.notes.append(f"the fenced content of {path} has no closing fence; the answer ended there, so it was "
+                          "read to its end")
+        self.last = PathGuess(path=path)
+        self.add(EditBlock(path, "", _text(self.lines[i + 1 : end]), index=number, line=i + 1,
+                           source="\n".join(self.lines[i:end]), whole=True))
+        return len(self.lines)
+
     def fallback_whole(self) -> None:
         """Whole files, one requested output that no block named: the first fenced block is that file (a model often
         adds a usage example after it); cut off, it is an unfinished file."""
@@ -304,6 +321,10 @@ class _Reader:
             return
         start, close = self.pathless[0]
         path = self.paths.outputs[0]
+        if close >= len(self.lines) and self.ended:
+            self.count += 1
+            self.open_at_end(start, path, self.count)
+            return
         if close >= len(self.lines):
             self.problems.append(EditProblem(
                 UNFINISHED, f"the fenced content of {path} has no closing fence: the answer was probably cut at the "
@@ -337,11 +358,13 @@ def parse_edits(text: str, *, outputs: Sequence[str]) -> ParsedAnswer:
     return _Reader(text, outputs).read()
 
 
-def parse_whole(text: str, *, outputs: Sequence[str]) -> ParsedAnswer:
+def parse_whole(text: str, *, outputs: Sequence[str], ended: bool = False) -> ParsedAnswer:
     """The `whole` form (and the JSON form's fallback): every fenced block that names a requested output is that
     file's complete new content (`EditBlock.whole`; SEARCH lines are plain text here). With one requested output, the
-    first fenced block stands for it when none names it. Prose around the blocks is ignored."""
-    return _Reader(text, outputs, whole=True).read()
+    first fenced block stands for it when none names it. Prose around the blocks is ignored. A block left open at the
+    end of the answer is unfinished (cut at the token limit), unless `ended`: the model stopped on its own there
+    (the run knows: a generation cut at the limit is refused before it is read), so the block runs to the end."""
+    return _Reader(text, outputs, whole=True, ended=ended).read()
 
 
 def fenced_bodies(text: str) -> list[tuple[str, str]]:
