@@ -18,6 +18,7 @@ import anyio.from_thread
 import anyio.to_thread
 
 from engine.context import EngineContext
+from engine.delegation.answer_forms import status_form
 from engine.delegation.recovery import DEFAULT_MAX_RECOVERIES, recover
 from engine.delegation.retention import RetentionPolicy, apply_policy
 from engine.delegation.service import Delegations
@@ -85,9 +86,9 @@ class Engine:
     ) -> dict[str, Any]:
         """Load the model for delegations. `slots`: how many generations run at once on the backend (an int >= 1;
         None: what the server says, llama.cpp's /props, else 1). `answer_form`: the session's default for delegations
-        (`edits` or `json`; None keeps the backend's)."""
-        return await self.session.enable(llm=llm, backend=backend, slots=slots, answer_form=answer_form,
-                                         progress=progress)
+        (`edits`, `whole` or `json`; None keeps the rule's, engine.executor.forms)."""
+        return self._with_form(await self.session.enable(llm=llm, backend=backend, slots=slots,
+                                                         answer_form=answer_form, progress=progress))
 
     async def disable(self, *, stop_server: bool = False, progress: Progress = no_progress) -> dict[str, Any]:
         return await self.session.disable(stop_server=stop_server, progress=progress)
@@ -96,11 +97,15 @@ class Engine:
         """The session's status; `{"state": "unavailable", "problem", "fix"}` while the database (or the session's
         row) cannot be read, so a client polling status learns what to do instead of getting an error."""
         try:
-            return await self.session.status()
+            return self._with_form(await self.session.status())
         except DatabaseUnavailable as exc:
             return exc.as_status()
         except DamagedRow as exc:
             return {"state": "unavailable", "database": str(self.store.path), "problem": str(exc), "fix": exc.fix}
+
+    def _with_form(self, status: dict[str, Any]) -> dict[str, Any]:
+        """The answer form a delegation with none of its own gets now, and the rule that chose it."""
+        return {**status, **status_form(self.project.delegation_log, status)}
 
     async def claim_session(self) -> dict[str, Any] | None:
         """A long-lived owner (the MCP server) starts: it owns the sessions it enables from now on, and a session

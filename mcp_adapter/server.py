@@ -58,6 +58,7 @@ DEFAULT_WAIT_S = float(os.environ.get(WAIT_ENV, "40"))
 TaskType = Literal[TASK_TYPES]  # type: ignore[valid-type]  # the engine's list, so the schema never drifts from it
 Backend = Literal[BACKENDS]  # type: ignore[valid-type]
 ThinkLevel = Literal[THINK_LEVELS]  # type: ignore[valid-type]
+AnswerFormChoice = Literal["edits", "whole", "json", "auto"]
 
 INSTRUCTIONS = """\
 Delegate mechanical coding work (boilerplate, CRUD, unit tests, docstrings, mechanical refactors, translation between
@@ -67,8 +68,9 @@ output_files [{path, description}], context_files, verify). A delegate that take
 its run_id; collect it with action=result (run_id, wait; diff=true adds each file's unified diff). One job over
 many files: action=batch (runs: [delegate requests], or template {task, output: "tests/test_{stem}.py", ...} with
 glob); result with its batch_id gives counts, then one line per child (child n is run <batch_id>.<n>). The model changes
-existing files with search/replace edit blocks (answer_form=json: whole files instead). action=disable at the end
-unloads the model."""
+existing files with search/replace edit blocks, or (answer_form=whole, what small models and the embedded default get)
+writes every file complete in a fenced block; answer_form=json: whole files in a JSON schema. action=disable at the
+end unloads the model."""
 
 
 def _none_or_text(value: object, handler: ValidatorFunctionWrapHandler) -> object:
@@ -228,9 +230,10 @@ def build_server(engine: Engine) -> MCPServer:
             ".claude/{commands,skills,agents,hooks}/, .mcp.json, .gitattributes, .gitmodules, .envrc, "
             ".pre-commit-config.yaml, .github/workflows/); .git/ and the engine's state are never written"
         ))] = False,
-        answer_form: Annotated[Literal["edits", "json", "auto"] | None, Field(description=(
-            "enable: the session's answer form; delegate: this run's. edits (search/replace blocks; the default) or "
-            "json (whole files in a schema; for models too small for edits, the embedded default's)"
+        answer_form: Annotated[AnswerFormChoice | None, Field(description=(
+            "enable: the session's answer form; delegate: this run's. edits (search/replace blocks), whole (every "
+            "file complete in a fenced block: the embedded model's and small models' default) or json (whole files "
+            "in a JSON schema); default: by the rule `status` shows (answer_form_rule)"
         ))] = None,
         think: Annotated[StrictBool | ThinkLevel | None, Field(description=(
             "delegate: let a model that can think do so first (true or a level); default false, as mechanical "

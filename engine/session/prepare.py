@@ -25,6 +25,7 @@ from engine.executor.backends.embedded import EMBEDDED_MODEL
 from engine.executor.backends.ollama import OllamaBackend, canonical_model, context_length_from_show, ollama_base_url
 from engine.executor.backends.openai import OpenAIBackend
 from engine.executor.backends.openai_server import ServerFacts
+from engine.executor.forms import parameter_count
 from engine.progress import Progress
 from engine.session import gpu
 from engine.session.gpu import GB, GpuReport, choose_num_ctx
@@ -32,7 +33,7 @@ from engine.session.llm_spec import LlmSpec
 from engine.session.processes import alive, spawn_detached
 from engine.session.recommendations import capabilities_from_show, generates_text, recommend_model, suggested_model
 
-__all__ = ["SESSION_KEEP_ALIVE", "SERVER_TIMEOUT_ENV", "Timeouts", "keep_alive_for", "prepare"]
+__all__ = ["SERVER_TIMEOUT_ENV", "SESSION_KEEP_ALIVE", "Timeouts", "keep_alive_for", "prepare"]
 
 log = structlog.get_logger(__name__)
 
@@ -106,7 +107,8 @@ async def _prepare_ollama(
             await backend.load(model, num_ctx=num_ctx, keep_alive=keep_alive)
         return {"backend": "ollama", "base_url": base_url, "model": model, "num_ctx": num_ctx,
                 "context_length": context_length, "size_bytes": size, "server_version": version,
-                "keep_alive": keep_alive, "capabilities": capabilities, **server}
+                "keep_alive": keep_alive, "capabilities": capabilities, "parameters": parameter_count(shown),
+                **server}
     finally:
         await backend.aclose()
 

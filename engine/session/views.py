@@ -74,7 +74,10 @@ def status_view(
         "keep_alive": data.keep_alive,
         "slots": data.slots,
         "slots_from": data.slots_from,
+        "answer_form": data.answer_form,
     }
+    if data.parameters is not None:
+        status["parameters"] = data.parameters
     if data.backend == "ollama" and data.model:
         status.update(ollama_guards(data.server_version, data.capabilities))
     if data.server_kind is not None:
