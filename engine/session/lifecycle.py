@@ -30,15 +30,16 @@ import structlog
 from engine.context import EngineContext
 from engine.errors import UserError
 from engine.executor import Executor
+from engine.executor.answers import check_answer_form
 from engine.executor.backends import make_backend, select_backend
 from engine.executor.backends.base import Backend
 from engine.executor.backends.ollama import OllamaBackend, canonical_model, ollama_base_url
 from engine.executor.forms import check_answer_form
 from engine.progress import Progress, no_progress
-from engine.session import gpu
 from engine.session.choices import check_slots, cleared, resume_choice, unprepared
 from engine.session.gpu import GpuReport
 from engine.session.llm_spec import LlmSpec, parse_llm_spec
+from engine.session.machine import machine_report
 from engine.session.prepare import SERVER_TIMEOUT_ENV, Timeouts, keep_alive_for, prepare
 from engine.session.processes import alive, stop_ollama_server
 from engine.session.views import capability, liveness, model_dict, status_view
@@ -146,7 +147,7 @@ class Session:
     async def _recent_gpus(self) -> GpuReport:
         now = time.monotonic()
         if self._gpus is None or now - self._gpus[0] > STATUS_GPU_MAX_AGE_S:
-            self._gpus = (now, await anyio.to_thread.run_sync(gpu.probe_gpus))
+            self._gpus = (now, await machine_report(ollama_base_url()))
         return self._gpus[1]
 
     async def status(self) -> dict[str, Any]:

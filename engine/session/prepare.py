@@ -27,11 +27,11 @@ from engine.executor.backends.openai import OpenAIBackend
 from engine.executor.backends.openai_server import ServerFacts
 from engine.executor.forms import parameter_count
 from engine.progress import Progress
-from engine.session import gpu
 from engine.session.gpu import GB, GpuReport, choose_num_ctx
 from engine.session.llm_spec import LlmSpec
+from engine.session.machine import machine_report
 from engine.session.processes import alive, spawn_detached
-from engine.session.recommendations import capabilities_from_show, generates_text, recommend_model, suggested_model
+from engine.session.recommendations import capabilities_from_show, generates_text, recommend_for, suggested_model
 
 __all__ = ["SERVER_TIMEOUT_ENV", "SESSION_KEEP_ALIVE", "Timeouts", "keep_alive_for", "prepare"]
 
@@ -82,7 +82,7 @@ async def _prepare_ollama(
         if version is None:
             server = await _start_ollama(backend, progress=progress, timeout_s=timeouts.server_s, log_path=server_log)
             version = server["server_version"]
-        gpus: GpuReport = await anyio.to_thread.run_sync(gpu.probe_gpus)
+        gpus = await machine_report(base_url)
         model = spec.model or await _default_ollama_model(backend, gpus)
         if not await backend.has_model(model):
             try:
@@ -100,7 +100,7 @@ async def _prepare_ollama(
                      if canonical_model(m.name) == canonical_model(model)), None)
         _check_vram(model, size, gpus)
         num_ctx = choose_num_ctx(model_context=context_length, free_vram_bytes=gpus.largest_free,
-                                 model_size_bytes=size)
+                                 model_size_bytes=size, known_context=gpus.server_context)
         keep_alive = keep_alive_for(spec.persist)
         await progress(0, None, f"loading {model} (num_ctx {num_ctx})")
         with anyio.fail_after(timeouts.load_s):
@@ -114,8 +114,9 @@ async def _prepare_ollama(
 
 
 async def _default_ollama_model(backend: OllamaBackend, gpus: GpuReport) -> str:
-    """The table's model for this VRAM; without one (CPU only), the first pulled model that generates text."""
-    recommendation = recommend_model(gpus.largest_total)
+    """The table's model for this memory; without one (CPU only, a remote server's memory unknown), the first pulled
+    model that generates text."""
+    recommendation = recommend_for(gpus)
     if recommendation.model:
         return recommendation.model
     for pulled in await backend.models():
@@ -142,7 +143,7 @@ def _check_generates(model: str, capabilities: list[str] | None, gpus: GpuReport
 def _check_vram(model: str, size: int | None, gpus: GpuReport) -> None:
     total = sum(g.total_bytes for g in gpus.gpus)
     if gpus.gpus and size and size > total:
-        recommendation = recommend_model(gpus.largest_total)
+        recommendation = recommend_for(gpus)
         better = f" (for this GPU: {recommendation.model})" if recommendation.model else ""
         raise UserError(
             f"VRAM too small: {model} needs {size / GB:.1f} GB and the GPU(s) have {total / GB:.1f} GB; choose a "

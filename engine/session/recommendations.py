@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.executor.backends.ollama import canonical_model
-from engine.session.gpu import GB, KV_BYTES_PER_TOKEN, choose_num_ctx
+from engine.session.gpu import GB, KV_BYTES_PER_TOKEN, GpuReport, choose_num_ctx
 
 __all__ = [
     "MODELS",
@@ -69,6 +69,7 @@ __all__ = [
     "capabilities_from_show",
     "fits",
     "generates_text",
+    "recommend_for",
     "recommend_model",
     "suggested_model",
     "tier_for",
@@ -153,19 +154,29 @@ def tier_for(vram_bytes: int | None) -> Tier | None:
     return next((t for t in reversed(TIERS) if vram_bytes / GB >= t.min_vram_gb), None)
 
 
-def recommend_model(vram_bytes: int | None) -> Recommendation:
-    """The first choice of the tier for the largest GPU's VRAM; None (the embedded default) without a GPU or under
-    the smallest tier."""
+def recommend_model(vram_bytes: int | None, *, memory: str = "VRAM") -> Recommendation:
+    """The first choice of the tier for the largest GPU's memory; None (the embedded default) without a GPU or under
+    the smallest tier. `memory` names the figure in the reason."""
     if vram_bytes is None:
-        return Recommendation(None, "no NVIDIA GPU: the embedded default (SmolLM2-135M on llama.cpp) runs on the CPU")
+        return Recommendation(None, "no GPU found: the embedded default (SmolLM2-135M on llama.cpp) runs on the CPU")
     gb = vram_bytes / GB
     tier = tier_for(vram_bytes)
     if tier is None:
-        return Recommendation(None, f"{gb:.1f} GB of VRAM is under the {TIERS[0].min_vram_gb:g} GB the smallest "
+        return Recommendation(None, f"{gb:.1f} GB of {memory} is under the {TIERS[0].min_vram_gb:g} GB the smallest "
                                     "recommended model needs; use the embedded default")
     entry = MODELS[tier.models[0]]
-    return Recommendation(entry.name, f"{gb:.1f} GB of VRAM: {entry.name} ({entry.what}, a {entry.size_gb:g} GB "
-                                      f"download; table of {TABLE_CHECKED})")
+    return Recommendation(entry.name, f"{gb:.1f} GB of {memory}: {entry.name} ({entry.what}, a {entry.size_gb:g} "
+                                      f"GB download; table of {TABLE_CHECKED})")
+
+
+def recommend_for(report: GpuReport) -> Recommendation:
+    """The recommendation for what a probe found, worded for its source (a remote server's memory unknown: none)."""
+    if report.remote and report.largest_total is None:
+        return Recommendation(None, f"the Ollama server is another machine and its memory is {report.basis}; enable "
+                                    "uses the first pulled model that generates text, or pass --llm MODEL")
+    memory = {"metal": "unified memory the GPU may use", "server": "the server's VRAM (at least)",
+              "none": "VRAM"}.get(report.source, f"VRAM ({report.source})")
+    return recommend_model(report.largest_total, memory=memory)
 
 
 def suggested_model(vram_bytes: int | None) -> str:

@@ -1,6 +1,7 @@
-"""What `capability` and `status` answer: the machine (GPUs, Ollama, the embedded model, the recommended model and
-the other candidates for this VRAM, with what is pulled and the num_ctx each would get) and the session (state,
-backend, model and its capabilities, what is loaded, VRAM, runs in flight)."""
+"""What `capability` and `status` answer: the machine (GPUs and which probe found them, or a remote server's figures;
+Ollama, the embedded model, the recommended model and the other candidates for this memory, with what is pulled and
+the num_ctx each would get) and the session (state, backend, model and its capabilities, what is loaded, VRAM and its
+source, runs in flight)."""
 
 from __future__ import annotations
 
@@ -8,22 +9,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import anyio.to_thread
-
 from engine.errors import UserError
 from engine.executor.backends import NoBackend, ollama_installed, select_backend
 from engine.executor.backends.base import Backend, BackendError, ModelInfo
 from engine.executor.backends.embedded import EMBEDDED_MODEL, embedded_installed
 from engine.executor.backends.ollama import OllamaBackend, canonical_model, context_length_from_show, ollama_base_url
 from engine.executor.backends.ollama_features import ServerFeatures
-from engine.session import gpu
 from engine.session.gpu import GpuReport, vram_summary
+from engine.session.machine import machine_report
 from engine.session.recommendations import (
     TABLE_CHECKED,
     PulledModel,
     candidates,
     capabilities_from_show,
-    recommend_model,
+    recommend_for,
     tiers_summary,
 )
 from states import SessionData
@@ -162,10 +161,12 @@ def _context_note(data: SessionData) -> str | None:
 
 
 async def capability() -> dict[str, Any]:
-    gpus: GpuReport = await anyio.to_thread.run_sync(gpu.probe_gpus)
+    gpus = await machine_report(ollama_base_url())
     reasons: list[str] = []
     if gpus.reason:
         reasons.append(gpus.reason)
+    elif gpus.basis:
+        reasons.append(f"memory from {gpus.source}: {gpus.basis}")
     probe = OllamaBackend(ollama_base_url())
     pulled: dict[str, PulledModel] | None = None
     try:
@@ -179,7 +180,7 @@ async def capability() -> dict[str, Any]:
     models = [{**model_dict(ModelInfo(p.name, p.size_bytes, p.context_length)), "capabilities": p.capabilities}
               for p in (pulled or {}).values()]
     installed = ollama_installed()
-    recommendation = recommend_model(gpus.largest_total)
+    recommendation = recommend_for(gpus)
     recommended_pulled = bool(recommendation.model and pulled and canonical_model(recommendation.model) in pulled)
     reasons.append(recommendation.reason + (" (already pulled)" if recommended_pulled else
                                             " (not pulled yet: enable pulls it)" if recommendation.model else ""))
@@ -199,6 +200,7 @@ async def capability() -> dict[str, Any]:
     return {
         "can_enable": backend is not None,
         "gpus": gpus.as_list(),
+        "memory": gpus.memory_view(),
         "backend": backend,
         "ollama": {"installed": installed is not None, "running": version is not None, "version": version,
                    "url": ollama_base_url(), "path": installed},

@@ -50,7 +50,8 @@ def _status_text(s: dict[str, Any]) -> str:
         lines.append(f"loaded: {m.get('name')}{where}")
     vram = s.get("vram") or {}
     if vram.get("total_bytes"):
-        lines.append(f"vram: {_gb(vram.get('free_bytes'))} free of {_gb(vram['total_bytes'])}")
+        lines.append(f"vram: {_gb(vram.get('free_bytes'))} free of {_gb(vram['total_bytes'])} "
+                     f"(from {vram.get('source')})")
     lines.append(f"runs active: {s['runs_active']}")
     if s.get("reason"):
         lines.append(f"reason: {s['reason']}")
@@ -72,9 +73,14 @@ def _capability_text(c: dict[str, Any]) -> str:
     lines = []
     for g in c["gpus"]:
         lines.append(f"gpu {g['index']}: {g['name']}, {_gb(g['free_bytes'])} free of {_gb(g['total_bytes'])} "
-                     f"(driver {g.get('driver')})")
+                     f"({g.get('source')}{', driver ' + str(g['driver']) if g.get('driver') else ''})")
+    memory = c.get("memory") or {}
     if not c["gpus"]:
-        lines.append("gpu: none (CPU only)")
+        lines.append("gpu: none (CPU only)" if memory.get("source") != "server" else "gpu: the server's (remote)")
+    lines += [f"  {name}: {result}" for name, result in (memory.get("probes") or {}).items()]
+    if memory.get("basis"):
+        lines.append(f"memory ({memory.get('source')}{', unified' if memory.get('unified') else ''}): "
+                     f"{memory['basis']}")
     o = c["ollama"]
     lines.append(f"ollama: {'running ' + str(o['version']) if o['running'] else 'not running'}, "
                  f"{'installed' if o['installed'] else 'not installed'} ({o['url']})")

@@ -165,12 +165,12 @@ async def test_a_run_waits_for_a_session_another_process_is_starting(
 ) -> None:
     # R4: a server restarted beside another unloaded the dead owner's session, and the runs it resumed found it
     # `starting` (enabled by the first of them) and failed: "the session is starting in another process".
-    from engine.store.ownership import _start_ticks
+    from engine.store.ownership import _started
     from states import SESSION_ID
 
     other = subprocess.Popen(["sleep", "30"])
     try:
-        token = f"{socket.gethostname()}:{other.pid}:{_start_ticks(other.pid)}"
+        token = f"{socket.gethostname()}:{other.pid}:{_started(other.pid)}"
         engine.ctx.sessions.ensure(SESSION_ID)
         engine.ctx.sessions.fire(SESSION_ID, "enable", data={"backend": "ollama", "busy_by": token})
         got: list[object] = []
