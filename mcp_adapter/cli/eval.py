@@ -224,15 +224,11 @@ def eval_command(
     if compare is not None and (only or max_attempts or scratch or suite_dir or listing or backend or answer_form
                                 or llm != "true" or tier != "standard"):
         typer.echo(f"{ctx.command_path}: --compare takes no options of a run (only --json)", err=True)
-<<<<<<< HEAD
         raise typer.Exit(USAGE)
-=======
-        raise typer.Exit(2)
     if suite_dir and tier != "standard":
         typer.echo(f"{ctx.command_path}: --tier picks a built-in suite; --suite gives your own: use one of them",
                    err=True)
-        raise typer.Exit(2)
->>>>>>> answer-forms
+        raise typer.Exit(USAGE)
     handler = partial(_eval, llm=llm, backend=backend, answer_form=answer_form, only=only,
                       max_attempts=max_attempts, json_file=json_file, scratch=scratch, suite_dir=suite_dir,
                       listing=listing, compare=compare, tier=tier)
