@@ -22,7 +22,6 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,7 +34,6 @@ from engine.delegation.answer_forms import run_form
 from engine.delegation.generation import Slots, fit_history, generate, safe_progress
 from engine.delegation.moves import RunMoves, mark_writes
 from engine.delegation.packing import counter, fit_answer, overflow_record, pack
-from engine.delegation.paths import resolve_inside
 from engine.delegation.reading import as_text, read_answer_off_loop
 from engine.delegation.shared_tree import (
     Action,

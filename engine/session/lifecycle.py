@@ -30,7 +30,6 @@ import structlog
 from engine.context import EngineContext
 from engine.errors import UserError
 from engine.executor import Executor
-from engine.executor.answers import check_answer_form
 from engine.executor.backends import make_backend, select_backend
 from engine.executor.backends.base import Backend
 from engine.executor.backends.ollama import OllamaBackend, canonical_model, ollama_base_url

@@ -9,6 +9,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+
 from engine.errors import UserError
 from engine.executor.backends import NoBackend, ollama_installed, select_backend
 from engine.executor.backends.base import Backend, BackendError, ModelInfo
