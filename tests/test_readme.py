@@ -49,8 +49,8 @@ _HOW = {
     ('local-llm delegate "Write stats.py with a median function in the style of calc.py" --context calc.py '
      '--output stats.py --verify "python3 -c \'import stats; assert stats.median([3, 1, 2]) == 2\'"'): "run",
     "local-llm runs": "run",
-    "local-llm status": "run",
-    "local-llm db compact": "run",
+    "local-llm status": "help",
+    "local-llm db compact": "help",
     "local-llm disable": "run",
     "local-llm eval": "help",
     "local-llm eval --llm qwen2.5-coder:7b --json 7b.json": "help",

@@ -1,5 +1,5 @@
 """AMD GPUs from the amdgpu driver's sysfs (engine/session/amd.py), with Ollama's rules (discover/amd_linux.go,
-v0.12.3), driven by sysfs trees recorded on real machines (recordings/amdgpu/*/: SOURCE.md names each)."""
+v0.12.3), driven by sysfs trees recorded on real machines (recordings/amdgpu/*/: the notes beside each tree name its source)."""
 
 from __future__ import annotations
 

@@ -49,22 +49,32 @@ def near_miss(search_lines: int) -> tuple[bytes, str]:
 
 
 def _measure(search_lines: int) -> dict[str, object]:
-    """Child process: read the near-miss answer as a run does; its seconds, peak RSS and the problem."""
-    import resource
+    """Child process: read the near-miss answer as a run does; its seconds, the memory the reading allocated at its
+    peak (tracemalloc: the process's own RSS is mostly its imports, the llama.cpp library among them) and the problem.
+    Timed without tracemalloc, which slows allocation, then measured with it."""
     import time
+    import tracemalloc
 
     from engine.delegation.reading import read_answer
     from engine.executor.answers import AnswerError
 
     base, answer = near_miss(search_lines)
+
+    def read() -> str:
+        try:
+            read_answer("edits", answer, outputs=["src/handlers.py"], bases={"src/handlers.py": base})
+            return ""
+        except AnswerError as exc:
+            return str(exc)
+
     started = time.monotonic()
-    try:
-        read_answer("edits", answer, outputs=["src/handlers.py"], bases={"src/handlers.py": base})
-        message = ""
-    except AnswerError as exc:
-        message = str(exc)
-    return {"seconds": time.monotonic() - started, "megabytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "message": message}
+    message = read()
+    seconds = time.monotonic() - started
+    tracemalloc.start()
+    read()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return {"seconds": seconds, "megabytes": peak / 2**20, "message": message}
 
 
 @pytest.mark.parametrize("search_lines", [400, 750])
