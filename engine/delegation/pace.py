@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from engine.env import env_bound
 from engine.errors import InvalidArgument
 
 __all__ = [
@@ -41,19 +42,6 @@ DEFAULT_RATE_WINDOW_S = 60.0
 """The rate is measured over this long, so a pause (a long line, a swap) is not a stall."""
 
 
-def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):  # `not >=` also refuses NaN
-        raise InvalidArgument(f"${name}", "a number >= 0 (0 turns the bound off); unset it for the default", raw)
-    return value
-
-
 @dataclass(frozen=True)
 class PaceLimits:
     first_token_s: float = DEFAULT_FIRST_TOKEN_S
@@ -65,12 +53,12 @@ class PaceLimits:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PaceLimits:
         env = os.environ if environ is None else environ
-        window = _seconds(env, RATE_WINDOW_ENV, DEFAULT_RATE_WINDOW_S)
+        window = env_bound(env, RATE_WINDOW_ENV, DEFAULT_RATE_WINDOW_S)
         if window == 0:
             raise InvalidArgument(f"${RATE_WINDOW_ENV}", "seconds > 0 (turn the rate bound off with "
                                   f"${MIN_RATE_ENV}=0 instead)", "0")
-        return cls(first_token_s=_seconds(env, FIRST_TOKEN_ENV, DEFAULT_FIRST_TOKEN_S),
-                   min_tokens_per_s=_seconds(env, MIN_RATE_ENV, DEFAULT_MIN_TOKENS_PER_S), window_s=window)
+        return cls(first_token_s=env_bound(env, FIRST_TOKEN_ENV, DEFAULT_FIRST_TOKEN_S),
+                   min_tokens_per_s=env_bound(env, MIN_RATE_ENV, DEFAULT_MIN_TOKENS_PER_S), window_s=window)
 
     @property
     def tick_s(self) -> float:

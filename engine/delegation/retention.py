@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from engine.delegation.views import MAX_REGIONS
+from engine.env import env_bound
 from engine.errors import InvalidArgument
 from engine.executor.edits import summarize_change
 from engine.store.db import Store
@@ -51,19 +52,6 @@ BATCH_SIZE = 50
 """Runs compacted per transaction: a few milliseconds of write lock each, so runs and `status` go on meanwhile."""
 
 
-def _number(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):  # `not >=` also refuses NaN
-        raise InvalidArgument(f"${name}", "a number >= 0 (0 turns this bound off); unset it for the default", raw)
-    return value
-
-
 @dataclass(frozen=True)
 class RetentionPolicy:
     keep_days: float = DEFAULT_KEEP_DAYS
@@ -77,8 +65,8 @@ class RetentionPolicy:
                  keep_mb: float | None = None) -> RetentionPolicy:
         """$LOCAL_LLM_KEEP_DAYS and $LOCAL_LLM_KEEP_MB, each overridden by an explicit value."""
         env = os.environ if environ is None else environ
-        days = _number(env, KEEP_DAYS_ENV, DEFAULT_KEEP_DAYS) if keep_days is None else keep_days
-        mb = _number(env, KEEP_MB_ENV, DEFAULT_KEEP_MB) if keep_mb is None else keep_mb
+        days = env_bound(env, KEEP_DAYS_ENV, DEFAULT_KEEP_DAYS) if keep_days is None else keep_days
+        mb = env_bound(env, KEEP_MB_ENV, DEFAULT_KEEP_MB) if keep_mb is None else keep_mb
         for field, value in (("keep_days", days), ("keep_mb", mb)):
             if not value >= 0 or value == float("inf"):
                 raise InvalidArgument(field, "a number >= 0 (0 turns this bound off)", value)
