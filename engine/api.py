@@ -97,6 +97,8 @@ class Engine:
         """The session's status; `{"state": "unavailable", "problem", "fix"}` while the database (or the session's
         row) cannot be read, so a client polling status learns what to do instead of getting an error."""
         try:
+            # Status is where a user asks whether all is well: rows it does not read (finished runs) are checked too.
+            await anyio.to_thread.run_sync(self.store.check_machines)
             return self._with_form(await self.session.status())
         except DatabaseUnavailable as exc:
             return exc.as_status()
@@ -133,6 +135,7 @@ class Engine:
     ) -> dict[str, Any]:
         """Run a delegation. `answer_form`: `edits`, `json` or None/`auto` (the session's, else the backend's). `think`: False (the default: mechanical work), True or a level, for models that can. `wait=None` waits for its end; a number of seconds answers after that long with the
         run's current view (the run goes on in `background()`; collect it with `result`)."""
+        await self._check_before_new_work()
         return await self.delegations.delegate(
             task=task, output_files=output_files, task_type=task_type, context_files=context_files, verify=verify,
             max_attempts=max_attempts, model=model, allow_secrets=allow_secrets,
@@ -146,7 +149,13 @@ class Engine:
         `glob` (one request per matching file), and the options `max_parallel` (default: the backend's slots),
         `max_failures`, `max_attempts` (per child) and `parallel_verify` (default false: one verify at a time).
         Answers like `delegate` after `wait`: the counts while it runs, one line per child once it ended."""
+        await self._check_before_new_work()
         return await self.delegations.batch(spec, wait=wait, progress=progress)
+
+    async def _check_before_new_work(self) -> None:
+        """New runs never go into a damaged file: the user would have to move it aside with them (their records then
+        out of sight); ~24 ms on a year of runs (engine/store/health.py), next to a generation's seconds."""
+        await anyio.to_thread.run_sync(self.store.check_machines)
 
     async def result(self, run_id: str, *, wait: float = 0.0, diff: bool = False) -> dict[str, Any]:
         """A run's compact result (a batch's counts, or its summary once ended), after waiting up to `wait` seconds for its end; `diff` adds each file's unified
