@@ -118,14 +118,37 @@ def parse_answer(text: str, paths: Sequence[str], *, ended: bool = False) -> dic
     return result
 
 
+def _opening_fence_left_out(text: str) -> str:
+    """An answer that starts with the code and closes a fence it never opened (its only fence line is a bare one at
+    the end: the embedded 135M model answered `def double(x): ...` so) is that one block. Read as it stands, the bare
+    fence would open an empty block and the file would be written empty."""
+    lines = text.rstrip().splitlines()
+    fences = [i for i, line in enumerate(lines) if line.lstrip(" \t").startswith(("```", "~~~"))]
+    if len(lines) > 1 and fences == [len(lines) - 1] and lines[-1].strip() in ("```", "~~~"):
+        return f"{lines[-1].strip()}\n{text}"
+    return text
+
+
+def _without_own_path_line(path: str, content: str) -> str:
+    """The block's content less a bare line that is the block's own path, as its first or last line: the path line
+    the form asks for, put inside the fence (the embedded 135M model ended `greet.py`'s block with `greet.py`, which
+    Python then ran as code). Only the exact path, and only with other lines left."""
+    lines = content.splitlines(keepends=True)
+    if len(lines) > 1 and lines[-1].strip() == path:
+        lines = lines[:-1]
+    if len(lines) > 1 and lines[0].strip() == path:
+        lines = lines[1:]
+    return "".join(lines)
+
+
 def parse_whole_answer(text: str, paths: Sequence[str], *, ended: bool = False) -> dict[str, str]:
     """The `whole` form: `{path: content}` for every requested path, each the content of its fenced block (the last
     one, when a file is given twice); AnswerError (with a message for the model) otherwise. `ended`: as in
     parse_whole."""
-    parsed = parse_whole(text, outputs=paths, ended=ended)
+    parsed = parse_whole(_opening_fence_left_out(text), outputs=paths, ended=ended)
     if parsed.problems:
         raise AnswerError("; ".join(p.message for p in parsed.problems[:3]))
-    files = {b.path: b.replace for b in parsed.blocks}
+    files = {b.path: _without_own_path_line(b.path, b.replace) for b in parsed.blocks}
     if missing := [p for p in paths if p not in files]:
         raise AnswerError(f"missing files: {', '.join(missing)} (write every requested file in full: its path on a "
                           "line of its own, then the complete file in one fenced block)")

@@ -40,9 +40,13 @@ SYSTEM_PROMPT = (
 SYSTEM_PROMPT_WHOLE = (
     "You are a precise code generator. You receive a task, context files and the list of files to write. "
     "For each file to write, answer with its path on a line of its own, then the complete file in one fenced code "
-    "block. Nothing else."
+    "block. Nothing else. For example, asked to write hello.py with a function hello() that returns the text 'hi', "
+    "you answer:\nhello.py\n```python\ndef hello():\n    return 'hi'\n```"
 )
-"""The `whole` form: the simplest to follow (aider's "whole" edit format); no example to copy from."""
+"""The `whole` form: the simplest to follow (aider's "whole" edit format). Its example is a complete, real answer,
+not a template with placeholder text to copy: the embedded 135M model follows a shown answer better than a described
+one (it answered with prose, or code with no fence, from the description alone), and a real file copied by mistake
+fails verify instead of being written as `<the complete file content>`."""
 
 SYSTEM_PROMPT_EDITS = (
     "You are a precise code editor. You receive a task, context files, the files to write and the current content of "

@@ -77,6 +77,14 @@ WHOLE_CORPUS = [
     ("a file that was not requested", "b.py\n```\nx = 1\n```\n", ["a.py"], "not a file you may write"),
     ("a missing file", "a.py\n```\nx = 1\n```\n", ["a.py", "b.py"], "missing files: b.py"),
     ("no fence at all", "def f(): pass", ["a.py"], "holds no fenced file"),
+    ("the opening fence left out, the closing one there", "def double(x):\n    return x * 2\n```", ["double.py"],
+     {"double.py": "def double(x):\n    return x * 2\n"}),
+    ("the path line put inside the block, last", "```python\ndef greet(name):\n    return name\ngreet.py\n```",
+     ["greet.py"], {"greet.py": "def greet(name):\n    return name\n"}),
+    ("the path line put inside the block, first", "```\nsrc/a.py\nx = 1\n```", ["src/a.py"], {"src/a.py": "x = 1\n"}),
+    ("a block that is only its path keeps it", "a.txt\n```\na.txt\n```", ["a.txt"], {"a.txt": "a.txt\n"}),
+    ("a lone fence after prose and code is not taken for code", "a.py\n```python\nx = 1\n```\nthen\n```",
+     ["a.py"], {"a.py": "x = 1\n"}),
 ]
 
 

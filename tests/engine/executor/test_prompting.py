@@ -5,6 +5,7 @@ import re
 import pytest
 
 from engine import ANSWER_FORMS, TASK_TYPES
+from engine.executor.answers import parse_whole_answer
 from engine.executor.prompting import ContextFile, OutputSpec, attempt_messages, base_messages, pack_context
 
 
@@ -75,6 +76,12 @@ def test_the_whole_form_asks_for_each_file_after_its_path_in_a_fence_and_shows_e
                                  editing=[ContextFile("a.py", "x = 1\n")])
     assert "path on a line of its own" in system.content and "fenced code block" in system.content
     assert "x = 1" in user.content and "SEARCH" not in system.content + user.content
+
+
+def test_the_whole_form_shows_one_complete_real_answer_that_its_own_reader_reads() -> None:
+    system, _ = base_messages("Write add.py", "generate", [OutputSpec("add.py")], [], form="whole")
+    example = system.content.split("you answer:\n", 1)[1]
+    assert parse_whole_answer(example, ["hello.py"], ended=True) == {"hello.py": "def hello():\n    return 'hi'\n"}
 
 
 def test_the_edit_form_offers_a_plain_fenced_file_for_a_new_file_instead_of_an_empty_search() -> None:
