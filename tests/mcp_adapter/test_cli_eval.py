@@ -160,8 +160,8 @@ def test_the_eval_exits_1_when_a_task_broke_and_still_writes_its_report(
 
 TRIVIAL_FIRST_TRY_FLOOR = 0.5
 """The hard floor of the trivial tier in CI: at least half its tasks pass at the first attempt on the embedded model
-with the default answer form. Not a recorded figure (that was 10 of 12 when the tier landed, docs/eval.md): a floor
-that only a regression in prompting, packing or parsing (or in the answer form the rule picks) falls below."""
+with the default answer form. Not a recorded figure (7 of 12 on 2026-12-05, README "Choosing a model"): a floor that
+only a regression in prompting, packing or parsing (or in the answer form the rule picks) falls below."""
 
 
 @needs_embedded
