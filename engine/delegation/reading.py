@@ -4,7 +4,8 @@ fenced files as its fallback; engine.executor.answers). All or nothing: an answe
 AnswerError, whose message is what the model is told on the next attempt.
 
 Reading is CPU work on text the model wrote (a runaway answer is tens of KB of fences or thousands of divider
-lines), so the run reads it in a worker thread (`read_answer_off_loop`): the server keeps answering meanwhile."""
+lines), so the run reads it off the event loop (`read_answer_off_loop`: a thread, or a worker process for a large
+one): the server keeps answering meanwhile."""
 
 from __future__ import annotations
 
@@ -12,12 +13,19 @@ import re
 from collections.abc import Mapping, Sequence
 from functools import partial
 
+import anyio.to_process
 import anyio.to_thread
 
 from engine.executor.answers import AnswerError, parse_answer, parse_whole_answer
 from engine.executor.edits import apply_answer, parse_edits, retry_message
 
-__all__ = ["as_text", "read_answer", "read_answer_off_loop"]
+__all__ = ["PROCESS_ABOVE_BYTES", "as_text", "read_answer", "read_answer_off_loop"]
+
+PROCESS_ABOVE_BYTES = 32 * 1024
+"""An answer and bases larger than this are read in a worker process, smaller ones in a thread. The work grows with
+their product (a near-miss SEARCH of hundreds of lines: seconds of CPU), and a thread would hold the GIL against the
+event loop all that time; a worker process costs about a second to start, once per event loop, which small answers
+(milliseconds of work) should not pay."""
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -62,11 +70,12 @@ def read_answer(
     return contents
 
 
-async def read_answer_off_loop(
-    form: str, text: str, *, outputs: Sequence[str], bases: Mapping[str, bytes | None],
-) -> dict[str, bytes]:
-    """`read_answer` in a worker thread, so a slow answer never holds the event loop (`status` and `cancel` answer
-    meanwhile)."""
-    return await anyio.to_thread.run_sync(
-        partial(read_answer, form, text, outputs=outputs, bases=bases), abandon_on_cancel=True
-    )
+async def read_answer_off_loop(form: str, text: str, *, outputs: Sequence[str],
+                               bases: Mapping[str, bytes | None]) -> dict[str, bytes]:
+    """`read_answer` off the event loop, so the server keeps answering while it runs and a cancel does not wait
+    for it (the worker process is killed, the thread abandoned)."""
+    work = partial(read_answer, form, text, outputs=outputs, bases=dict(bases))
+    size = len(text) + sum(len(base) for base in bases.values() if base is not None)
+    if size > PROCESS_ABOVE_BYTES:
+        return await anyio.to_process.run_sync(work, cancellable=True)
+    return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
-import anyio.to_thread
 import structlog
 
 from engine.context import EngineContext
@@ -161,6 +160,7 @@ async def _delegating(tools: StepTools, record: MachineRecord, attempt: Attempt)
                 f"the answer was cut at the token limit ({result.completion_tokens} tokens{thought}); "
                 + ("use fewer, smaller edit blocks" if data.answer_form == "edits" else "write shorter files")
             )
+        # CPU work on whole files (a near-miss SEARCH builds the closest-lines suggestion): off the event loop.
         contents = await read_answer_off_loop(data.answer_form, result.text, outputs=data.output_paths, bases=bases)
     except AnswerError as exc:
         _generation_failed(tools, record, result.text, str(exc), extra=counters)

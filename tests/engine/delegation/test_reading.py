@@ -1,5 +1,6 @@
 """engine/delegation/reading.py: an answer that holds a lone surrogate (a server's JSON may carry "\\ud800" alone)
-is a retry with a message that says what is wrong, never an internal error (issue 19 point 7)."""
+is a retry with a message that says what is wrong, never an internal error (issue 19 point 7); answers are read
+off the event loop, large ones in a worker process, with the same outcome (issue 19 point 4)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import anyio
 import pytest
 
 from engine import Engine
-from engine.delegation.reading import read_answer
+from engine.delegation.reading import PROCESS_ABOVE_BYTES, read_answer, read_answer_off_loop
 from engine.executor.answers import AnswerError
 from engine.testing.scripted import ScriptedBackend, files_answer, use_backend
+from tests.engine.executor.edits.test_apply_bounds import near_miss
 
 LONE = "\ud83d"  # the first half of an emoji's surrogate pair, without its second half
 
@@ -49,3 +51,34 @@ async def test_a_run_whose_first_answer_holds_a_lone_surrogate_retries_and_ends_
     retry = "\n".join(m.content for m in backend.requests[1].messages)
     assert "lone surrogate (U+D83D" in retry
     retry.encode("utf-8")  # the earlier answer is quoted back as valid text
+
+
+SMALL_MISS = (b"total = 0\nfor value in values:\n    total += value\n",
+              ("src/handlers.py\n```python\n<<<<<<< SEARCH\nfor amount in values:\n=======\nfor v in values:\n"
+               ">>>>>>> REPLACE\n```\n"))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("case", ["small, in a thread", "large, in a worker process"])
+async def test_an_answer_read_off_the_loop_fails_with_the_message_read_answer_gives(case: str) -> None:
+    base, answer = SMALL_MISS if case.startswith("small") else near_miss(400)
+    assert (len(base) + len(answer) > PROCESS_ABOVE_BYTES) == case.startswith("large")
+    bases: dict[str, bytes | None] = {"src/handlers.py": base}
+    with pytest.raises(AnswerError) as direct:
+        read_answer("edits", answer, outputs=["src/handlers.py"], bases=bases)
+    with anyio.fail_after(60), pytest.raises(AnswerError) as off_loop:
+        await read_answer_off_loop("edits", answer, outputs=["src/handlers.py"], bases=bases)
+    assert str(off_loop.value) == str(direct.value)
+    assert "closest lines" in str(off_loop.value)
+
+
+@pytest.mark.anyio
+async def test_a_large_answer_read_in_a_worker_process_gives_the_bytes_read_answer_gives() -> None:
+    base, answer = near_miss(400)
+    answer = answer.replace("amount", "value", 1)  # the SEARCH now matches: the block applies
+    assert len(answer) + len(base) > PROCESS_ABOVE_BYTES
+    bases: dict[str, bytes | None] = {"src/handlers.py": base}
+    with anyio.fail_after(60):
+        got = await read_answer_off_loop("edits", answer, outputs=["src/handlers.py"], bases=bases)
+    assert got == read_answer("edits", answer, outputs=["src/handlers.py"], bases=bases)
+    assert got["src/handlers.py"] != base
