@@ -18,6 +18,7 @@ import anyio.from_thread
 import anyio.to_thread
 
 from engine.context import EngineContext
+from engine.delegation.answer_forms import status_form
 from engine.delegation.recovery import DEFAULT_MAX_RECOVERIES, recover
 from engine.delegation.retention import RetentionPolicy, apply_policy
 from engine.delegation.service import Delegations
@@ -85,9 +86,9 @@ class Engine:
     ) -> dict[str, Any]:
         """Load the model for delegations. `slots`: how many generations run at once on the backend (an int >= 1;
         None: what the server says, llama.cpp's /props, else 1). `answer_form`: the session's default for delegations
-        (`edits` or `json`; None keeps the backend's)."""
-        return await self.session.enable(llm=llm, backend=backend, slots=slots, answer_form=answer_form,
-                                         progress=progress)
+        (`edits`, `whole` or `json`; None keeps the rule's, engine.executor.forms)."""
+        return self._with_form(await self.session.enable(llm=llm, backend=backend, slots=slots,
+                                                         answer_form=answer_form, progress=progress))
 
     async def disable(self, *, stop_server: bool = False, progress: Progress = no_progress) -> dict[str, Any]:
         return await self.session.disable(stop_server=stop_server, progress=progress)
@@ -96,11 +97,17 @@ class Engine:
         """The session's status; `{"state": "unavailable", "problem", "fix"}` while the database (or the session's
         row) cannot be read, so a client polling status learns what to do instead of getting an error."""
         try:
-            return await self.session.status()
+            # Status is where a user asks whether all is well: rows it does not read (finished runs) are checked too.
+            await anyio.to_thread.run_sync(self.store.check_machines)
+            return self._with_form(await self.session.status())
         except DatabaseUnavailable as exc:
             return exc.as_status()
         except DamagedRow as exc:
             return {"state": "unavailable", "database": str(self.store.path), "problem": str(exc), "fix": exc.fix}
+
+    def _with_form(self, status: dict[str, Any]) -> dict[str, Any]:
+        """The answer form a delegation with none of its own gets now, and the rule that chose it."""
+        return {**status, **status_form(self.project.delegation_log, status)}
 
     async def claim_session(self) -> dict[str, Any] | None:
         """A long-lived owner (the MCP server) starts: it owns the sessions it enables from now on, and a session
@@ -130,6 +137,7 @@ class Engine:
         `think`: False (the default: mechanical work), True or a level, for models that can. `wait=None` waits for
         its end; a number of seconds answers after that long with the run's current view (the run goes on in
         `background()`; collect it with `result`)."""
+        await self._check_before_new_work()
         return await self.delegations.delegate(
             task=task, output_files=output_files, task_type=task_type, context_files=context_files, verify=verify,
             max_attempts=max_attempts, model=model, allow_secrets=allow_secrets,
@@ -143,7 +151,13 @@ class Engine:
         `glob` (one request per matching file), and the options `max_parallel` (default: the backend's slots),
         `max_failures`, `max_attempts` (per child) and `parallel_verify` (default false: one verify at a time).
         Answers like `delegate` after `wait`: the counts while it runs, one line per child once it ended."""
+        await self._check_before_new_work()
         return await self.delegations.batch(spec, wait=wait, progress=progress)
+
+    async def _check_before_new_work(self) -> None:
+        """New runs never go into a damaged file: the user would have to move it aside with them (their records then
+        out of sight); ~24 ms on a year of runs (engine/store/health.py), next to a generation's seconds."""
+        await anyio.to_thread.run_sync(self.store.check_machines)
 
     async def result(self, run_id: str, *, wait: float = 0.0, diff: bool = False) -> dict[str, Any]:
         """A run's compact result (a batch's counts, or its summary once ended), after waiting up to `wait` seconds

@@ -56,6 +56,7 @@ ACTIONS: tuple[str, ...] = Action.__args__  # type: ignore[attr-defined]
 TaskType = Literal[TASK_TYPES]  # type: ignore[valid-type]  # the engine's list, so the schema never drifts from it
 Backend = Literal[BACKENDS]  # type: ignore[valid-type]
 ThinkLevel = Literal[THINK_LEVELS]  # type: ignore[valid-type]
+AnswerFormChoice = Literal["edits", "whole", "json", "auto"]
 
 INSTRUCTIONS = """\
 Delegate mechanical coding work (boilerplate, CRUD, unit tests, docstrings, mechanical refactors, translation between
@@ -248,9 +249,10 @@ def build_server(engine: Engine) -> MCPServer:
             ".claude/{commands,skills,agents,hooks}/, .mcp.json, .gitattributes, .gitmodules, .envrc, "
             ".pre-commit-config.yaml, .github/workflows/); .git/ and the engine's state are never written"
         ))] = False,
-        answer_form: Annotated[Literal["edits", "json", "auto"] | None, Field(description=(
-            "enable: the session's answer form; delegate: this run's. edits (search/replace blocks; the default) or "
-            "json (whole files in a schema; for models too small for edits, the embedded default's)"
+        answer_form: Annotated[AnswerFormChoice | None, Field(description=(
+            "enable: the session's answer form; delegate: this run's. edits (search/replace blocks), whole (every "
+            "file complete in a fenced block: the embedded model's and small models' default) or json (whole files "
+            "in a JSON schema); default: by the rule `status` shows (answer_form_rule)"
         ))] = None,
         think: Annotated[StrictBool | ThinkLevel | None, Field(description=(
             "delegate: let a model that can think do so first (true or a level); default false, as mechanical "

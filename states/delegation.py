@@ -119,9 +119,14 @@ class RunData(MachineData):
     model: str | None = None
     """The model asked for by the caller; None means the session's."""
     answer_form: str = "json"
-    """`edits` (search/replace blocks; whole content for new files), `json` (every file whole in a JSON object), or
-    `auto` until the run packs its prompt and records the form it chose. Rows from before the field were JSON runs,
+    """`edits` (search/replace blocks; whole content for new files), `whole` (every file complete in a fenced block),
+    `json` (every file whole in a JSON object), or `auto` until the run packs its prompt and records the form it
+    chose (and `answer_form_rule`, why). Rows from before the field were JSON runs,
     whose packed prompts ask for JSON, so that is the default (no migration)."""
+    answer_form_rule: str | None = None
+    """The rule that chose the form of an `auto` run (engine.executor.forms), in words."""
+    backend: str | None = None
+    """The backend that packed the prompt (the answer-form rule counts edit answers per backend and model)."""
     think: bool | str = False
     """Whether a model that can think may (a level: how much); mechanical work says no. Rows from before the field
     read False, so it needs no migration."""

@@ -71,7 +71,10 @@ class SessionData(MachineData):
     """Tokens one request may use on the server (llama.cpp: one slot's context); num_ctx never exceeds it."""
     warnings: list[SessionWarning] = field(default_factory=list)
     answer_form: str | None = None
-    """The session's default answer form (`edits` or `json`), set with enable; None: the backend's."""
+    """The session's default answer form (`edits`, `whole` or `json`), set with enable; None: the rule's
+    (engine.executor.forms)."""
+    parameters: int | None = None
+    """The model's parameter count, from Ollama's `/api/show`; None when not known (the answer-form rule's input)."""
 
 
 SESSION = MachineSpec(

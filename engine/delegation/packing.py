@@ -4,7 +4,8 @@ the work, and the check that no prompt is sent that the server would cut.
 The budget (issue #12): num_ctx is fixed for the session (changing it reloads the model), so a run takes what it is
 given. The files to change go into the prompt whole (edit form: the model copies its SEARCH lines from them), then
 the context files that fit; the answer gets what the context really leaves after the prompt, never less than its
-floor (`answer_floor`): a few thousand tokens of edit blocks, or every output whole in the JSON form. A run whose
+floor (`answer_floor`): a few thousand tokens of edit blocks, or every output whole in the `whole` and JSON forms
+(the `whole` form's prompt also holds the outputs that exist, whole, as the edit form's does). A run whose
 files to change and task leave less than the floor is refused up front with the numbers and how to get a larger
 context.
 """
@@ -20,11 +21,12 @@ from typing import Any
 from engine.delegation.context_files import read_text_file
 from engine.errors import UserError
 from engine.executor.backends.base import Backend, GenerateRequest, PromptCount, PromptTooLong
-from engine.executor.prompting import ContextFile, OutputSpec, base_messages, pack_context
+from engine.executor.prompting import SHOWS_OUTPUTS, ContextFile, OutputSpec, base_messages, pack_context
 from states import PromptOverflow, RunData
 
 __all__ = [
     "FEEDBACK_TOKENS",
+    "REWRITES_WHOLE",
     "UNGUARDED_MARGIN",
     "answer_floor",
     "counter",
@@ -39,16 +41,18 @@ UNGUARDED_MARGIN = 1.5
 times: 2 characters a token, what dense code (minified, base64, long identifiers) costs with current tokenizers."""
 FEEDBACK_TOKENS = 256
 """Room kept for the failing output that a retry adds to the prompt."""
+REWRITES_WHOLE = ("whole", "json")
+"""The forms whose answer holds every output complete."""
 LARGER_CONTEXT = ("enable a larger context: `local-llm disable`, then `LOCAL_LLM_NUM_CTX=<tokens> local-llm enable` "
                   "(or a model with a longer context)")
 
 
 def answer_floor(num_ctx: int, *, form: str, whole_tokens: int = 0, thinking: bool = False) -> int:
-    """The least room an answer must have. Edit blocks: an eighth of the context (256 to 2,048 tokens). JSON form:
-    that, or every output whole (`whole_tokens`, what the existing outputs weigh) plus some, whichever is more.
-    Twice as much when the model may think first (its reasoning spends the same room)."""
+    """The least room an answer must have. Edit blocks: an eighth of the context (256 to 2,048 tokens). `whole` and
+    JSON forms: that, or every output whole (`whole_tokens`, what the existing outputs weigh) plus some, whichever is
+    more. Twice as much when the model may think first (its reasoning spends the same room)."""
     floor = max(256, min(2048, num_ctx // 8))
-    if form == "json":
+    if form in REWRITES_WHOLE:
         floor = max(floor, whole_tokens + whole_tokens // 8 + 128)
     return 2 * floor if thinking else floor
 
@@ -76,16 +80,18 @@ def pack(
     data changes (prompt, files_skipped, num_ctx, answer_form, answer_floor). `guard` is what the backend says of
     its counts: where an estimate stands before a silent cut it is taken with UNGUARDED_MARGIN."""
     outputs = [OutputSpec(o["path"], o["description"]) for o in data.output_files]
-    # Edit form: the files to change are in the prompt whatever it costs; JSON form: they are rewritten whole.
-    editing = editing_files(bases) if form == "edits" else []
+    # Edit and whole forms: the files to change are in the prompt whatever it costs (copied from, or rewritten);
+    # the JSON form rewrites them from the context files it is given.
+    editing = editing_files(bases) if form in SHOWS_OUTPUTS else []
     count = counter(backend, guard)
     system, user = base_messages(data.task, data.task_type, outputs, [], form=form, editing=editing)
     fixed = count(system.content) + count(user.content) + 16
-    whole = sum(count(b.decode("utf-8", "replace")) for b in bases.values() if b is not None) if form == "json" else 0
+    whole = (sum(count(b.decode("utf-8", "replace")) for b in bases.values() if b is not None)
+             if form in REWRITES_WHOLE else 0)
     floor = answer_floor(num_ctx, form=form, whole_tokens=whole, thinking=data.think is not False)
     reserve = floor + (min(floor, 512) + FEEDBACK_TOKENS if data.max_attempts > 1 else 0)
     if fixed + floor > num_ctx:
-        what = "the task and the files to change" if editing and form == "edits" else "the task and the instructions"
+        what = "the task and the files to change" if editing else "the task and the instructions"
         raise PromptTooLong(
             f"{what} are {fixed} tokens ({_how(guard)}) and the answer needs at least {floor}, more than num_ctx "
             f"{num_ctx}{_why(guard)}; give fewer output files per delegation, or {LARGER_CONTEXT}",
@@ -94,7 +100,7 @@ def pack(
         )
     files = [
         ContextFile(p, read_text_file(root, p, field=f"context_files[{i}]", allow_secrets=data.allow_secrets))
-        for i, p in enumerate(data.context_files) if not (form == "edits" and p in bases and bases[p] is not None)
+        for i, p in enumerate(data.context_files) if not (form in SHOWS_OUTPUTS and bases.get(p) is not None)
     ]
     packed = pack_context(files, budget=max(0, num_ctx - fixed - reserve), count=count, task=data.task,
                           outputs=outputs)

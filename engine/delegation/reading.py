@@ -1,6 +1,11 @@
 """Reading an attempt's answer into the bytes of each output, in the run's answer form: edit blocks applied to the
-run's bases (engine.executor.edits), or the JSON form's whole files (engine.executor.answers). All or nothing: an
-answer with any problem raises AnswerError, whose message is what the model is told on the next attempt."""
+run's bases (engine.executor.edits), or every output whole (`whole`: fenced files; `json`: the JSON object, with
+fenced files as its fallback; engine.executor.answers). All or nothing: an answer with any problem raises
+AnswerError, whose message is what the model is told on the next attempt.
+
+Reading is CPU work on text the model wrote (a runaway answer is tens of KB of fences or thousands of divider
+lines), so the run reads it off the event loop (`read_answer_off_loop`: a thread, or a worker process for a large
+one): the server keeps answering meanwhile."""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from functools import partial
 import anyio.to_process
 import anyio.to_thread
 
-from engine.executor.answers import AnswerError, parse_answer
+from engine.executor.answers import AnswerError, parse_answer, parse_whole_answer
 from engine.executor.edits import apply_answer, parse_edits, retry_message
 
 __all__ = ["PROCESS_ABOVE_BYTES", "as_text", "read_answer", "read_answer_off_loop"]
@@ -39,12 +44,17 @@ def as_text(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def read_answer(form: str, text: str, *, outputs: Sequence[str], bases: Mapping[str, bytes | None]) -> dict[str, bytes]:
+def read_answer(
+    form: str, text: str, *, outputs: Sequence[str], bases: Mapping[str, bytes | None], ended: bool = True,
+) -> dict[str, bytes]:
     """Every output's bytes after this answer. Edit form: the blocks apply to the base each output had when the run
-    packed its prompt (an output no block touches keeps its base, so a file an earlier attempt changed is put back)."""
+    packed its prompt (an output no block touches keeps its base, so a file an earlier attempt changed is put back).
+    `ended`: the model stopped on its own (the run refuses an answer cut at the token limit before reading it), so a
+    whole file left open at the end of the answer is complete."""
     _no_surrogate(text, "the answer")
     if form != "edits":
-        files = parse_answer(text, outputs)
+        read = parse_whole_answer if form == "whole" else parse_answer
+        files = read(text, outputs, ended=ended)
         for path in outputs:
             _no_surrogate(files[path], f"the content of {path}")
         return {path: files[path].encode("utf-8") for path in outputs}

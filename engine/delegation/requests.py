@@ -18,8 +18,8 @@ from engine.delegation.context_files import MAX_CONTEXT_BYTES, read_text_file
 from engine.delegation.paths import Protection, check_output, resolve_inside
 from engine.delegation.verify import DEFAULT_TIMEOUT_S
 from engine.errors import InvalidArgument
-from engine.executor.answers import check_answer_form
 from engine.executor.backends.base import THINK_LEVELS
+from engine.executor.forms import check_answer_form
 from engine.executor.prompting import OutputSpec
 from states import OutputFile
 

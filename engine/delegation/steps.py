@@ -30,6 +30,7 @@ import anyio
 import structlog
 
 from engine.context import EngineContext
+from engine.delegation.answer_forms import run_form
 from engine.delegation.generation import Slots, fit_history, generate, safe_progress
 from engine.delegation.moves import RunMoves, mark_writes
 from engine.delegation.packing import counter, fit_answer, overflow_record, pack
@@ -47,7 +48,7 @@ from engine.delegation.shared_tree import (
 from engine.delegation.shared_tree import Step as ShareStep
 from engine.delegation.verify import run_verify
 from engine.executor import Executor
-from engine.executor.answers import AnswerError, answer_schema, default_answer_form
+from engine.executor.answers import AnswerError, answer_schema
 from engine.executor.backends.base import BackendError, ChatMessage, GenerateRequest, GenerateResult, PromptTooLong
 from engine.progress import Progress
 from engine.store.db import MachineRecord, Transaction
@@ -56,6 +57,12 @@ from states import RunData, Turn
 __all__ = ["INFRASTRUCTURE_RETRIES", "STEPS", "Attempt", "SessionLink", "Step", "StepTools", "route_key", "test_pause"]
 
 log = structlog.get_logger(__name__)
+
+TEMPERATURE = 0.1
+"""The engine's sampling, part of what `local-llm eval` measures: near-greedy (mechanical work has one right answer,
+and a small model wanders at higher temperatures), not exactly 0, so a retry with a new seed (`seed` = the attempt
+number: 1, 2, 3) can come out differently where the retry's feedback alone would not move the model; the same
+attempt of the same run samples the same way again (a resumed run, a rerun eval) where the backend honours seeds."""
 
 PAUSE_ENV, PAUSE_FILE_ENV = "LOCAL_LLM_TEST_PAUSE_IN", "LOCAL_LLM_TEST_PAUSE_FILE"
 INFRASTRUCTURE_RETRIES = 30
@@ -197,12 +204,15 @@ async def _pack(
     tools: StepTools, record: MachineRecord, data: RunData, executor: Executor, *, model: str,
 ) -> tuple[MachineRecord, RunData]:
     backend, num_ctx = executor.backend, int(executor.num_ctx)
-    form = data.answer_form
-    if form == "auto":
-        form = executor.answer_form or default_answer_form(backend.name)
     bases = read_bases(tools.root, data.output_paths)  # what the model sees is what later writes compare with
     guard = await backend.count_prompt(GenerateRequest(model=model, messages=(), num_ctx=num_ctx))
+    form, rule = data.answer_form, None
+    if form == "auto":
+        choice = run_form(tools.ctx.project.delegation_log, executor, model=model, bases=bases,
+                          count=counter(backend, guard))
+        form, rule = choice.form, choice.rule
     changes = pack(tools.root, data, backend, num_ctx, guard=guard, form=form, bases=bases)
+    changes.update(answer_form_rule=rule, backend=backend.name)
     context_tokens = changes.pop("context_tokens")
 
     def journal_bases(tx: Transaction, moved: MachineRecord) -> None:
@@ -210,7 +220,7 @@ async def _pack(
             tx.journal_base(moved.id, path, previous=previous)
 
     record = tools.moves.note(record.id, "packed", data=changes, payload={
-        "context_tokens": context_tokens, "answer_form": form,
+        "context_tokens": context_tokens, "answer_form": form, "answer_form_rule": rule,
         "files_skipped": [s["path"] for s in changes["files_skipped"]]}, after=journal_bases)
     return record, RunData.from_json(record.data)
 
@@ -227,8 +237,8 @@ async def _generate(
     await safe_progress(attempt.progress, data.attempt - 1, data.max_attempts, f"attempt {data.attempt}: generating")
     schema = answer_schema(data.output_paths) if data.answer_form == "json" else None
     request = GenerateRequest(model=model, messages=messages, schema=schema, num_ctx=num_ctx, max_tokens=floor,
-                              temperature=0.1, seed=data.attempt, keep_alive=executor.keep_alive, think=data.think,
-                              route_key=route_key(record_id))
+                              temperature=TEMPERATURE, seed=data.attempt, keep_alive=executor.keep_alive,
+                              think=data.think, route_key=route_key(record_id))
     # The answer gets what the context really leaves; a prompt cut silently would drop the very file text the
     # answer must build on, so none is sent that does not fit (refused with numbers).
     request = await fit_answer(backend, request, floor=floor)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.delegation import metrics
+from engine.delegation.answer_forms import edit_answers
 from engine.executor.edits import summarize_change, unified_diff
 from engine.store.db import EventRecord, FileWrite, MachineRecord
 from states import RunData
@@ -135,5 +136,6 @@ def log_line(record: MachineRecord) -> dict[str, Any]:
         "prompt_tokens": data.prompt_tokens, "thinking_tokens": data.thinking_tokens, "think": data.think,
         "prompt_overflow": data.prompt_overflow, "files": data.output_paths,
         "files_skipped": [s["path"] for s in data.files_skipped], "error": data.error,
-        "conflicts": data.conflicts, "batch_id": data.batch_id,
+        "conflicts": data.conflicts, "batch_id": data.batch_id, "backend": data.backend,
+        "answer_form": data.answer_form, "edit_answers": edit_answers(data, done=record.state == "done"),
     }

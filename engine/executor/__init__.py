@@ -20,4 +20,6 @@ class Executor:
     num_ctx: int
     keep_alive: str | int | None = None
     answer_form: str | None = None
-    """The session's default answer form for delegations (None: the backend's, `default_answer_form`)."""
+    """The session's default answer form for delegations (None: the rule's, engine.executor.forms)."""
+    parameters: int | None = None
+    """The model's parameter count where the backend says it (Ollama's `/api/show`)."""

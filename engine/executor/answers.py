@@ -1,50 +1,32 @@
-"""How the executor model's answer is read. Pure functions: no IO, no backend.
+"""How the executor model's answer is read in the `json` and `whole` forms (the edit form: engine.executor.edits).
+Pure functions: no IO, no backend.
 
-- `answer_schema`: the JSON schema of the answer, `{files: [{path, content}]}`, with `path` an enum of the requested
-  output paths (grammar-constrained backends then cannot invent a path).
-- `parse_answer`: JSON first, then fenced code blocks for backends that ignore the schema; only listed paths pass.
+- `answer_schema`: the JSON schema of the JSON form's answer, `{files: [{path, content}]}`, with `path` an enum of the
+  requested output paths (grammar-constrained backends then cannot invent a path).
+- `parse_answer`: the JSON form: JSON first (the whole answer, a fenced JSON block, or the outermost braces), then
+  fenced files for backends that ignore the schema; only listed paths pass.
+- `parse_whole_answer`: the `whole` form: each file as its path on its own line and one fenced block. Both read
+  fences with the one fence reader (engine.executor.edits.parse_whole, fenced_bodies).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 from collections.abc import Sequence
 from typing import Any
 
-from engine.errors import InvalidArgument
+from engine.executor.edits import fenced_bodies, normalize_path, parse_whole
+from engine.executor.forms import ANSWER_FORM_ENV, ANSWER_FORMS, check_answer_form
 
-__all__ = ["ANSWER_FORMS", "ANSWER_FORM_ENV", "AnswerError", "answer_schema", "check_answer_form",
-           "default_answer_form", "parse_answer"]
-
-ANSWER_FORMS = ("edits", "json")
-"""`edits`: search/replace blocks for files that exist, whole content for new ones, no code inside JSON (the default:
-models write better code outside JSON strings, and a small change costs a small answer). `json`: every file whole
-inside `{files: [{path, content}]}`, constrained by the schema where the backend enforces one: for models too small
-to follow the edit form (the embedded default) or backends without a grammar that ramble."""
-
-
-ANSWER_FORM_ENV = "LOCAL_LLM_ANSWER_FORM"
-"""The default answer form of the process's sessions (e.g. `claude mcp add ... -e LOCAL_LLM_ANSWER_FORM=json`); an
-`answer_form` given to enable or delegate wins."""
-
-
-def default_answer_form(backend: str) -> str:
-    """$LOCAL_LLM_ANSWER_FORM, else by backend: the embedded SmolLM2-135M cannot follow the edit-block form, and with
-    the JSON schema as a llama.cpp grammar its answer always parses, so its runs go end to end; every other backend
-    gets edits."""
-    if env := os.environ.get(ANSWER_FORM_ENV):
-        return str(check_answer_form(env.strip(), auto=False, field=ANSWER_FORM_ENV))
-    return "json" if backend == "embedded" else "edits"
-
-
-def check_answer_form(value: object, *, auto: bool = True, field: str = "answer_form") -> str | None:
-    """`edits`, `json`, (per call) `auto`, or None for the default; else a clear error naming the field."""
-    allowed = (*ANSWER_FORMS, "auto") if auto else ANSWER_FORMS
-    if value is None or value in allowed:
-        return value  # type: ignore[return-value]
-    raise InvalidArgument(field, f"one of {', '.join(allowed)}", value)
+__all__ = [
+    "ANSWER_FORMS",
+    "ANSWER_FORM_ENV",
+    "AnswerError",
+    "answer_schema",
+    "check_answer_form",
+    "parse_answer",
+    "parse_whole_answer",
+]
 
 
 class AnswerError(ValueError):
@@ -73,15 +55,12 @@ def answer_schema(paths: Sequence[str]) -> dict[str, Any]:
     }
 
 
-_FENCE = re.compile(r"```([^\n`]*)\n(.*?)```", re.DOTALL)
-
-
 def _json_candidates(text: str) -> list[str]:
     stripped = text.strip()
     candidates = [stripped]
-    for info, body in _FENCE.findall(text):
-        if info.strip().lower() in ("", "json"):
-            candidates.append(body.strip())
+    for info, body in fenced_bodies(text):
+        if info.lower() in ("", "json") and (body := body.strip()) and body not in candidates[-1:]:
+            candidates.append(body)
     start, end = stripped.find("{"), stripped.rfind("}")
     if 0 <= start < end:
         candidates.append(stripped[start : end + 1])
@@ -106,41 +85,27 @@ def _from_json(text: str) -> list[tuple[str, str]] | None:
     return None
 
 
-def _from_fences(text: str, paths: Sequence[str]) -> list[tuple[str, str]]:
-    """Code blocks named by their info string or by the line before them; one block for one file needs no name."""
-    found: list[tuple[str, str]] = []
-    blocks = list(_FENCE.finditer(text))
-    for m in blocks:
-        info = m.group(1).strip()
-        before = text[: m.start()].rstrip().splitlines()[-1:] or [""]
-        named = next(
-            (p for p in paths if p in info.split() or info.endswith(p) or p in before[0]), None
-        )
-        if named is not None:
-            found.append((named, m.group(2)))
-    if not found and len(blocks) == 1 and len(paths) == 1:
-        found.append((paths[0], blocks[0].group(2)))
-    return found
+def _from_fences(text: str, paths: Sequence[str], *, ended: bool) -> list[tuple[str, str]]:
+    """The answer read as whole files in fences; AnswerError with the reader's first problem."""
+    parsed = parse_whole(text, outputs=paths, ended=ended)
+    if parsed.problems:
+        raise AnswerError(parsed.problems[0].message)
+    return [(b.path, b.replace) for b in parsed.blocks]
 
 
-def _spelling(path: str) -> str:
-    # The requested paths are stored in engine.delegation.paths.canonical_relative's spelling; the model may write
-    # `./a`, `a//b` or `a\\b` for them. The executor does not import the delegation room: a test holds the two equal.
-    return "/".join(part for part in path.strip().replace("\\", "/").split("/") if part not in ("", "."))
-
-
-def parse_answer(text: str, paths: Sequence[str]) -> dict[str, str]:
-    """`{path: content}` for every requested path; AnswerError (with a message for the model) otherwise."""
+def parse_answer(text: str, paths: Sequence[str], *, ended: bool = False) -> dict[str, str]:
+    """`{path: content}` for every requested path; AnswerError (with a message for the model) otherwise. `ended`:
+    the model stopped on its own (not at the token limit), as in parse_whole."""
     files = _from_json(text)
     if files is None:
-        files = _from_fences(text, paths)
-        if not files:
+        if not any(line.lstrip(" \t").startswith(("```", "~~~")) for line in text.splitlines()):
             raise AnswerError('the answer is neither JSON {"files": [{"path", "content"}]} nor fenced code blocks')
+        files = _from_fences(text, paths, ended=ended)
     allowed = set(paths)
     result: dict[str, str] = {}
     unknown = []
     for path, content in files:
-        key = path if path in allowed else _spelling(path)
+        key = path if path in allowed else normalize_path(path)
         if key not in allowed:
             unknown.append(path)
             continue
@@ -151,3 +116,40 @@ def parse_answer(text: str, paths: Sequence[str]) -> dict[str, str]:
     if missing:
         raise AnswerError(f"missing files: {', '.join(missing)} (write every requested file in full)")
     return result
+
+
+def _opening_fence_left_out(text: str) -> str:
+    """An answer that starts with the code and closes a fence it never opened (its only fence line is a bare one at
+    the end: the embedded 135M model answered `def double(x): ...` so) is that one block. Read as it stands, the bare
+    fence would open an empty block and the file would be written empty."""
+    lines = text.rstrip().splitlines()
+    fences = [i for i, line in enumerate(lines) if line.lstrip(" \t").startswith(("```", "~~~"))]
+    if len(lines) > 1 and fences == [len(lines) - 1] and lines[-1].strip() in ("```", "~~~"):
+        return f"{lines[-1].strip()}\n{text}"
+    return text
+
+
+def _without_own_path_line(path: str, content: str) -> str:
+    """The block's content less a bare line that is the block's own path, as its first or last line: the path line
+    the form asks for, put inside the fence (the embedded 135M model ended `greet.py`'s block with `greet.py`, which
+    Python then ran as code). Only the exact path, and only with other lines left."""
+    lines = content.splitlines(keepends=True)
+    if len(lines) > 1 and lines[-1].strip() == path:
+        lines = lines[:-1]
+    if len(lines) > 1 and lines[0].strip() == path:
+        lines = lines[1:]
+    return "".join(lines)
+
+
+def parse_whole_answer(text: str, paths: Sequence[str], *, ended: bool = False) -> dict[str, str]:
+    """The `whole` form: `{path: content}` for every requested path, each the content of its fenced block (the last
+    one, when a file is given twice); AnswerError (with a message for the model) otherwise. `ended`: as in
+    parse_whole."""
+    parsed = parse_whole(_opening_fence_left_out(text), outputs=paths, ended=ended)
+    if parsed.problems:
+        raise AnswerError("; ".join(p.message for p in parsed.problems[:3]))
+    files = {b.path: _without_own_path_line(b.path, b.replace) for b in parsed.blocks}
+    if missing := [p for p in paths if p not in files]:
+        raise AnswerError(f"missing files: {', '.join(missing)} (write every requested file in full: its path on a "
+                          "line of its own, then the complete file in one fenced block)")
+    return files

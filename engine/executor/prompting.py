@@ -18,6 +18,7 @@ from engine.executor.edits import APPLIES_TO, EDIT_INSTRUCTIONS
 from states.delegation import Turn
 
 __all__ = [
+    "SHOWS_OUTPUTS",
     "ContextFile",
     "OutputSpec",
     "PackedContext",
@@ -31,10 +32,22 @@ TokenCounter = Callable[[str], int]
 
 SYSTEM_PROMPT = (
     "You are a precise code generator. You receive a task, context files and the list of files to write. "
-    "Answer with JSON only, exactly in this shape: "
-    '{"files": [{"path": "<one of the requested paths>", "content": "<the complete file content>"}]}. '
+    'Answer with one JSON object only: its key "files" holds a list with one object per file to write, each with the '
+    'keys "path" (the file\'s path, as listed) and "content" (the complete text of the file). '
     "Write every requested file in full. No explanations, no markdown."
 )
+"""The JSON form. No placeholder text (`<...>`, `...`): the embedded model copied such a placeholder into the file."""
+
+SYSTEM_PROMPT_WHOLE = (
+    "You are a precise code generator. You receive a task, context files and the list of files to write. "
+    "For each file to write, answer with its path on a line of its own, then the complete file in one fenced code "
+    "block. Nothing else. For example, asked to write hello.py with a function hello() that returns the text 'hi', "
+    "you answer:\nhello.py\n```python\ndef hello():\n    return 'hi'\n```"
+)
+"""The `whole` form: the simplest to follow (aider's "whole" edit format). Its example is a complete, real answer,
+not a template with placeholder text to copy: the embedded 135M model follows a shown answer better than a described
+one (it answered with prose, or code with no fence, from the description alone), and a real file copied by mistake
+fails verify instead of being written as `<the complete file content>`."""
 
 SYSTEM_PROMPT_EDITS = (
     "You are a precise code editor. You receive a task, context files, the files to write and the current content of "
@@ -48,6 +61,9 @@ _TYPE_HINTS = {
     "refactor": "Refactor mechanically; keep behaviour identical.",
     "translate": "Translate the code in the context files into the requested language, keeping behaviour.",
 }
+SHOWS_OUTPUTS = ("edits", "whole")
+"""The forms whose prompt holds the current content of the outputs that exist (edit blocks copy from it; `whole`
+rewrites it); the JSON form sees only the context files, as it always did."""
 TRIM_MIN_TOKENS = 128
 """A file is trimmed into the remaining budget only if at least this many tokens of it fit; else it is left out."""
 
@@ -91,7 +107,7 @@ def _trim(text: str, budget: int, count: TokenCounter) -> str | None:
     lo, hi, best = 0, len(lines), None
     while lo <= hi:
         mid = (lo + hi) // 2
-        candidate = "".join(lines[:mid]) + f"\n[... trimmed: {len(lines) - mid} more lines not shown ...]"
+        candidate = "".join(lines[:mid]) + f"\n[trimmed here: {len(lines) - mid} more lines not shown]"
         if count(candidate) <= budget:
             best, lo = candidate, mid + 1
         else:
@@ -146,14 +162,16 @@ def user_message(
     def how(path: str) -> str:
         if form != "edits":
             return ""
-        return " (exists: change it with edit blocks)" if path in exists else " (new: an empty SEARCH, the whole file)"
+        return (" (exists: change it with edit blocks)" if path in exists
+                else " (new: its path, then the whole file in one fenced block)")
 
     parts += [f"- {o.path}" + (f": {o.description}" if o.description else "") + how(o.path) for o in outputs]
     if context:
         parts.append("Context files:")
         parts += [_file_block(f) for f in context]
     if editing:
-        parts.append("Current content of the files to change (SEARCH copies these lines exactly):")
+        parts.append("Current content of the files to change (SEARCH copies these lines exactly):" if form == "edits"
+                     else "Current content of the files to write (write each one again in full, changed):")
         parts += [_file_block(f) for f in editing]
     return "\n".join(p for p in parts if p)
 
@@ -162,10 +180,10 @@ def base_messages(
     task: str, task_type: str, outputs: Sequence[OutputSpec], context: Sequence[ContextFile], *,
     form: str = "json", editing: Sequence[ContextFile] = (),
 ) -> tuple[ChatMessage, ChatMessage]:
-    system = SYSTEM_PROMPT_EDITS if form == "edits" else SYSTEM_PROMPT
+    system = {"edits": SYSTEM_PROMPT_EDITS, "whole": SYSTEM_PROMPT_WHOLE}.get(form, SYSTEM_PROMPT)
     return (ChatMessage("system", system),
-            ChatMessage("user", user_message(task, task_type, outputs, context, editing if form == "edits" else (),
-                                             form=form)))
+            ChatMessage("user", user_message(task, task_type, outputs, context,
+                                             editing if form in SHOWS_OUTPUTS else (), form=form)))
 
 
 def feedback_message(kind: str, detail: str, *, form: str = "json") -> str:
@@ -175,6 +193,12 @@ def feedback_message(kind: str, detail: str, *, form: str = "json") -> str:
         if kind == "verify":
             return f"verification failed:\n{detail}\nFix it with edit blocks. {APPLIES_TO}"
         return detail
+    if form == "whole":
+        again = ("Answer again with every file complete: its path on a line of its own, then the file in one fenced "
+                 "block.")
+        if kind == "verify":
+            return f"verification failed:\n{detail}\nFix the files. {again}"
+        return f"your answer could not be used: {detail}\n{again}"
     if kind == "verify":
         return f"verification failed:\n{detail}\nFix the files and answer again with the complete files as JSON."
     return f"your answer could not be used: {detail}\nAnswer again with the complete files as JSON."

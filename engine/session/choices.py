@@ -33,7 +33,7 @@ def check_slots(slots: object, *, backend: str | None = None) -> int | None:
 def unprepared() -> dict[str, Any]:
     """What enable clears before preparing: everything `prepare` (engine/session/prepare.py) fills in again."""
     return {"num_ctx": None, "num_ctx_from": None, "base_url": None, "slots": None, "slots_from": None,
-            "server_kind": None, "server_slots": None, "slot_context": None, "warnings": []}
+            "server_kind": None, "server_slots": None, "slot_context": None, "warnings": [], "parameters": None}
 
 
 def cleared(data: SessionData) -> dict[str, Any]:

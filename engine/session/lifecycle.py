@@ -30,10 +30,10 @@ import structlog
 from engine.context import EngineContext
 from engine.errors import UserError
 from engine.executor import Executor
-from engine.executor.answers import check_answer_form
 from engine.executor.backends import make_backend, select_backend
 from engine.executor.backends.base import Backend
 from engine.executor.backends.ollama import OllamaBackend, canonical_model, ollama_base_url
+from engine.executor.forms import check_answer_form
 from engine.progress import Progress, no_progress
 from engine.session.choices import check_slots, cleared, resume_choice, unprepared
 from engine.session.llm_spec import MODEL_ENV, LlmSpec, parse_llm_spec
@@ -355,7 +355,7 @@ class Session:
             # In-process model: load it here (cached per process) so token counts are exact from the first prompt.
             await backend.load(data.model, num_ctx=data.num_ctx, keep_alive=None)
         return Executor(backend=backend, model=data.model, num_ctx=data.num_ctx, keep_alive=data.keep_alive,
-                        answer_form=data.answer_form)
+                        answer_form=data.answer_form, parameters=data.parameters)
 
     # -- the ends of a session --------------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from engine.executor.backends.embedded import EMBEDDED_MODEL
 from engine.executor.backends.ollama import OllamaBackend, canonical_model, context_length_from_show, ollama_base_url
 from engine.executor.backends.openai import OpenAIBackend
 from engine.executor.backends.openai_server import GroupFacts, ServerFacts
+from engine.executor.forms import parameter_count
 from engine.progress import Progress
 from engine.session.gpu import GB, NUM_CTX_ENV, GpuReport, choose_num_ctx
 from engine.session.llm_spec import LlmSpec
@@ -108,7 +109,8 @@ async def _prepare_ollama(
             await backend.load(model, num_ctx=num_ctx, keep_alive=keep_alive)
         return {"backend": "ollama", "base_url": base_url, "model": model, "num_ctx": num_ctx,
                 "context_length": context_length, "size_bytes": size, "server_version": version,
-                "keep_alive": keep_alive, "capabilities": capabilities, **server}
+                "keep_alive": keep_alive, "capabilities": capabilities, "parameters": parameter_count(shown),
+                **server}
     finally:
         await backend.aclose()
 

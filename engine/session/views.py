@@ -75,9 +75,12 @@ def status_view(
         "keep_alive": data.keep_alive,
         "slots": data.slots,
         "slots_from": data.slots_from,
+        "answer_form": data.answer_form,
     }
     if data.num_ctx_from is not None:
         status["num_ctx_from"] = data.num_ctx_from
+    if data.parameters is not None:
+        status["parameters"] = data.parameters
     if data.backend == "ollama" and data.model:
         status.update(ollama_guards(data.server_version, data.capabilities))
     if data.server_kind is not None:

@@ -23,7 +23,7 @@ import structlog
 from engine.errors import UserError
 from engine.store import journal, retention
 from engine.store.connect import open_database
-from engine.store.health import DamagedRow, payload_data, row_data, unusable
+from engine.store.health import DamagedRow, machines_check, payload_data, row_data, unusable
 from engine.store.journal import FileWrite
 from states import FileSummary
 
@@ -286,6 +286,12 @@ class Store:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def check_machines(self) -> None:
+        """DatabaseDamaged when a page of the machines table is (health.machines_check: reads the whole table, on a
+        connection of its own, so call it from a worker thread)."""
+        if not self._memory:
+            machines_check(self.path)
 
     # Reads run outside explicit transactions: WAL gives each statement a consistent snapshot.
 

@@ -198,7 +198,8 @@ def delegate(
              ".mcp.json, .github/workflows/, ...); .git/ and .claude/workflow/ are never written")] = False,
     answer_form: Annotated[AnswerForm | None, typer.Option(
         "--answer-form", show_default=False,
-        help="edits (search/replace blocks) or json (whole files); default: the session's")] = None,
+        help="edits (search/replace blocks), whole (each file complete in a fenced block) or json (whole files "
+             "in JSON); default: the session's, else by the rule `status` shows")] = None,
     think: Annotated[ThinkChoice, typer.Option(
         "--think", help="let a model that can think do so first (on or a level); off suits mechanical work")] = "off",
     project: ProjectOption = None,

@@ -1,4 +1,6 @@
-"""`local-llm demo`: an end-to-end delegation on the embedded default, in a scratch project (kept, to inspect).
+"""`local-llm demo`: two end-to-end delegations on the embedded default, in a scratch project (kept, to inspect),
+showing both outcomes a user must trust (issue 22 point 6): first a one-function file the tiny default model passes
+(verified and written), then the function below, which it usually fails (rolled back); each ends in one plain sentence.
 
 The task asks for a small Python function, and the verify command runs a check script that imports it and asserts
 what it does, so the check really judges the model's code. The tiny default model (SmolLM2-135M) usually fails it;
@@ -27,8 +29,22 @@ from mcp_adapter.cli.common import JsonOption, ProjectOption, VerboseOption, exe
 from mcp_adapter.cli.delegation import result_text
 from mcp_adapter.cli.output import Result, progress_bar
 
-__all__ = ["DEMO_CHECK", "DEMO_OUTPUT", "DEMO_TASK", "DEMO_VERIFY", "Outcome", "delegate_demo", "outcome",
-           "prepare_scratch", "register", "verdict"]
+__all__ = [
+    "DEMO_CHECK",
+    "DEMO_EASY_OUTPUT",
+    "DEMO_EASY_TASK",
+    "DEMO_EASY_VERIFY",
+    "DEMO_OUTPUT",
+    "DEMO_TASK",
+    "DEMO_VERIFY",
+    "Outcome",
+    "delegate_demo",
+    "delegate_easy",
+    "outcome",
+    "prepare_scratch",
+    "register",
+    "verdict",
+]
 
 DEMO_CONTEXT = "calc.py"
 DEMO_SOURCE = '''def add(a: float, b: float) -> float:
@@ -46,6 +62,10 @@ DEMO_TASK = (
     "value of the sorted values, the mean of the two middle values when there is an even number of them, and "
     "ValueError for an empty list"
 )
+DEMO_EASY_OUTPUT = "add.py"
+DEMO_EASY_TASK = "Write add.py with one function, add(a, b), that returns the sum of a and b."
+DEMO_EASY_VERIFY = (f"{shlex.quote(sys.executable)} -B -c "
+                    "'from add import add; assert add(2, 3) == 5 and add(-1, 1) == 0'")
 DEMO_CHECK = "check_stats.py"
 DEMO_CHECK_SOURCE = '''"""The demo's check: does stats.median do what the task asked? Exit 0 when it does."""
 import sys
@@ -95,6 +115,15 @@ async def delegate_demo(engine: Engine, *, progress: Progress = no_progress) -> 
     return {**result, "path": path}
 
 
+async def delegate_easy(engine: Engine, *, progress: Progress = no_progress) -> dict[str, Any]:
+    """The demo's first delegation: a one-function file that even the tiny model gets right."""
+    return await engine.delegate(
+        task=DEMO_EASY_TASK, task_type="generate",
+        output_files=[{"path": DEMO_EASY_OUTPUT, "description": "Python: def add(a, b)"}],
+        verify=DEMO_EASY_VERIFY, max_attempts=3, progress=progress,
+    )
+
+
 def outcome(r: dict[str, Any]) -> Outcome:
     passed = (r.get("verification") or {}).get("passed")
     error = r.get("error") or ""
@@ -109,7 +138,7 @@ def outcome(r: dict[str, Any]) -> Outcome:
     return "broken"
 
 
-def verdict(r: dict[str, Any], *, backend: str) -> str:
+def verdict(r: dict[str, Any], *, backend: str, output: str = DEMO_OUTPUT, verify: str = DEMO_VERIFY) -> str:
     """The closing message, in plain words: did the model's code pass the check, and what that means."""
     model = r.get("model") or "the model"
     tiny = backend == "embedded" and "smollm" in model.lower()
@@ -118,10 +147,10 @@ def verdict(r: dict[str, Any], *, backend: str) -> str:
                  "(`local-llm capability` recommends one for your VRAM)." if tiny else "")
     match outcome(r):
         case "passed":
-            return (f"{who} wrote {DEMO_OUTPUT} and it passed the check `{DEMO_VERIFY}`: the pipeline ran end to end "
+            return (f"{who} wrote {output} and it passed the check `{verify}`: the pipeline ran end to end "
                     f"and the file is kept.")
         case "failed_check":
-            return (f"{who} wrote code that failed the check `{DEMO_VERIFY}` (after {r['attempts']} attempt(s)); "
+            return (f"{who} wrote code that failed the check `{verify}` (after {r['attempts']} attempt(s)); "
                     f"the run rolled back and the demo project's files are unchanged. The pipeline worked: the check "
                     f"caught the bad code and nothing of it was kept.{real_work}")
         case "unusable_answer":
@@ -132,7 +161,11 @@ def verdict(r: dict[str, Any], *, backend: str) -> str:
 
 
 def _demo_text(r: dict[str, Any]) -> str:
-    lines = [f"demo project: {r['project']}", f"task: {DEMO_TASK} (context: {DEMO_CONTEXT})", result_text(r)]
+    easy = r["easy"]
+    lines = [f"demo project: {r['project']}", "", f"1. a task the model can do: {DEMO_EASY_TASK}", result_text(easy),
+             f"verify command: {DEMO_EASY_VERIFY}",
+             textwrap.fill(easy["message"], width=100, break_on_hyphens=False, break_long_words=False), "",
+             f"2. a task beyond it: {DEMO_TASK} (context: {DEMO_CONTEXT})", result_text(r)]
     lines.append(f"verify command: {DEMO_VERIFY}")
     if (r.get("verification") or {}).get("passed"):  # a failed one's output is in result_text already
         lines.append(f"verify output: {(r['verification'].get('output_tail') or '').strip()}")
@@ -154,15 +187,18 @@ async def _demo(engine: Engine, *, directory: str | None, backend: str) -> Resul
     try:
         with progress_bar() as progress:
             await demo.enable(llm=True, backend=backend, progress=progress)
+            easy = await delegate_easy(demo, progress=progress)
             result = await delegate_demo(demo, progress=progress)
     finally:
         demo.close()
     written = scratch / DEMO_OUTPUT
     preview = written.read_text(encoding="utf-8", errors="replace") if result["state"] == "done" else ""
-    kind = outcome(result)
+    kind, easy_kind = outcome(result), outcome(easy)
+    easy = {**easy, "outcome": easy_kind, "verify_command": DEMO_EASY_VERIFY,
+            "message": verdict(easy, backend=backend, output=DEMO_EASY_OUTPUT, verify=DEMO_EASY_VERIFY)}
     result = {**result, "project": str(scratch), "preview": preview, "outcome": kind,
-              "message": verdict(result, backend=backend), "verify_command": DEMO_VERIFY}
-    return Result(result, _demo_text, exit_code=0 if kind in PIPELINE_RAN else 1)
+              "message": verdict(result, backend=backend), "verify_command": DEMO_VERIFY, "easy": easy}
+    return Result(result, _demo_text, exit_code=0 if {kind, easy_kind} <= PIPELINE_RAN else 1)
 
 
 def demo(

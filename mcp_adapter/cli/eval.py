@@ -36,16 +36,25 @@ from mcp_adapter.cli.output import Result, progress_bar, table
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-__all__ = ["builtin_suite", "compare_text", "eval_text", "register"]
+__all__ = ["TIERS", "builtin_suite", "compare_text", "eval_text", "register"]
 
 Backend = Literal[BACKENDS]  # type: ignore[valid-type]
 AnswerForm = Literal[ANSWER_FORMS]  # type: ignore[valid-type]
 STDOUT = "-"
 
 
-def builtin_suite() -> Path:
-    """The suite shipped with the package: one directory per task (engine/evaluation/tasks.py)."""
-    return Path(str(importlib.resources.files("mcp_adapter").joinpath("resources/eval")))
+TIERS = {"standard": "resources/eval", "trivial": "resources/eval-trivial"}
+"""The built-in suites: `standard`, mechanical work as it is delegated (17 tasks); `trivial`, one-function files and
+constants that even the embedded 135M model can pass, so that a regression in prompting, packing or parsing shows
+on the real embedded model (CI runs it with the default answer form and a hard floor)."""
+Tier = Literal["standard", "trivial"]
+
+
+def builtin_suite(tier: str = "standard") -> Path:
+    """A suite shipped with the package: one directory per task (engine/evaluation/tasks.py)."""
+    if tier not in TIERS:
+        raise InvalidArgument("--tier", f"one of {', '.join(TIERS)}", tier)
+    return Path(str(importlib.resources.files("mcp_adapter").joinpath(TIERS[tier])))
 
 
 def _pct(value: float | None) -> str:
@@ -129,8 +138,8 @@ def _write(path: str, data: dict[str, Any]) -> str:
     return str(target)
 
 
-def _suite(suite_dir: str | None) -> list[EvalTask]:
-    return load_suite(Path(suite_dir).expanduser() if suite_dir else builtin_suite())
+def _suite(suite_dir: str | None, tier: str) -> list[EvalTask]:
+    return load_suite(Path(suite_dir).expanduser() if suite_dir else builtin_suite(tier))
 
 
 def _only(only: list[str] | None) -> list[str] | None:
@@ -148,12 +157,12 @@ async def _compare(paths: tuple[str, str], json_file: str | None) -> Result:
 async def _eval(
     engine: Engine, *, llm: str, backend: str | None, answer_form: str | None, only: list[str] | None,
     max_attempts: int | None, json_file: str | None, scratch: str | None, suite_dir: str | None, listing: bool,
-    compare: tuple[str, str] | None,
+    compare: tuple[str, str] | None, tier: str = "standard",
 ) -> Result:
     # `engine` is the --project one; the eval runs each task in a scratch project of its own.
     if compare is not None:
         return await _compare(compare, json_file)
-    suite = _suite(suite_dir)
+    suite = _suite(suite_dir, tier)
     tasks = select_tasks(suite, _only(only))
     if listing:
         return Result([t.describe() for t in tasks], _list_text)
@@ -182,8 +191,8 @@ def eval_command(
         help="default: $LOCAL_LLM_BACKEND, else Ollama when reachable or installed, else embedded")] = None,
     answer_form: Annotated[AnswerForm | None, typer.Option(
         "--form", "--answer-form", show_default=False,
-        help="edits (search/replace blocks) or json (whole files); default: json on the embedded model, "
-             "edits elsewhere")] = None,
+        help="edits (search/replace blocks), whole (each file complete in a fenced block) or json (whole files "
+             "in JSON); default: by the rule `status` shows (whole on the embedded model)")] = None,
     only: Annotated[list[str] | None, typer.Option(
         "--only", metavar="IDS", show_default=False,
         help="run only these tasks (comma-separated ids, repeatable; `--list` shows them)")] = None,
@@ -203,6 +212,9 @@ def eval_command(
     suite_dir: Annotated[str | None, typer.Option(
         "--suite", metavar="DIR", show_default=False,
         help="a suite of your own: a directory of task directories (default: the built-in suite)")] = None,
+    tier: Annotated[Tier, typer.Option(
+        "--tier", help="the built-in suite to run: standard (mechanical work as delegated) or trivial (one-function "
+                       "files and constants a 135M model can pass)")] = "standard",
     listing: Annotated[bool, typer.Option("--list", help="list the suite's tasks and exit")] = False,
     project: ProjectOption = None,
     verbose: VerboseOption = False,
@@ -210,12 +222,16 @@ def eval_command(
     """Run the built-in suite of mechanical tasks on a model: pass rate, first-try rate, tokens and seconds per
     passed task (exit 0 once the suite ran, whatever the score; 1 when the eval itself went wrong)."""
     if compare is not None and (only or max_attempts or scratch or suite_dir or listing or backend or answer_form
-                                or llm != "true"):
+                                or llm != "true" or tier != "standard"):
         typer.echo(f"{ctx.command_path}: --compare takes no options of a run (only --json)", err=True)
+        raise typer.Exit(USAGE)
+    if suite_dir and tier != "standard":
+        typer.echo(f"{ctx.command_path}: --tier picks a built-in suite; --suite gives your own: use one of them",
+                   err=True)
         raise typer.Exit(USAGE)
     handler = partial(_eval, llm=llm, backend=backend, answer_form=answer_form, only=only,
                       max_attempts=max_attempts, json_file=json_file, scratch=scratch, suite_dir=suite_dir,
-                      listing=listing, compare=compare)
+                      listing=listing, compare=compare, tier=tier)
     execute(ctx, handler, project=project, as_json=json_file == STDOUT, verbose=verbose, stop_on_signals=True)
 
 

@@ -155,8 +155,8 @@ def enable(
         help="generations at once on the backend (default: what the server says, llama.cpp's /props, else 1)")] = None,
     answer_form: Annotated[AnswerForm | None, typer.Option(
         "--answer-form", show_default=False,
-        help="how the model answers in this session: edits (search/replace blocks) or json (whole files); "
-             "default: json on the embedded model, edits elsewhere")] = None,
+        help="how the model answers in this session: edits (search/replace blocks), whole (each file complete in a "
+             "fenced block) or json (whole files in JSON); default: by the rule `status` shows")] = None,
     project: ProjectOption = None,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,

@@ -3,12 +3,14 @@ problem and the fix, every other call raises one error naming them, and a bad ro
 
 from __future__ import annotations
 
+import random
 import sqlite3
 from pathlib import Path
 
 import anyio
 import pytest
 
+from bench.reliability.damage import PAGE, checkpoint
 from engine import DamagedRow, DatabaseDamaged, Engine, Project
 from engine.testing.scripted import ScriptedBackend, use_backend
 
@@ -77,3 +79,42 @@ async def test_a_session_row_that_cannot_be_read_makes_status_say_how_to_forget_
     assert forgotten["id"] == "session" and Path(forgotten["backup"]).exists()
     with anyio.fail_after(10):
         assert (await engine.status())["state"] == "idle"
+
+
+def _leaf_pages(db: Path, table: str) -> list[int]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf' ORDER BY path",
+                            (table,)).fetchall()
+    conn.close()
+    return [int(r[0]) for r in rows]
+
+
+@pytest.mark.anyio
+async def test_damage_to_finished_runs_only_is_reported_by_status_and_refuses_new_runs(engine: Engine) -> None:
+    # Status reads the session's row and the runs in flight, a delegation adds rows at the end: a damaged page of
+    # finished runs in between is reached by neither, so without the machines check both went on as if all was well.
+    use_backend(engine, ScriptedBackend())
+    with anyio.fail_after(30):
+        assert (await engine.status())["state"] == "idle"
+        for i in range(30):
+            await engine.delegate(task=f"t{i} " + "x" * 400, output_files=[f"f{i}.txt"])
+    db = engine.project.state_db
+    engine.close()
+    checkpoint(db)
+    leaves = _leaf_pages(db, "machines")
+    assert len(leaves) >= 3
+    with db.open("r+b") as f:  # the middle leaf: neither the session's (first) nor the newest runs' (last)
+        f.seek((leaves[len(leaves) // 2] - 1) * PAGE + 8)
+        f.write(bytes(random.Random(7).randrange(256) for _ in range(PAGE - 8)))
+    engine = Engine(engine.project)
+    use_backend(engine, ScriptedBackend())
+    try:
+        with anyio.fail_after(30):
+            status = await engine.status()
+            assert status["state"] == "unavailable" and str(db) in status["problem"], status
+            assert "local-llm db move-aside" in status["fix"]
+            with pytest.raises(DatabaseDamaged, match="quick_check"):
+                await engine.delegate(task="one more", output_files=["g.txt"])
+    finally:
+        engine.close()
+    assert not (engine.project.root / "g.txt").exists()

@@ -149,10 +149,14 @@ def test_demo_delegates_on_the_embedded_model_in_a_scratch_project_and_says_how_
     # The tiny model usually fails the demo's check (it writes prose, not a median function); either way the
     # pipeline ran end to end, exit 0, and the closing message says which it was (test_cli_demo.py has both).
     scratch = tmp_path / "demo"
-    out = _cli(cli_command, cli_env, "demo", "--dir", str(scratch), "--json", timeout=240)
+    env = {k: v for k, v in cli_env.items() if k != "LOCAL_LLM_ANSWER_FORM"}  # the product's default form
+    out = _cli(cli_command, env, "demo", "--dir", str(scratch), "--json", timeout=600)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["project"] == str(scratch) and result["verify_command"].endswith("-B check_stats.py")
+    easy = result["easy"]  # issue 22 point 6: the passing delegation passes on the embedded model, and is kept
+    assert easy["outcome"] == "passed" and easy["state"] == "done", easy
+    assert (scratch / "add.py").stat().st_size > 0 and "passed the check" in easy["message"]
     written = scratch / result["files"][0]["path"]
     if result["outcome"] == "passed":
         assert result["state"] == "done" and result["verification"]["passed"]

@@ -26,6 +26,9 @@ from mcp_adapter.cli.eval import builtin_suite
 
 SUITE = load_suite(builtin_suite())
 IDS = [t.id for t in SUITE]
+TRIVIAL = load_suite(builtin_suite("trivial"))
+BOTH = [*SUITE, *TRIVIAL]
+BOTH_IDS = [*IDS, *(f"trivial-{t.id}" for t in TRIVIAL)]
 
 
 def _project(task: EvalTask, root: Path, *, solved: bool) -> Path:
@@ -52,15 +55,22 @@ def test_the_suite_is_not_only_python() -> None:
     assert languages["python"] >= 1 and len(languages) >= 3, languages
 
 
+def test_the_trivial_tier_has_at_least_ten_one_file_python_tasks_new_files_and_edits() -> None:
+    assert len(TRIVIAL) >= 10 and len({t.id for t in TRIVIAL}) == len(TRIVIAL)
+    assert all(len(t.outputs) == 1 and t.language == "python" and not t.context_files for t in TRIVIAL)
+    assert {t.edits_existing for t in TRIVIAL} == {True, False}
+    assert all(t.describe()["largest_file_lines"] <= 5 for t in TRIVIAL)
+
+
 def test_every_task_ships_a_reference_solution_for_each_output_and_nothing_else() -> None:
-    for task in SUITE:
+    for task in BOTH:
         solution = sorted(p.relative_to(task.solution_dir).as_posix() for p in task.solution_dir.rglob("*")
                           if p.is_file())
         assert solution == sorted(o.path for o in task.outputs), task.id
 
 
 def test_no_line_of_a_hidden_check_is_in_what_the_model_sees_and_each_check_has_lines_of_its_own() -> None:
-    for task in SUITE:
+    for task in BOTH:
         visible = visible_text(task)
         own = [line for line in hidden_lines(task) if line != task.hidden_check.strip()]
         assert own, f"{task.id}: the hidden check has no text of its own"
@@ -69,7 +79,7 @@ def test_no_line_of_a_hidden_check_is_in_what_the_model_sees_and_each_check_has_
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("task", SUITE, ids=IDS)
+@pytest.mark.parametrize("task", BOTH, ids=BOTH_IDS)
 async def test_the_hidden_check_passes_on_the_reference_solution_and_fails_on_the_starting_files(
     task: EvalTask, tmp_path: Path
 ) -> None:
@@ -81,7 +91,7 @@ async def test_the_hidden_check_passes_on_the_reference_solution_and_fails_on_th
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("task", SUITE, ids=IDS)
+@pytest.mark.parametrize("task", BOTH, ids=BOTH_IDS)
 async def test_the_visible_verify_passes_on_the_reference_solution(task: EvalTask, tmp_path: Path) -> None:
     project = _project(task, tmp_path, solved=True)
     with anyio.fail_after(120):

@@ -37,7 +37,8 @@ def total(items, tax=0.0):
 Rules:
 - SEARCH copies the current lines of the file exactly (indentation too), enough of them to match one place only.
 - REPLACE holds the new lines. Use several blocks for several places, in file order; keep each block small.
-- To create a file that does not exist, leave SEARCH empty and put the whole file in REPLACE.
+- To create a file that does not exist, write its path on a line of its own, then the whole file in a plain
+  fenced block (no SEARCH or REPLACE lines).
 - Write only the requested files. If the content has lines of ```, fence the block with ```` instead.
 """
 """The edit form explained, for the system prompt (one example)."""

@@ -16,6 +16,7 @@ __all__ = [
     "PROBLEM_KINDS",
     "SEARCH_ON_ABSENT",
     "SEVERAL_MATCHES",
+    "TOO_MANY_DIVIDERS",
     "UNFINISHED",
     "UNKNOWN_PATH",
     "WHOLE_FILE_EXISTING",
@@ -36,6 +37,8 @@ UNFINISHED = "unfinished"
 file with no closing fence."""
 NO_DIVIDER = "no_divider"
 """A block with SEARCH and REPLACE markers but no `=======` line between them."""
+TOO_MANY_DIVIDERS = "too_many_dividers"
+"""A block with more `=======`-like lines than it can be read with (parse.MAX_DIVIDERS): a runaway answer."""
 # Found while applying (the files as they are):
 NOT_UTF8 = "not_utf8"
 """An output file that is not valid UTF-8: refused before any block is tried."""
@@ -51,7 +54,7 @@ MISSING_FILE = "missing_file"
 """A requested output that does not exist and that no block creates."""
 
 PROBLEM_KINDS = frozenset({
-    NO_BLOCKS, UNKNOWN_PATH, NO_PATH, UNFINISHED, NO_DIVIDER, NOT_UTF8, NO_MATCH, SEVERAL_MATCHES,
+    NO_BLOCKS, UNKNOWN_PATH, NO_PATH, UNFINISHED, NO_DIVIDER, TOO_MANY_DIVIDERS, NOT_UTF8, NO_MATCH, SEVERAL_MATCHES,
     EMPTY_SEARCH_EXISTING, WHOLE_FILE_EXISTING, SEARCH_ON_ABSENT, MISSING_FILE,
 })
 

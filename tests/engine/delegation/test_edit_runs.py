@@ -10,9 +10,9 @@ import anyio
 import pytest
 
 from engine import Engine
-from engine.executor.answers import default_answer_form
 from engine.executor.backends.ollama import OllamaBackend
 from engine.executor.edits import blocks_for
+from engine.executor.forms import choose_form
 from engine.testing.ollama_double import OllamaDouble
 from engine.testing.scripted import ScriptedBackend, use_backend
 from tests.markers import needs_embedded
@@ -150,7 +150,7 @@ async def test_files_to_change_that_cannot_fit_the_context_are_refused_up_front_
     assert result["prompt_overflow"]["num_ctx"] == 4096  # type: ignore[index]
 
 
-async def test_the_default_form_is_edits_except_on_the_embedded_model(engine: Engine, project_dir: Path) -> None:
+async def test_the_default_form_is_edits_for_a_model_with_no_rule_against_it(engine: Engine, project_dir: Path) -> None:
     (project_dir / "a.py").write_text("x = 1\n")
     answer = "a.py\n```\n<<<<<<< SEARCH\nx = 1\n=======\nx = 2\n>>>>>>> REPLACE\n```\n"
     backend = ScriptedBackend().reply(answer)
@@ -158,7 +158,10 @@ async def test_the_default_form_is_edits_except_on_the_embedded_model(engine: En
     with anyio.fail_after(20):
         result = await engine.delegate(task="x", output_files=["a.py"])
     assert result["state"] == "done" and (project_dir / "a.py").read_text() == "x = 2\n"
-    assert default_answer_form("embedded") == "json" and default_answer_form("ollama") == "edits"
+    assert choose_form(backend="embedded", model="m").form == "whole"
+    assert choose_form(backend="ollama", model="m").form == "edits"
+    run = engine.run_view(result["run_id"])
+    assert run["data"]["answer_form"] == "edits" and "default" in run["data"]["answer_form_rule"]
 
 
 @needs_embedded

@@ -1,5 +1,11 @@
 from __future__ import annotations
 
+import re
+
+import pytest
+
+from engine import ANSWER_FORMS, TASK_TYPES
+from engine.executor.answers import parse_whole_answer
 from engine.executor.prompting import ContextFile, OutputSpec, attempt_messages, base_messages, pack_context
 
 
@@ -38,3 +44,48 @@ def test_context_that_does_not_fit_trims_or_leaves_out_the_least_useful_and_repo
     assert skipped["notes.md"]["reason"].startswith("trimmed") and "trimmed" in kept["notes.md"].text
     assert skipped["huge.log"]["kept_tokens"] == 0 and "huge.log" not in kept
     assert packed.tokens <= 600
+
+
+PLACEHOLDER = re.compile(r"<[A-Za-z][A-Za-z _-]*>|\.\.\.|\u2026")
+"""`<the complete file content>`, `<one of the requested paths>`, `...`: text a small model copies into the file."""
+
+
+@pytest.mark.parametrize("form", ANSWER_FORMS)
+@pytest.mark.parametrize("task_type", TASK_TYPES)
+@pytest.mark.parametrize("exists", [False, True], ids=["new file", "existing file"])
+def test_no_prompt_holds_placeholder_text_outside_the_files_own_text(form: str, task_type: str, exists: bool) -> None:
+    """Issue 22 point 4: every form x task type x new/existing file, with a context file trimmed to fit, and the
+    retry messages of both kinds."""
+    own = {"a.py": "def a(x):\n    return x  # ... <the value>\n",
+           "ctx.py": "".join(f"v{i} = {i}\n" for i in range(400))}
+    context = pack_context([ContextFile("ctx.py", own["ctx.py"])], budget=300, count=count).included
+    editing = [ContextFile("a.py", own["a.py"])] if exists else []
+    base = base_messages("Change a", task_type, [OutputSpec("a.py", "Python: def a(x)")], context, form=form,
+                         editing=editing)
+    sent = [*base, *attempt_messages(base, [{"answer": "A1", "kind": "verify", "detail": "E1"},
+                                            {"answer": "A2", "kind": "answer", "detail": "E2"}], form=form)[2:]]
+    file_lines = {line for text in own.values() for line in text.splitlines()}
+    for message in sent:
+        if message.role == "assistant":
+            continue  # the model's own text
+        ours = "\n".join(line for line in message.content.splitlines() if line not in file_lines)
+        assert not PLACEHOLDER.findall(ours), (form, task_type, exists, PLACEHOLDER.findall(ours), ours)
+
+
+def test_the_whole_form_asks_for_each_file_after_its_path_in_a_fence_and_shows_existing_outputs() -> None:
+    system, user = base_messages("Fix a", "generate", [OutputSpec("a.py")], [], form="whole",
+                                 editing=[ContextFile("a.py", "x = 1\n")])
+    assert "path on a line of its own" in system.content and "fenced code block" in system.content
+    assert "x = 1" in user.content and "SEARCH" not in system.content + user.content
+
+
+def test_the_whole_form_shows_one_complete_real_answer_that_its_own_reader_reads() -> None:
+    system, _ = base_messages("Write add.py", "generate", [OutputSpec("add.py")], [], form="whole")
+    example = system.content.split("you answer:\n", 1)[1]
+    assert parse_whole_answer(example, ["hello.py"], ended=True) == {"hello.py": "def hello():\n    return 'hi'\n"}
+
+
+def test_the_edit_form_offers_a_plain_fenced_file_for_a_new_file_instead_of_an_empty_search() -> None:
+    system, user = base_messages("Write b", "generate", [OutputSpec("b.py")], [], form="edits")
+    assert "(new: its path, then the whole file in one fenced block)" in user.content
+    assert "leave SEARCH empty" not in system.content and "plain\n  fenced block" in system.content

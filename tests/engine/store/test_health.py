@@ -21,7 +21,14 @@ from bench.reliability.damage import (
 from engine.errors import UserError
 from engine.store import repair
 from engine.store.db import MachineRecord, Store
-from engine.store.health import DamagedRow, DatabaseDamaged, DatabaseTooNew, DatabaseUnavailable, move_aside
+from engine.store.health import (
+    DamagedRow,
+    DatabaseDamaged,
+    DatabaseTooNew,
+    DatabaseUnavailable,
+    machines_check,
+    move_aside,
+)
 from engine.store.machines import PersistedMachines
 from states import DELEGATION, SESSION
 
@@ -218,4 +225,17 @@ def test_random_bytes_over_any_field_of_the_header_read_as_one_clear_error(tmp_p
     header(db, random.Random(seed))
     with pytest.raises(DatabaseUnavailable) as caught:
         _store(db).scan()
+    assert str(db) in str(caught.value) and "local-llm db move-aside" in str(caught.value)
+
+
+def test_the_machines_check_finds_a_damaged_page_no_query_reached_and_passes_a_sound_or_missing_file(
+        tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    machines_check(db)  # no database yet: nothing to check, nothing created
+    assert not db.exists()
+    _filled(db, runs=200)
+    machines_check(db)
+    machine_pages(db, random.Random(5))
+    with pytest.raises(DatabaseDamaged) as caught:
+        machines_check(db)
     assert str(db) in str(caught.value) and "local-llm db move-aside" in str(caught.value)

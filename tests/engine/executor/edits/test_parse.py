@@ -145,3 +145,19 @@ def test_a_path_that_climbs_out_never_matches_a_requested_one() -> None:
     for spelling in ("src/../src/a.py", "../src/a.py", "src/a.py/.."):
         parsed = parse_edits(f"{spelling}\n```\n{BLOCK}```\n", outputs=["src/a.py"])
         assert parsed.blocks == () and [p.kind for p in parsed.problems] == ["unknown_path"], spelling
+
+
+def test_blocks_apply_in_sequence_so_a_block_repeated_after_another_applies_again() -> None:
+    """x->y, y->x, x->y gives y (issue 19 point 8): only a repeat of the block just before is dropped."""
+    to_y = "a.py\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE\n"
+    to_x = "a.py\n<<<<<<< SEARCH\ny\n=======\nx\n>>>>>>> REPLACE\n"
+    parsed = parse_edits(to_y + to_x + to_y, outputs=["a.py"])
+    assert len(parsed.blocks) == 3 and not any("repeats" in n for n in parsed.notes)
+    assert apply_answer(parsed, {"a.py": b"x\n"}).contents == {"a.py": b"y\n"}
+
+
+def test_a_block_that_repeats_the_block_just_before_it_is_applied_once() -> None:
+    to_y = "a.py\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE\n"
+    parsed = parse_edits(to_y + "\nOnce more:\n\n" + to_y, outputs=["a.py"])
+    assert len(parsed.blocks) == 1 and any("block 2 repeats block 1" in n for n in parsed.notes)
+    assert apply_answer(parsed, {"a.py": b"x\n"}).contents == {"a.py": b"y\n"}

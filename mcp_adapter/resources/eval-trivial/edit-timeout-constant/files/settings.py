@@ -1,0 +1,2 @@
+HOST = 'localhost'
+TIMEOUT = 10
