@@ -63,7 +63,7 @@ def test_the_ci_subset_runs_end_to_end_on_the_embedded_default_and_its_figures_a
 ) -> None:
     out, scratch = tmp_path / "eval.json", tmp_path / "scratch"
     done = _cli(cli_command, cli_env, "--only", ",".join(CI_SUBSET), "--max-attempts", "2", "--json", str(out),
-                "--dir", str(scratch), timeout=280)
+                "--dir", str(scratch), timeout=600)
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     assert report["version"] == REPORT_VERSION and report["backend"] == "embedded"

@@ -17,6 +17,8 @@ from mcp_adapter import answer_policy
 from mcp_adapter.long_calls import PROGRESS_ENV, PROGRESS_PERIOD_S, progress_period, status_line
 from mcp_adapter.server import build_server
 
+pytestmark = pytest.mark.answer_form_json  # the double scripts whole-file JSON answers
+
 DEADLINE_S = 30.0
 CLAUDE_CODE = Implementation(name="claude-code", version="2.1.332")
 

@@ -29,6 +29,8 @@ from mcp.types import CallToolResult, Implementation, TextContent
 from engine import Engine, Project
 from engine.testing.ollama_double import Fault, OllamaDouble
 
+pytestmark = pytest.mark.answer_form_json  # the double scripts whole-file JSON answers
+
 REPO = Path(__file__).resolve().parents[2]
 CLAUDE_CODE = Implementation(name="claude-code", version="2.1.332")
 OLD_CLAUDE_CODE = Implementation(name="claude-code", version="2.1.197")

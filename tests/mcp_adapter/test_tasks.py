@@ -28,6 +28,8 @@ from engine import Engine
 from engine.testing.ollama_double import OllamaDouble
 from mcp_adapter.tasks import POLL_INTERVAL_MS, TASKS_EXTENSION, declares_tasks_extension, task_fields
 
+pytestmark = pytest.mark.answer_form_json  # the double scripts whole-file JSON answers
+
 REPO = Path(__file__).resolve().parents[2]
 VERSION = "2026-07-28"
 TASK_ID = re.compile(r"(run|batch)-[0-9a-f]{32}")

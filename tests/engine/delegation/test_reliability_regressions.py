@@ -27,6 +27,8 @@ from engine.store.journal import ABSENT, FileWrite, content_hash
 from engine.testing.ollama_double import OllamaDouble
 from engine.testing.scripted import ScriptedBackend, files_answer, use_backend
 
+pytestmark = pytest.mark.answer_form_json  # the double scripts whole-file JSON answers
+
 
 @pytest.mark.answer_form_json
 @pytest.mark.anyio

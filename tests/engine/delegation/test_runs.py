@@ -383,6 +383,7 @@ async def test_wait_returns_early_and_result_waits_for_the_end(engine: Engine) -
 
 
 @needs_embedded
+@pytest.mark.answer_form_json  # the schema path: the embedded model's default form is whole now
 @pytest.mark.anyio
 async def test_a_real_delegation_on_the_embedded_model_writes_through_the_schema_and_verifies(
     engine: Engine, project_dir: Path
