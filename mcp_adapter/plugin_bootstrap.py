@@ -12,7 +12,8 @@ session) finds it. The SessionStart hook installs in the same way, with a 600 s 
 
 Where: `$CLAUDE_PLUGIN_DATA/envs/<key>/`, one virtual environment per plugin source, `<key>` a digest of the plugin's
 files (an upgrade of the plugin has other files, so it installs anew; an unchanged one is reused). uv when it is on
-PATH (`uv venv` + `uv pip install`), else `python -m venv` + pip; never the `embedded` extra. Two sessions starting
+PATH (`uv venv` + `uv pip install`), else `python -m venv`, pip installs uv into it and uv the package (pip alone
+where uv has no wheel); never the `embedded` extra. Two sessions starting
 at once install once: the installer holds an fcntl lock on `$CLAUDE_PLUGIN_DATA/install.lock`, the loser waits and
 then finds the finished environment, which was built under a temporary name and renamed into place only when
 complete. An environment no plugin version has started for 7 days (Claude Code's own grace period for an old plugin
@@ -166,8 +167,18 @@ def _build(root: Path, work: Path, log: Path) -> Path:
             raise InstallFailed(f"needs Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer (python3 is "
                                 f"{sys.version.split()[0]}); install a newer Python or uv (https://docs.astral.sh/uv/)")
         _run([python, "-m", "venv", str(target)], log)
-        _run([str(target / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-              "--progress-bar", "off", str(source)], log)
+        pip = [str(target / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+               "--progress-bar", "off"]
+        # uv first, into the new environment (one wheel): it fetches the ~45 dependencies in parallel, so the first
+        # start fits Claude Code's 30 s (measured: 14 s against 60-100 s for pip alone).
+        # pip alone where that fails (no uv wheel for this platform; an index only pip is configured for).
+        try:
+            _run([*pip, "uv>=0.13.9"], log)
+            # --system-certs: the machine's CA store, as pip uses it (a TLS-inspecting proxy's CA lives there).
+            _run([str(target / "bin" / "uv"), "pip", "install", "--system-certs", "--python",
+                  str(target / "bin" / "python"), str(source)], log)
+        except InstallFailed:
+            _run([*pip, str(source)], log)
     return target
 
 

@@ -55,6 +55,19 @@ if [ "$mode" = test ] && ! command -v dot >/dev/null; then
   fi
 fi
 
+# The real `claude` CLI for the plugin and README tests (tests/markers.py, needs_claude_cli), the version they were
+# tried with; into our cache, not the user's global npm.
+CLAUDE_CODE_VERSION=2.1.332
+if [ "$mode" = test ] && [ -z "${LOCAL_LLM_CLAUDE_CLI:-}" ]; then
+  cli_dir=${XDG_CACHE_HOME:-$HOME/.cache}/workflow-local-llm/claude-code-$CLAUDE_CODE_VERSION
+  if [ ! -x "$cli_dir/node_modules/.bin/claude" ] && command -v npm >/dev/null; then
+    say "installing the claude CLI $CLAUDE_CODE_VERSION (npm) for the plugin tests"
+    npm install --prefix "$cli_dir" --silent --no-fund --no-audit "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" \
+      || echo "the claude CLI could not be installed: its tests will skip" >&2
+  fi
+  if [ -x "$cli_dir/node_modules/.bin/claude" ]; then export LOCAL_LLM_CLAUDE_CLI=$cli_dir/node_modules/.bin/claude; fi
+fi
+
 case "$mode" in
   demo) exec "$venv/bin/local-llm" demo ;;
   test)

@@ -19,7 +19,7 @@ from tests.markers import embedded_missing
 
 pytest_plugins = ["pytester"]  # tests/test_markers.py runs the hooks below on a generated test file
 
-REAL_MARKERS = ("embedded", "graphviz")
+REAL_MARKERS = ("embedded", "graphviz", "claude_cli")
 REQUIRE_REAL = os.environ.get("CI", "").lower() == "true" or os.environ.get("LOCAL_LLM_REQUIRE_REAL") == "1"
 
 

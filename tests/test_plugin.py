@@ -9,16 +9,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from mcp_adapter.cli.claude_code import PLUGIN_TOOL
 from mcp_adapter.plugin_bootstrap import server_env
+from tests.markers import CLAUDE_CLI, needs_claude_cli
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = REPO / ".claude-plugin"
@@ -121,11 +120,10 @@ def test_every_user_option_has_a_default_and_reaches_the_server_as_what_the_engi
     assert server_env(defaults) == {}
 
 
-CLAUDE = os.environ.get("LOCAL_LLM_CLAUDE_CLI") or shutil.which("claude")
+CLAUDE = CLAUDE_CLI
 
 
-@pytest.mark.skipif(CLAUDE is None, reason="no `claude` CLI (npm install @anthropic-ai/claude-code; "
-                    "or set LOCAL_LLM_CLAUDE_CLI)")
+@needs_claude_cli
 def test_claude_plugin_validate_passes_on_the_repository(tmp_path: Path) -> None:
     assert CLAUDE is not None
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}  # an empty HOME: no login, no settings of the user's

