@@ -213,9 +213,9 @@ def _server_name_of(install_line: str) -> str:
 
 def test_the_readmes_claude_mcp_add_line_puts_the_name_before_env_and_the_command_after_the_separator() -> None:
     section = _claude_code_section()
-    block = re.search(r"```sh\n(.*?)```", section, flags=re.DOTALL)
-    assert block, "no sh block in the README's Claude Code section"
-    lines = [line.strip() for line in block.group(1).splitlines() if line.strip()]
+    blocks = re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)  # the plugin's, then `claude mcp add`'s
+    assert blocks, "no sh block in the README's Claude Code section"
+    lines = [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
     adds = [line for line in lines if line.startswith("claude mcp add ")]
     installs = [line for line in lines if line.startswith("local-llm install-command")]
     assert len(adds) == 1 and len(installs) == 1, lines
