@@ -9,7 +9,7 @@ can be resumed by re-applying or rolling back. Every way to fail or cancel after
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from transitions import EventData
 
@@ -50,6 +50,9 @@ class Turn(TypedDict):
 class PromptText(TypedDict):
     system: str
     user: str
+    examples: NotRequired[list[str]]
+    """Shown exchanges sent between `system` and `user`: user and assistant texts in turn (the `whole` form's,
+    engine.executor.prompting.WHOLE_EXAMPLES); absent in runs packed before they existed, which send none."""
 
 
 class SkippedFile(TypedDict):

@@ -20,9 +20,18 @@ from typing import Any
 
 from engine.delegation.context_files import read_text_file
 from engine.errors import UserError
-from engine.executor.backends.base import Backend, GenerateRequest, PromptCount, PromptTooLong
-from engine.executor.prompting import SHOWS_OUTPUTS, ContextFile, OutputSpec, base_messages, pack_context
+from engine.executor.backends.base import Backend, ChatMessage, GenerateRequest, PromptCount, PromptTooLong
+from engine.executor.prompting import (
+    SHOWS_OUTPUTS,
+    ContextFile,
+    OutputSpec,
+    base_messages,
+    example_messages,
+    pack_context,
+)
+from engine.executor.tokens import MESSAGE_OVERHEAD
 from states import PromptOverflow, RunData
+from states.delegation import PromptText
 
 __all__ = [
     "FEEDBACK_TOKENS",
@@ -34,6 +43,7 @@ __all__ = [
     "fit_answer",
     "overflow_record",
     "pack",
+    "prompt_messages",
 ]
 
 UNGUARDED_MARGIN = 1.5
@@ -85,7 +95,8 @@ def pack(
     editing = editing_files(bases) if form in SHOWS_OUTPUTS else []
     count = counter(backend, guard)
     system, user = base_messages(data.task, data.task_type, outputs, [], form=form, editing=editing)
-    fixed = count(system.content) + count(user.content) + 16
+    examples = [m.content for m in example_messages(form)]
+    fixed = count(system.content) + count(user.content) + 16 + sum(count(e) + MESSAGE_OVERHEAD for e in examples)
     whole = (sum(count(b.decode("utf-8", "replace")) for b in bases.values() if b is not None)
              if form in REWRITES_WHOLE else 0)
     floor = answer_floor(num_ctx, form=form, whole_tokens=whole, thinking=data.think is not False)
@@ -105,8 +116,19 @@ def pack(
     packed = pack_context(files, budget=max(0, num_ctx - fixed - reserve), count=count, task=data.task,
                           outputs=outputs)
     system, user = base_messages(data.task, data.task_type, outputs, packed.included, form=form, editing=editing)
-    return {"prompt": {"system": system.content, "user": user.content}, "files_skipped": list(packed.skipped),
+    prompt: PromptText = {"system": system.content, "user": user.content}
+    if examples:
+        prompt["examples"] = examples
+    return {"prompt": prompt, "files_skipped": list(packed.skipped),
             "num_ctx": num_ctx, "answer_form": form, "answer_floor": floor, "context_tokens": packed.tokens}
+
+
+def prompt_messages(prompt: PromptText) -> tuple[ChatMessage, ...]:
+    """A run's first messages, as packed: the system message, the shown exchanges (user and assistant in turn), the
+    user message; every attempt sends them byte for byte."""
+    shown = tuple(ChatMessage("user" if i % 2 == 0 else "assistant", text)
+                  for i, text in enumerate(prompt.get("examples", [])))
+    return (ChatMessage("system", prompt["system"]), *shown, ChatMessage("user", prompt["user"]))
 
 
 def counter(backend: Backend, guard: PromptCount) -> Callable[[str], int]:

@@ -33,7 +33,7 @@ from engine.context import EngineContext
 from engine.delegation.answer_forms import run_form
 from engine.delegation.generation import Slots, fit_history, generate, safe_progress
 from engine.delegation.moves import RunMoves, mark_writes
-from engine.delegation.packing import counter, fit_answer, overflow_record, pack
+from engine.delegation.packing import counter, fit_answer, overflow_record, pack, prompt_messages
 from engine.delegation.reading import as_text, read_answer_off_loop
 from engine.delegation.shared_tree import (
     Action,
@@ -49,7 +49,7 @@ from engine.delegation.shared_tree import Step as ShareStep
 from engine.delegation.verify import run_verify
 from engine.executor import Executor
 from engine.executor.answers import AnswerError, answer_schema
-from engine.executor.backends.base import BackendError, ChatMessage, GenerateRequest, GenerateResult, PromptTooLong
+from engine.executor.backends.base import BackendError, GenerateRequest, GenerateResult, PromptTooLong
 from engine.progress import Progress
 from engine.store.db import MachineRecord, Transaction
 from states import RunData, Turn
@@ -231,7 +231,7 @@ async def _generate(
     assert data.prompt is not None
     backend, num_ctx = executor.backend, int(executor.num_ctx)
     floor = _floor(data, num_ctx)
-    base = (ChatMessage("system", data.prompt["system"]), ChatMessage("user", data.prompt["user"]))
+    base = prompt_messages(data.prompt)
     guard = await backend.count_prompt(GenerateRequest(model=model, messages=(), num_ctx=num_ctx))
     messages = fit_history(base, data.history, counter(backend, guard), num_ctx - floor, form=data.answer_form)
     await safe_progress(attempt.progress, data.attempt - 1, data.max_attempts, f"attempt {data.attempt}: generating")

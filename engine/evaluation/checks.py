@@ -42,10 +42,11 @@ async def run_hidden_check(task: EvalTask, project: Path) -> dict[str, Any]:
 
 
 def requests_of(run: Mapping[str, Any]) -> list[str]:
-    """What the model was sent in a run (a `run_view`): the packed system and user messages, and each retry's
-    feedback. Its own earlier answers, which a retry repeats, are the model's text, not ours."""
+    """What the model was sent in a run (a `run_view`): the packed system and user messages (and the shown exchanges
+    between them), and each retry's feedback. Its own earlier answers, which a retry repeats, are the model's text,
+    not ours."""
     data = RunData.from_json(run["data"])
-    texts = [data.prompt["system"], data.prompt["user"]] if data.prompt else []
+    texts = [data.prompt["system"], *data.prompt.get("examples", []), data.prompt["user"]] if data.prompt else []
     texts += [turn["detail"] for turn in data.history]
     return [t for t in texts if t]
 

@@ -19,11 +19,14 @@ from states.delegation import Turn
 
 __all__ = [
     "SHOWS_OUTPUTS",
+    "WHOLE_EXAMPLES",
     "ContextFile",
+    "Example",
     "OutputSpec",
     "PackedContext",
     "attempt_messages",
     "base_messages",
+    "example_messages",
     "feedback_message",
     "pack_context",
 ]
@@ -41,13 +44,11 @@ SYSTEM_PROMPT = (
 SYSTEM_PROMPT_WHOLE = (
     "You are a precise code generator. You receive a task, context files and the list of files to write. "
     "For each file to write, answer with its path on a line of its own, then the complete file in one fenced code "
-    "block. Nothing else. For example, asked to write hello.py with a function hello() that returns the text 'hi', "
-    "you answer:\nhello.py\n```python\ndef hello():\n    return 'hi'\n```"
+    "block. Nothing else."
 )
-"""The `whole` form: the simplest to follow (aider's "whole" edit format). Its example is a complete, real answer,
-not a template with placeholder text to copy: the embedded 135M model follows a shown answer better than a described
-one (it answered with prose, or code with no fence, from the description alone), and a real file copied by mistake
-fails verify instead of being written as `<the complete file content>`."""
+"""The `whole` form: the simplest to follow (aider's "whole" edit format). Its examples are exchanges of their own
+(WHOLE_EXAMPLES), not text in this prompt."""
+
 
 SYSTEM_PROMPT_EDITS = (
     "You are a precise code editor. You receive a task, context files, the files to write and the current content of "
@@ -174,6 +175,48 @@ def user_message(
                      else "Current content of the files to write (write each one again in full, changed):")
         parts += [_file_block(f) for f in editing]
     return "\n".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One shown exchange of the `whole` form: a task in the engine's own user message, and its complete answer."""
+
+    task: str
+    output: OutputSpec
+    answer: str
+    current: str | None = None
+    """The file's content before the task (an existing file the task changes), shown as the engine shows one."""
+
+
+WHOLE_EXAMPLES = (
+    Example("Write hello.py with one function, hello(), that returns the text 'hi'.",
+            OutputSpec("hello.py", "Python: def hello()"), "hello.py\n```python\ndef hello():\n    return 'hi'\n```"),
+    Example("Write config.py with the port number 8080 as the constant PORT.",
+            OutputSpec("config.py", "Python: PORT"), "config.py\n```python\nPORT = 8080\n```"),
+    Example("In config.py, set PORT to 9090 instead of 8080.", OutputSpec("config.py", "Python: PORT is 9090"),
+            "config.py\n```python\nHOST = 'example.org'\nPORT = 9090\n```",
+            current="HOST = 'example.org'\nPORT = 8080\n"),
+)
+"""Shown to the model as earlier turns of the chat (user message, assistant answer), before the real task: the
+embedded 135M model imitates a shown exchange in its chat template far better than a described or inlined one. With
+the one inlined example (a function) it wrote functions where a constant was asked and gave an existing file back
+unchanged; these three cover the shapes of a small file (a function, a constant, a change to an existing file, kept
+whole). Real, complete answers, never templates: copied by mistake, they fail verify instead of being written as
+placeholder text. Measured on the trivial tier (docs/eval.md): first try 7/12 with the inlined example, 10/12 so."""
+
+
+def example_messages(form: str) -> tuple[ChatMessage, ...]:
+    """The form's shown exchanges, as (user, assistant) messages to send between the system and the user message;
+    none for the edit and JSON forms."""
+    if form != "whole":
+        return ()
+    messages: list[ChatMessage] = []
+    for example in WHOLE_EXAMPLES:
+        editing = [ContextFile(example.output.path, example.current)] if example.current is not None else []
+        messages.append(ChatMessage("user", user_message(example.task, "generate", [example.output], [], editing,
+                                                         form=form)))
+        messages.append(ChatMessage("assistant", example.answer))
+    return tuple(messages)
 
 
 def base_messages(

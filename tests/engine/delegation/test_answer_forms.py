@@ -15,6 +15,7 @@ import pytest
 from engine import Engine
 from engine.delegation import reading
 from engine.executor.forms import UNAPPLIED_LIMIT
+from engine.executor.prompting import example_messages
 from engine.testing.scripted import ScriptedBackend, use_backend
 
 pytestmark = pytest.mark.anyio
@@ -32,7 +33,32 @@ async def test_a_whole_form_run_rewrites_an_existing_file_and_creates_a_new_one(
     assert result["state"] == "done", result["error"]
     assert (project_dir / "a.py").read_text() == "X = 2\n" and (project_dir / "b.py").read_text() == "Y = 3\n"
     request = backend.requests[0]
-    assert request.schema is None and "X = 1" in request.messages[1].content  # no grammar; the file to rewrite shown
+    assert request.schema is None and "X = 1" in request.messages[-1].content  # no grammar; the file to rewrite shown
+
+
+async def test_a_whole_form_run_sends_the_shown_exchanges_between_the_system_and_the_task_on_every_attempt(
+    engine: Engine, project_dir: Path,
+) -> None:
+    backend = ScriptedBackend().reply("a.py\n```\nX = (\n```\n", "a.py\n```\nX = 1\n```\n")
+    use_backend(engine, backend)
+    with anyio.fail_after(20):
+        result = await engine.delegate(task="Write a.py with X = 1", output_files=["a.py"], answer_form="whole",
+                                       verify="python3 -c 'import a'")
+    assert result["state"] == "done" and result["attempts"] == 2
+    first, second = (r.messages for r in backend.requests)
+    shown = example_messages("whole")
+    assert [m.role for m in first] == ["system", *(m.role for m in shown), "user"]
+    assert tuple(first[1:-1]) == shown and "Write a.py with X = 1" in first[-1].content
+    assert second[: len(first)] == first  # the retry repeats them byte for byte, then adds the failed turn
+
+
+async def test_an_edit_form_run_sends_no_shown_exchanges(engine: Engine, project_dir: Path) -> None:
+    backend = ScriptedBackend().reply("a.py\n```\nX = 1\n```\n")
+    use_backend(engine, backend)
+    with anyio.fail_after(20):
+        result = await engine.delegate(task="Write a.py", output_files=["a.py"], answer_form="edits")
+    assert result["state"] == "done", result["error"]
+    assert [m.role for m in backend.requests[0].messages] == ["system", "user"]
 
 
 async def test_a_whole_form_answer_that_names_another_file_is_retried_with_the_reason(

@@ -6,7 +6,16 @@ import pytest
 
 from engine import ANSWER_FORMS, TASK_TYPES
 from engine.executor.answers import parse_whole_answer
-from engine.executor.prompting import ContextFile, OutputSpec, attempt_messages, base_messages, pack_context
+from engine.executor.prompting import (
+    WHOLE_EXAMPLES,
+    ContextFile,
+    Example,
+    OutputSpec,
+    attempt_messages,
+    base_messages,
+    example_messages,
+    pack_context,
+)
 
 
 def count(text: str) -> int:
@@ -65,8 +74,8 @@ def test_no_prompt_holds_placeholder_text_outside_the_files_own_text(form: str, 
     sent = [*base, *attempt_messages(base, [{"answer": "A1", "kind": "verify", "detail": "E1"},
                                             {"answer": "A2", "kind": "answer", "detail": "E2"}], form=form)[2:]]
     file_lines = {line for text in own.values() for line in text.splitlines()}
-    for message in sent:
-        if message.role == "assistant":
+    for message in [*sent, *example_messages(form)]:  # the shown exchanges' answers are the engine's text too
+        if message.role == "assistant" and message.content in ("A1", "A2"):
             continue  # the model's own text
         ours = "\n".join(line for line in message.content.splitlines() if line not in file_lines)
         assert not PLACEHOLDER.findall(ours), (form, task_type, exists, PLACEHOLDER.findall(ours), ours)
@@ -79,10 +88,24 @@ def test_the_whole_form_asks_for_each_file_after_its_path_in_a_fence_and_shows_e
     assert "x = 1" in user.content and "SEARCH" not in system.content + user.content
 
 
-def test_the_whole_form_shows_one_complete_real_answer_that_its_own_reader_reads() -> None:
+@pytest.mark.parametrize("example", WHOLE_EXAMPLES, ids=lambda e: e.task)
+def test_each_shown_exchange_of_the_whole_form_is_a_real_answer_that_its_own_reader_reads(example: Example) -> None:
+    path = example.output.path
+    files = parse_whole_answer(example.answer, [path], ended=True)
+    assert list(files) == [path] and files[path].strip() and not PLACEHOLDER.findall(files[path])
+    compile(files[path], path, "exec")  # a complete file, not a template
+
+
+def test_the_whole_form_shows_its_exchanges_in_the_engine_own_user_message_and_the_others_show_none() -> None:
+    shown = example_messages("whole")
+    assert [m.role for m in shown] == ["user", "assistant"] * len(WHOLE_EXAMPLES)
+    changed = next(e for e in WHOLE_EXAMPLES if e.current is not None)
+    expected = base_messages(changed.task, "generate", [changed.output], [], form="whole",
+                             editing=[ContextFile(changed.output.path, changed.current or "")])[1]
+    assert expected in shown  # the existing file shown exactly as a real task shows one
+    assert example_messages("edits") == () and example_messages("json") == ()
     system, _ = base_messages("Write add.py", "generate", [OutputSpec("add.py")], [], form="whole")
-    example = system.content.split("you answer:\n", 1)[1]
-    assert parse_whole_answer(example, ["hello.py"], ended=True) == {"hello.py": "def hello():\n    return 'hi'\n"}
+    assert "```" not in system.content  # the examples are exchanges of their own, not text in the system prompt
 
 
 def test_the_edit_form_offers_a_plain_fenced_file_for_a_new_file_instead_of_an_empty_search() -> None:
