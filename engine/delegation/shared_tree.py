@@ -17,7 +17,7 @@ the protected paths (`locate`) first, and the rename happens only if no symlink 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -166,14 +166,36 @@ def _relative_dirs(root: Path, dirs: list[Path]) -> tuple[str, ...]:
 def conflict_step(root: Path, workflow_dir: Path, run_id: str, w: FileWrite, *, during: str,
                   allow_config_writes: bool = False) -> Step:
     """Report `w` as a conflict found `during` a step, without touching the file (the run's version kept aside)."""
-    return _conflict(root, workflow_dir, run_id, w, during, allow_config_writes=allow_config_writes)
-
-
-def _conflict(root: Path, workflow_dir: Path, run_id: str, w: FileWrite, during: str, *,
-              allow_config_writes: bool) -> Step:
     _, current = look(root, w.path, allow_config_writes=allow_config_writes)
+    return _conflict(workflow_dir, run_id, w, current, during)
+
+
+def _conflict(workflow_dir: Path, run_id: str, w: FileWrite, current: str, during: str) -> Step:
+    """`current`: what the check that refused the write saw (reported as such: a later look may see yet another
+    version, and the report must say why the run stopped)."""
     kept = keep_version(workflow_dir, run_id, w.path, w.content)
     return Step(w.path, done=False, conflict=conflict_of(current, w, during=during, kept_at=kept))
+
+
+class _Guard:
+    """The check right before a rename, remembering what it saw (None: it did not see the file: never called, or a
+    symlink came on the way, and only a new look can say where the path leads now)."""
+
+    def __init__(self, target: Path, allowed: Callable[[str], bool]) -> None:
+        self.target = target
+        self.allowed = allowed
+        self.seen: str | None = None
+
+    def __call__(self, current: str) -> bool:
+        if not _unmoved(self.target):
+            return False
+        self.seen = current
+        return self.allowed(current)
+
+    def found(self, root: Path, relative: str, *, allow_config_writes: bool) -> str:
+        if self.seen is not None:
+            return self.seen
+        return look(root, relative, allow_config_writes=allow_config_writes)[1]
 
 
 def apply_file(root: Path, workflow_dir: Path, run_id: str, w: FileWrite, *, allow_config_writes: bool = False
@@ -187,11 +209,12 @@ def apply_file(root: Path, workflow_dir: Path, run_id: str, w: FileWrite, *, all
         return Step(w.path, done=True, applied_hash=w.content_hash)
     if action is Action.WRITE and target is not None:
         # The same rule again, right before the rename: someone may have written since the look above.
-        wrote, created = replace_if(target, w.content, expected=lambda current: _unmoved(target)
-                                    and apply_action(current, w) is not Action.CONFLICT)
+        guard = _Guard(target, lambda seen: apply_action(seen, w) is not Action.CONFLICT)
+        wrote, created = replace_if(target, w.content, expected=guard)
         if wrote:
             return Step(w.path, done=True, applied_hash=w.content_hash, created=_relative_dirs(root, created))
-    return _conflict(root, workflow_dir, run_id, w, "writing", allow_config_writes=allow_config_writes)
+        current = guard.found(root, w.path, allow_config_writes=allow_config_writes)
+    return _conflict(workflow_dir, run_id, w, current, "writing")
 
 
 def rollback_file(root: Path, workflow_dir: Path, run_id: str, w: FileWrite, *, allow_config_writes: bool = False
@@ -201,12 +224,13 @@ def rollback_file(root: Path, workflow_dir: Path, run_id: str, w: FileWrite, *, 
     target, current = look(root, w.path, allow_config_writes=allow_config_writes)
     action = rollback_action(current, w)
     if action is Action.WRITE and target is not None:
-        restored, _ = replace_if(target, w.previous if w.existed else None,
-                                 expected=lambda current: _unmoved(target)
-                                 and rollback_action(current, w) is Action.WRITE)
-        if not restored and look(root, w.path, allow_config_writes=allow_config_writes)[1] != w.base_hash:
-            return _conflict(root, workflow_dir, run_id, w, "rolling_back", allow_config_writes=allow_config_writes)
+        guard = _Guard(target, lambda seen: rollback_action(seen, w) is Action.WRITE)
+        restored, _ = replace_if(target, w.previous if w.existed else None, expected=guard)
+        if not restored:
+            found = guard.found(root, w.path, allow_config_writes=allow_config_writes)
+            if found != w.base_hash:
+                return _conflict(workflow_dir, run_id, w, found, "rolling_back")
     elif action is not Action.NOTHING:
-        return _conflict(root, workflow_dir, run_id, w, "rolling_back", allow_config_writes=allow_config_writes)
+        return _conflict(workflow_dir, run_id, w, current, "rolling_back")
     remove_created_dirs(Path(root).resolve(), w.created_dirs)
     return Step(w.path, done=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.delegation import shared_tree
 from engine.delegation.shared_tree import Action, apply_action, apply_file, read_bases, rollback_action, rollback_file
 from engine.store.db import Store
 from engine.store.journal import ABSENT, FileWrite, content_hash
@@ -117,3 +118,23 @@ def test_journal_rows_are_written_only_if_the_transaction_commits(project_dir: P
         tx.journal_base(RUN, "a.txt", previous=None)
         raise RuntimeError("crash before commit")
     assert store.file_writes(RUN) == []
+
+
+def test_a_conflict_reports_what_the_refusing_check_saw_even_if_the_editor_moves_on_before_the_report(
+        project_dir: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    # R5 caught this: the editor created the output, the run's check refused to replace it, the editor deleted it, and
+    # a second look made for the report said "deleted" about a file the run never saw there.
+    writes = _journal(store, project_dir, {"new.py": b"the model's version\n"}, attempt=1)
+    (project_dir / "new.py").write_bytes(b"the editor's new file\n")
+    real_on_disk = shared_tree.on_disk
+
+    def editor_deletes_right_after_the_check(path: Path) -> str:
+        seen = real_on_disk(path)
+        path.unlink(missing_ok=True)
+        return seen
+
+    monkeypatch.setattr(shared_tree, "on_disk", editor_deletes_right_after_the_check)
+    step = apply_file(project_dir, project_dir / ".claude" / "workflow", RUN, writes[0])
+    assert step.conflict is not None
+    assert (step.conflict["found"], step.conflict["during"]) == ("created", "writing")
+    assert not (project_dir / "new.py").exists()  # the editor's delete stands: the run wrote nothing there
