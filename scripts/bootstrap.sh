@@ -73,6 +73,9 @@ case "$mode" in
   test)
     say "ruff check"; "$py" -m ruff check .
     say "mypy (engine, states, mcp_adapter: pyproject.toml [tool.mypy])"; "$py" -m mypy
-    exec "$py" -m pytest -q ;;
+    # One worker per logical CPU, at most 4 (the embedded-model tests each load the model); worksteal because a few
+    # tests (the reliability short forms, the eval tiers) take a minute each.
+    say "pytest on up to 4 workers"
+    exec "$py" -m pytest -q -n logical --maxprocesses 4 --dist worksteal ;;
   setup) say "ready: $venv/bin/local-llm --help" ;;
 esac
