@@ -31,7 +31,7 @@ import structlog
 
 from engine.context import EngineContext
 from engine.delegation.answer_forms import run_form
-from engine.delegation.generation import Slots, fit_history, generate, safe_progress
+from engine.delegation.generation import REPEATING, Slots, fit_history, generate, safe_progress
 from engine.delegation.moves import RunMoves, mark_writes
 from engine.delegation.packing import counter, fit_answer, overflow_record, pack, prompt_messages
 from engine.delegation.reading import as_text, read_answer_off_loop
@@ -163,6 +163,12 @@ async def _delegating(tools: StepTools, record: MachineRecord, attempt: Attempt)
     }
     bases = {w.path: w.previous for w in tools.ctx.store.file_writes(record.id)}
     try:
+        if result.done_reason == REPEATING:
+            raise AnswerError(
+                f"the answer fell into a loop, the same lines over and over (stopped after {result.completion_tokens} "
+                "tokens); " + ("write each edit block once" if data.answer_form == "edits"
+                               else "write each file once and end the answer after its closing fence")
+            )
         if result.done_reason == "length":
             thought = (f", {result.thinking_tokens} of them thinking (ask with think=false, or a model that "
                        "does not think)") if result.thinking_tokens else ""
