@@ -90,7 +90,9 @@ async def run_task(
         progress=progress, answer_form=answer_form,
     )
     view = engine.run_view(result["run_id"])
-    form = RunData.from_json(view["data"]).answer_form
+    form: str | None = RunData.from_json(view["data"]).answer_form
+    if form == "auto":
+        form = None  # never resolved: the run ended before its prompt was packed (too big), so no form was used
     check = await run_hidden_check(task, project) if result["state"] == "done" else dict(NOT_RUN)
     return task_figures(task, result, check, answer_form=form, leaked=leaked_lines(task, requests_of(view)))
 

@@ -40,8 +40,9 @@ class ScriptedEngines:
     """`open_engine` for run_suite: a real Engine per scratch project, its model a ScriptedBackend answering what
     the test wrote for that task; every backend kept, to read what the model was sent."""
 
-    def __init__(self, answers: dict[str, list[str]]) -> None:
+    def __init__(self, answers: dict[str, list[str]], *, num_ctx: int = 32768) -> None:
         self.answers = answers
+        self.num_ctx = num_ctx
         self.backends: dict[str, ScriptedBackend] = {}
         self.views: dict[str, dict[str, Any]] = {}
         self.ended = 0
@@ -50,7 +51,7 @@ class ScriptedEngines:
         backend = ScriptedBackend().reply(*self.answers[project.name])
         self.backends[project.name] = backend
         engine = Engine(Project.resolve(project))
-        use_backend(engine, backend, model="scripted-coder", num_ctx=32768)
+        use_backend(engine, backend, model="scripted-coder", num_ctx=self.num_ctx)
         return _Engine(self, engine, project.name)
 
 
@@ -169,3 +170,16 @@ async def test_the_large_file_task_runs_in_the_edit_form_with_blocks_for_the_ren
     row = report["tasks"][0]
     assert (row["outcome"], row["answer_form"], row["edits_existing"]) == ("passed", "edits", True)
     assert report["answer_form"] == "edits" and len(base.splitlines()) >= 300
+
+
+
+async def test_a_task_refused_as_too_big_used_no_answer_form_and_leaves_the_reports_form_alone() -> None:
+    # The standard tier's report once said "answer form ['auto', 'whole']": a run refused before its prompt was
+    # packed never resolved its form, and "auto" was reported as if it were one.
+    ids = ["gen-slugify", "refactor-scheduler-rename-method"]
+    engines = ScriptedEngines({i: [] for i in ids}, num_ctx=4096)
+    report = await _run(engines, ids, max_attempts=1)
+    rows = {t["id"]: t for t in report["tasks"]}
+    assert rows["refactor-scheduler-rename-method"]["outcome"] == "too_big"
+    assert rows["refactor-scheduler-rename-method"]["answer_form"] is None
+    assert rows["gen-slugify"]["answer_form"] == report["answer_form"] == "edits"
