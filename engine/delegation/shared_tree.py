@@ -163,11 +163,10 @@ def _relative_dirs(root: Path, dirs: list[Path]) -> tuple[str, ...]:
     return tuple(str(d.relative_to(real_root)) for d in dirs)
 
 
-def conflict_step(root: Path, workflow_dir: Path, run_id: str, w: FileWrite, *, during: str,
-                  allow_config_writes: bool = False) -> Step:
-    """Report `w` as a conflict found `during` a step, without touching the file (the run's version kept aside)."""
-    _, current = look(root, w.path, allow_config_writes=allow_config_writes)
-    return _conflict(workflow_dir, run_id, w, current, during)
+def conflict_step(workflow_dir: Path, run_id: str, w: FileWrite, *, seen: str, during: str) -> Step:
+    """Report `w` as a conflict found `during` a step by a look that saw `seen` (its hash, or ABSENT, NOT_A_FILE,
+    REDIRECTED), without touching the file (the run's version kept aside)."""
+    return _conflict(workflow_dir, run_id, w, seen, during)
 
 
 def _conflict(workflow_dir: Path, run_id: str, w: FileWrite, current: str, during: str) -> Step:

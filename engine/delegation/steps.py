@@ -302,11 +302,11 @@ async def _writing(tools: StepTools, record: MachineRecord, attempt: Attempt) ->
     allow = RunData.from_json(record.data).allow_config_writes
     # Look at every file before touching any: a file someone else changed (or a path that now leads somewhere
     # protected) ends the run with nothing of this attempt written. Each write checks its file again.
-    found = [w for w in writes
-             if apply_action(look(tools.root, w.path, allow_config_writes=allow)[1], w) is Action.CONFLICT]
-    if found:  # reported as the look found them, even if someone undoes their change a moment later
-        _conflicted(tools, record, [conflict_step(tools.root, workflow, record.id, w, during="writing",
-                                                  allow_config_writes=allow) for w in found])
+    seen = {w.path: look(tools.root, w.path, allow_config_writes=allow)[1] for w in writes}
+    found = [w for w in writes if apply_action(seen[w.path], w) is Action.CONFLICT]
+    if found:  # reported as the look found them, even if someone changes the file again a moment later
+        _conflicted(tools, record, [conflict_step(workflow, record.id, w, seen=seen[w.path], during="writing")
+                                    for w in found])
         return
     written: list[str] = []
     for n, w in enumerate(writes):
